@@ -1,0 +1,1 @@
+"""nemo-video-bot core: settings, NemoVideo client, state, routing and flows (no Telegram handlers)."""

@@ -1,0 +1,121 @@
+"""Turning the agent's text into chat messages: GUI talk into chat terms, escaping, splitting.
+
+The agent was built for a web editor and says "click Export" or "drag the clip"; here those become
+what the user can do in a chat, plus inline buttons that do it. Pure functions only.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot.texts import Lang, say
+
+TELEGRAM_LIMIT = 4096
+
+EXPORT = "export"
+TIMELINE = "status"
+
+Replacement = Callable[[re.Match[str], Lang], str]
+
+
+@dataclass(frozen=True)
+class Rule:
+    pattern: re.Pattern[str]
+    replace: Replacement
+    button: str | None
+
+
+def _fixed(key: str) -> Replacement:
+    return lambda _match, lang: say(lang, key)
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        re.compile(
+            r"(?:click|tap|press|hit|use|select)(?: on)? (?:the )?[\"'“]?export[\"'”]?(?: button| option)?"
+            r"|(?:the )?[\"'“]?export[\"'”]? button",
+            re.IGNORECASE,
+        ),
+        _fixed("gui_export"),
+        EXPORT,
+    ),
+    Rule(re.compile(r"(?:点击|点)\s*[“\"]?导出[”\"]?(?:按钮)?|导出按钮"), _fixed("gui_export"), EXPORT),
+    Rule(
+        re.compile(
+            r"preview (?:it |the video |your video )?(?:in|on) the timeline"
+            r"|(?:open|check|look at|go to) (?:the )?(?:[\w-]+ )?(?:panel|tab|sidebar|inspector|timeline view)",
+            re.IGNORECASE,
+        ),
+        _fixed("gui_timeline"),
+        TIMELINE,
+    ),
+    Rule(
+        re.compile(r"在时间线(?:中|上)?预览|打开\S{0,8}?(?:面板|窗口|标签页)"),
+        _fixed("gui_timeline"),
+        TIMELINE,
+    ),
+    Rule(
+        re.compile(r"\bdrag(?:ging)?(?:\s*(?:and|&|/|-and-)\s*drop(?:ping)?)?\b", re.IGNORECASE),
+        _fixed("gui_drag"),
+        None,
+    ),
+    Rule(re.compile(r"拖拽|拖动"), _fixed("gui_drag"), None),
+    Rule(
+        re.compile(
+            r"(?:click|tap|press)(?: on)? (?:the )?[\"'“]([\w ]{1,30})[\"'”](?: button)?", re.IGNORECASE
+        ),
+        lambda match, lang: say(lang, "gui_action", action=match.group(1).strip().lower()),
+        None,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class ChatText:
+    html: str  # escaped, ready for parse_mode=HTML
+    buttons: tuple[str, ...]  # EXPORT / TIMELINE actions to offer below the message
+
+
+def to_chat(text: str, lang: Lang) -> ChatText:
+    """Escape the agent's text and rephrase GUI instructions, collecting the buttons they imply."""
+    buttons: list[str] = []
+    pieces: list[tuple[int, int, str]] = []  # (start, end, replacement html) over the raw text
+    for rule in RULES:
+        for match in rule.pattern.finditer(text):
+            if any(start < match.end() and match.start() < end for start, end, _ in pieces):
+                continue
+            pieces.append((match.start(), match.end(), rule.replace(match, lang)))
+            if rule.button and rule.button not in buttons:
+                buttons.append(rule.button)
+    out, cursor = [], 0
+    for start, end, replacement in sorted(pieces):
+        out.append(html.escape(text[cursor:start]))
+        out.append(replacement)
+        cursor = end
+    out.append(html.escape(text[cursor:]))
+    return ChatText("".join(out), tuple(buttons))
+
+
+def split_html(escaped: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
+    """Split escaped text (entities, no tags) into messages of at most `limit` characters.
+
+    Cuts at a paragraph, then a line, then a space, never inside an `&entity;`.
+    """
+    chunks: list[str] = []
+    rest = escaped.strip()
+    while len(rest) > limit:
+        window = rest[:limit]
+        cut = max(window.rfind("\n\n"), window.rfind("\n"), window.rfind(" "))
+        if cut < limit // 2:
+            cut = limit
+            amp = window.rfind("&", limit - 10)
+            if amp != -1 and ";" not in window[amp:]:
+                cut = amp
+        chunks.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    if rest:
+        chunks.append(rest)
+    return chunks

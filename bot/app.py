@@ -1,0 +1,116 @@
+"""Wiring: settings in, a ready python-telegram-bot Application out. The only module importing handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from telegram import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeAllPrivateChats
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+
+from bot.services import Services, build_services
+from bot.settings import Settings
+from bot.telegram_io import ChatGone, ChatOutput
+from bot.texts import language_of
+
+log = logging.getLogger(__name__)
+
+COMMANDS = {
+    "en": [
+        ("start", "Start: greeting and examples"),
+        ("help", "How to use the bot"),
+        ("status", "Show the timeline"),
+        ("credits", "Show your credits"),
+        ("export", "Render and send the 1080p MP4"),
+        ("new", "Start a fresh project"),
+        ("cancel", "Stop the running request"),
+    ],
+    "zh": [
+        ("start", "开始：问候与示例"),
+        ("help", "使用方法"),
+        ("status", "查看时间线"),
+        ("credits", "查看积分"),
+        ("export", "渲染并发送 1080p MP4"),
+        ("new", "开始新项目"),
+        ("cancel", "停止当前请求"),
+    ],
+}
+
+
+async def register_commands(application: Application) -> None:  # type: ignore[type-arg]
+    for lang, commands in COMMANDS.items():
+        language = None if lang == "en" else lang
+        menu = [BotCommand(name, description) for name, description in commands]
+        await application.bot.set_my_commands(menu, language_code=language)
+        await application.bot.set_my_commands(
+            menu, scope=BotCommandScopeAllPrivateChats(), language_code=language
+        )
+        group_menu = [c for c in menu if c.command != "start"]
+        await application.bot.set_my_commands(
+            group_menu, scope=BotCommandScopeAllGroupChats(), language_code=language
+        )
+
+
+async def report_interrupted_turns(services: Services, application: Application) -> None:  # type: ignore[type-arg]
+    """Turns left running by a process that stopped: tell each chat, never resend the request."""
+    for chat_key, turn in await services.store.interrupted_turns():
+        await services.store.end_turn(chat_key)
+        if not turn.chat_id:
+            continue
+        out = ChatOutput(application.bot, turn.chat_id, language_of(None), thread_id=turn.thread_id)
+        try:
+            await out.say("turn_interrupted", request=turn.text_preview)
+        except (ChatGone, Exception) as err:
+            log.info("chat %s: could not report an interrupted turn: %s", chat_key, type(err).__name__)
+
+
+async def on_start(application: Application) -> None:  # type: ignore[type-arg]
+    settings: Settings = application.bot_data["settings"]
+    services = build_services(settings, application.bot)
+    application.bot_data["services"] = services
+    try:
+        await services.store.ping()
+    except Exception as err:
+        log.error(
+            "Redis is not reachable (%s); the bot will answer that it is briefly unavailable",
+            type(err).__name__,
+        )
+    with contextlib.suppress(Exception):
+        await register_commands(application)
+    await report_interrupted_turns(services, application)
+    services.background.append(asyncio.create_task(services.renders.watch(), name="render watcher"))
+    log.info("bot ready as profile %s", settings.nemo_skill)
+
+
+async def on_stop(application: Application) -> None:  # type: ignore[type-arg]
+    services: Services | None = application.bot_data.get("services")
+    if services is None:
+        return
+    for task in services.background:
+        task.cancel()
+    await asyncio.gather(*services.background, return_exceptions=True)
+    await services.uploads.flush_all()
+    await services.turns.stop_all()
+    await services.http.aclose()
+    await services.store.redis.aclose()
+
+
+def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
+    from handlers import register
+
+    application = (
+        ApplicationBuilder()
+        .token(settings.telegram_bot_token.get_secret_value())
+        .base_url(settings.telegram_base_url)
+        .base_file_url(settings.telegram_base_file_url)
+        .local_mode(settings.telegram_local_mode)
+        .rate_limiter(AIORateLimiter(max_retries=3))
+        .concurrent_updates(True)
+        .post_init(on_start)
+        .post_shutdown(on_stop)
+        .build()
+    )
+    application.bot_data["settings"] = settings
+    register(application)
+    return application

@@ -1,0 +1,174 @@
+"""A chat's project on the backend: its token and agent session, kept in Redis and renewed alone.
+
+`Projects.call` runs one backend operation for a chat under the contract's recovery rules:
+an expired token (1001) is renewed with the same client id, a lost session (1002 / 404) is
+replaced, and a 429 waits `RATE_LIMIT_WAIT_SECONDS`; each at most once, then the error stands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+from bot.errors import MissingClientId, NemoError, RateLimited, SessionNotFound, TokenExpired
+from bot.nemo import NemoClient
+from bot.sse import AgentEvent
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+TOKEN_MARGIN_SECONDS = 300  # renew a little before the backend would refuse the token
+
+
+class OperatorTokenRejected(NemoError):
+    """The operator's NEMO_TOKEN was refused: nothing the bot can renew on its own."""
+
+
+@dataclass(frozen=True)
+class ChatRef:
+    """Where replies go (a chat, or one forum topic of it) and which project `key` they belong to."""
+
+    chat_id: int
+    thread_id: int | None
+    key: str
+
+    @classmethod
+    def of(cls, chat_id: int, thread_id: int | None = None) -> ChatRef:
+        return cls(chat_id, thread_id, str(chat_id) if thread_id is None else f"{chat_id}:{thread_id}")
+
+
+@dataclass(frozen=True)
+class Connection:
+    token: str
+    session_id: str
+    user_id: str
+    anonymous: bool
+
+
+class Projects:
+    def __init__(
+        self,
+        client: NemoClient,
+        store: Store,
+        *,
+        operator_token: str | None,
+        rate_limit_wait: float,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ):
+        self.client = client
+        self.store = store
+        self._operator_token = operator_token
+        self._rate_limit_wait = rate_limit_wait
+        self._sleep = sleep
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    @property
+    def anonymous(self) -> bool:
+        return self._operator_token is None
+
+    async def is_connected(self, chat: ChatRef) -> bool:
+        record = await self.store.load_chat(chat.key)
+        return bool(record.session_id) and (not self.anonymous or self._token_fresh(record.token_expires_at))
+
+    async def connect(self, chat: ChatRef, language: str) -> Connection:
+        """The chat's token and session, creating or renewing whatever is missing."""
+        lock = self._locks.setdefault(chat.key, asyncio.Lock())
+        async with lock:
+            record = await self.store.load_chat(chat.key)
+            user_id = record.user_id
+            if self._operator_token is not None:
+                token = self._operator_token
+            elif record.token and self._token_fresh(record.token_expires_at):
+                token = record.token
+            else:
+                token, user_id = await self._grant(chat, record.client_id)
+            session_id = record.session_id
+            if not session_id:
+                session = await self.client.create_session(token, language)
+                session_id = session.session_id
+                user_id = user_id or session.user_id
+                await self.store.save_chat(
+                    chat.key,
+                    session_id=session_id,
+                    task_id=session.task_id,
+                    language=language,
+                    user_id=user_id,
+                )
+                log.info("chat %s: new agent session", chat.key)
+            return Connection(token, session_id, user_id, self.anonymous)
+
+    async def call(self, chat: ChatRef, language: str, op: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run `op` with the chat's connection, recovering once from each recoverable error."""
+        recovered: set[type[NemoError]] = set()
+        while True:
+            connection = await self.connect(chat, language)
+            try:
+                return await op(connection)
+            except TokenExpired as err:
+                if self._operator_token is not None:
+                    raise OperatorTokenRejected("NEMO_TOKEN was refused", code=err.code) from err
+                if TokenExpired in recovered:
+                    raise
+                recovered.add(TokenExpired)
+                log.info("chat %s: token refused, renewing", chat.key)
+                await self.store.drop_token(chat.key)
+            except SessionNotFound:
+                if SessionNotFound in recovered:
+                    raise
+                recovered.add(SessionNotFound)
+                log.info("chat %s: session lost, creating a new one", chat.key)
+                await self.store.forget_session(chat.key)
+            except RateLimited:
+                if RateLimited in recovered:
+                    raise
+                recovered.add(RateLimited)
+                log.info("chat %s: rate limited, waiting %.0fs", chat.key, self._rate_limit_wait)
+                await self._sleep(self._rate_limit_wait)
+
+    @asynccontextmanager
+    async def open_turn(
+        self, chat: ChatRef, language: str, text: str
+    ) -> AsyncIterator[AsyncIterator[AgentEvent]]:
+        """The agent's event stream for one message; recovery applies only until the stream starts."""
+        async with AsyncExitStack() as stack:
+            yield await self.call(
+                chat,
+                language,
+                lambda c: stack.enter_async_context(self.client.stream_turn(c.token, c.session_id, text)),
+            )
+
+    async def new_project(self, chat: ChatRef, language: str) -> Connection:
+        """Forget the chat's session and open a fresh one (the token and client id stay)."""
+        await self.store.forget_session(chat.key)
+        return await self.connect(chat, language)
+
+    async def _grant(self, chat: ChatRef, client_id: str) -> tuple[str, str]:
+        """A new anonymous token for the chat's client id (a new id if it has none or it is refused)."""
+        if not client_id:
+            client_id = str(uuid.uuid4())
+            await self.store.save_chat(chat.key, client_id=client_id)
+        try:
+            grant = await self.client.anonymous_token(client_id)
+        except MissingClientId:
+            client_id = str(uuid.uuid4())
+            await self.store.save_chat(chat.key, client_id=client_id)
+            grant = await self.client.anonymous_token(client_id)
+        except RateLimited:
+            await self._sleep(self._rate_limit_wait)
+            grant = await self.client.anonymous_token(client_id)
+        await self.store.save_token(chat.key, grant.token, grant.expires_at)
+        if grant.user_id:
+            await self.store.save_chat(chat.key, user_id=grant.user_id)
+        log.info("chat %s: anonymous token granted", chat.key)
+        return grant.token, grant.user_id
+
+    @staticmethod
+    def _token_fresh(expires_at: float) -> bool:
+        return expires_at - TOKEN_MARGIN_SECONDS > time.time()

@@ -1,0 +1,242 @@
+"""Exports: start a render, watch it, and deliver the MP4 into the chat once.
+
+A render in flight is a record in Redis, not a coroutine: the watcher polls every active record,
+whichever process started it, so a restarted bot still finishes and delivers it. A short lease
+per record keeps two processes from polling or delivering the same render at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from telegram import Bot
+from telegram.error import TelegramError
+
+from bot.errors import NemoError
+from bot.flows import ChatContext, Flows
+from bot.media import human_size
+from bot.nemo import RenderStatus
+from bot.projects import ChatRef
+from bot.store import RenderRecord
+from bot.telegram_io import ChatGone, ChatOutput
+from bot.texts import Lang, language_of, say
+from bot.timeline import is_exportable
+
+log = logging.getLogger(__name__)
+POLL_CONCURRENCY = 8
+
+
+@dataclass(frozen=True)
+class RenderTimings:
+    poll_seconds: float
+    max_seconds: float
+
+
+def new_render_id() -> str:
+    """Unique across restarts and processes: a reused id is an error on the backend."""
+    return f"render_{int(time.time() * 1000)}_{secrets.token_hex(4)}"
+
+
+def progress_text(status: RenderStatus, lang: Lang) -> str:
+    if status.status == "processing" or (status.status not in ("pending", "starting") and status.progress):
+        return say(lang, "render_processing", progress=status.progress)
+    return say(lang, "render_pending")
+
+
+class Renders:
+    def __init__(self, flows: Flows, bot: Bot, timings: RenderTimings, *, upload_limit_mb: int):
+        self.flows = flows
+        self.projects = flows.projects
+        self.store = flows.projects.store
+        self.bot = bot
+        self.timings = timings
+        self._upload_limit = upload_limit_mb * 1024 * 1024
+        self._owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    # -- starting -------------------------------------------------------------------------------
+
+    async def export(self, ctx: ChatContext) -> None:
+        """Render the project's current draft; the watcher takes it from there."""
+        if not await self.flows.ensure_connected(ctx):
+            return
+        running = await self.store.chat_render(ctx.chat.key)
+        if running is not None and not running.delivered:
+            await ctx.out.say("export_running")
+            return
+        try:
+            state = await self.projects.call(
+                ctx.chat, ctx.session_lang, lambda c: self.projects.client.state(c.token, c.session_id)
+            )
+        except Exception as err:
+            await self.flows.explain(ctx, err)
+            return
+        if not is_exportable(state.draft):
+            await ctx.out.say("export_empty")
+            return
+        notice = await ctx.out.say("render_pending")
+        connection = await self.projects.connect(ctx.chat, ctx.session_lang)
+        record = RenderRecord(
+            render_id=new_render_id(),
+            chat_key=ctx.chat.key,
+            chat_id=ctx.chat.chat_id,
+            thread_id=ctx.chat.thread_id,
+            session_id=connection.session_id,
+            language=ctx.lang,
+            session_language=ctx.session_lang,
+            progress_message_id=notice.message_id if notice else None,
+        )
+        if not await self.store.add_render(record):
+            await ctx.out.edit_or_send(record.progress_message_id, say(ctx.lang, "export_running"))
+            return
+        try:
+            status = await self.projects.call(
+                ctx.chat,
+                ctx.session_lang,
+                lambda c: self.projects.client.start_render(
+                    c.token, c.session_id, record.render_id, state.draft
+                ),
+            )
+        except Exception as err:
+            record.status = "failed"
+            await self.store.close_render(record)
+            await self.flows.explain(ctx, err, message_id=record.progress_message_id, buttons=("retry",))
+            return
+        record.status, record.progress = status.status, status.progress
+        await self.store.save_render(record)
+        log.info("chat %s: render %s started", ctx.chat.key, record.render_id)
+
+    # -- watching -------------------------------------------------------------------------------
+
+    async def watch(self) -> None:
+        """Poll every active render each `poll_seconds`, forever (cancel to stop)."""
+        while True:
+            try:
+                await self.poll_all()
+            except Exception:
+                log.exception("render watcher: poll round failed")
+            await asyncio.sleep(self.timings.poll_seconds)
+
+    async def poll_all(self) -> None:
+        limit = asyncio.Semaphore(POLL_CONCURRENCY)
+
+        async def one(render_id: str) -> None:
+            async with limit:
+                await self.poll(render_id)
+
+        await asyncio.gather(*(one(render_id) for render_id in await self.store.active_renders()))
+
+    async def poll(self, render_id: str) -> None:
+        """Advance one render: show progress, and deliver or report its end."""
+        if not await self.store.lease_render(render_id, self._owner, self.timings.poll_seconds * 2 + 60):
+            return
+        try:
+            record = await self.store.get_render(render_id)
+            if record is None:
+                await self.store.redis.srem(self.store.keys.active_renders(), render_id)
+                return
+            await self._advance(record)
+        except ChatGone as err:
+            log.info("render %s: chat gone, not delivered: %s", render_id, err)
+            record = await self.store.get_render(render_id)
+            if record is not None:
+                record.status = "undeliverable"
+                await self.store.close_render(record)
+        except Exception:
+            log.exception("render %s: poll failed", render_id)
+        finally:
+            await self.store.release_render(render_id)
+
+    async def _advance(self, record: RenderRecord) -> None:
+        out = self._output(record)
+        lang = language_of(record.language)
+        if record.status == "completed" and record.url:
+            await self._deliver(record, out, None)
+            return
+        if time.time() - record.started_at > self.timings.max_seconds:
+            await self._give_up(record, out)
+            return
+        chat = ChatRef(record.chat_id, record.thread_id, record.chat_key)
+        try:
+            status = await self.projects.call(
+                chat,
+                record.session_language,
+                lambda c: self.projects.client.render_status(c.token, record.render_id),
+            )
+        except NemoError as err:
+            log.warning("render %s: status unavailable: %s", record.render_id, err.describe())
+            return
+        if status.status == "completed" and status.url:
+            record.status, record.progress, record.url = "completed", 100, status.url
+            await self.store.save_render(record)
+            await out.edit_or_send(record.progress_message_id, say(lang, "render_completed"))
+            await self._deliver(record, out, status)
+        elif status.status in ("failed", "cancelled") or status.status == "completed":
+            record.status = "failed"
+            await self.store.close_render(record)
+            reason = status.error or (
+                "no video in the result" if status.status == "completed" else status.status
+            )
+            await out.edit_or_send(
+                record.progress_message_id, say(lang, "render_failed", reason=reason), buttons=("retry",)
+            )
+            log.info("render %s failed: %s", record.render_id, reason)
+        elif (status.status, status.progress) != (record.status, record.progress):
+            record.status, record.progress = status.status, status.progress
+            record.progress_message_id = await out.edit_or_send(
+                record.progress_message_id, progress_text(status, lang)
+            )
+            await self.store.save_render(record)
+
+    async def _deliver(self, record: RenderRecord, out: ChatOutput, status: RenderStatus | None) -> None:
+        """Send the MP4 (or its link when it is too large for Telegram), then close the record."""
+        lang = language_of(record.language)
+        caption = say(lang, "video_ready", url=record.url)
+        size = status.size if status else None
+        sent = False
+        if size is None or size <= self._upload_limit:
+            sent = await self._send_file(record, out, caption, status)
+        if not sent:
+            await out.send(say(lang, "video_ready_link", url=record.url, size=human_size(size)))
+        record.status, record.delivered = "delivered", True
+        await self.store.close_render(record)
+        log.info("render %s delivered (%s)", record.render_id, "file" if sent else "link")
+
+    async def _send_file(
+        self, record: RenderRecord, out: ChatOutput, caption: str, status: RenderStatus | None
+    ) -> bool:
+        with tempfile.TemporaryDirectory(prefix="nemo-render-") as folder:
+            path = Path(folder) / f"{record.render_id}.mp4"
+            try:
+                await self.projects.client.download(record.url, path, self._upload_limit)
+                await out.send_video(path, "video.mp4", caption, duration=status.duration if status else None)
+            except (NemoError, TelegramError) as err:
+                log.warning("render %s: sending the file failed, sending the link: %s", record.render_id, err)
+                return False
+        return True
+
+    async def _give_up(self, record: RenderRecord, out: ChatOutput) -> None:
+        record.status = "expired"
+        await self.store.close_render(record)
+        minutes = round(self.timings.max_seconds / 60)
+        text = say(language_of(record.language), "render_too_long", minutes=minutes)
+        await out.edit_or_send(record.progress_message_id, text, buttons=("retry",))
+        chat = ChatRef(record.chat_id, record.thread_id, record.chat_key)
+        try:
+            await self.projects.call(
+                chat,
+                record.session_language,
+                lambda c: self.projects.client.cancel_render(c.token, record.render_id),
+            )
+        except NemoError as err:
+            log.info("render %s: cancel refused: %s", record.render_id, err.describe())
+
+    def _output(self, record: RenderRecord) -> ChatOutput:
+        return ChatOutput(self.bot, record.chat_id, language_of(record.language), thread_id=record.thread_id)

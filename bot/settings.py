@@ -1,0 +1,115 @@
+"""Settings from the environment or a `.env` file; every interval and limit lives here."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.profiles import PROFILES, Profile
+
+TELEGRAM_CLOUD_DOWNLOAD_MB = 20  # getFile limit of the cloud Bot API
+TELEGRAM_CLOUD_UPLOAD_MB = 50  # sendVideo/sendDocument limit of the cloud Bot API
+TELEGRAM_LOCAL_MB = 2000  # both limits with a self-hosted Bot API server in --local mode
+
+SkillName = Literal["maker-online-free", "maker-free-best", "ai-video-creator-online", "free-generator-maker"]
+Positive = Field(gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", env_ignore_empty=True, extra="ignore"
+    )
+
+    telegram_bot_token: SecretStr
+    telegram_base_url: str = "https://api.telegram.org/bot"
+    telegram_base_file_url: str = "https://api.telegram.org/file/bot"
+    telegram_local_mode: bool = False
+
+    nemo_api_base: str = "https://mega-api-prod.nemovideo.ai"
+    nemo_token: SecretStr | None = None
+    nemo_skill: SkillName = "maker-online-free"
+    nemo_skill_version: str = Field(default="1.0.0", min_length=1, max_length=64)
+    nemo_skill_platform: Literal["clawhub", "cursor", "unknown"] = "unknown"
+    nemo_register_url: str = "https://nemovideo.com/register"
+
+    redis_url: str | None = None
+    chat_ttl_days: int = Field(default=30, gt=0)
+
+    render_poll_seconds: float = Field(default=30, gt=0)
+    render_max_seconds: float = Field(default=1800, gt=0)
+    still_working_seconds: float = Field(default=120, gt=0)
+    sse_max_seconds: float = Field(default=900, gt=0)
+    sse_idle_seconds: float = Field(default=300, gt=0)
+    rate_limit_wait_seconds: float = Field(default=30, ge=0)
+    typing_interval_seconds: float = Field(default=4.5, gt=0)
+    album_wait_seconds: float = Field(default=1.5, gt=0)
+    http_timeout_seconds: float = Field(default=30, gt=0)
+    dropped_turn_poll_seconds: float = Field(default=30, gt=0)
+    dropped_turn_polls: int = Field(default=3, ge=1, le=20)
+    max_upload_mb: int | None = Field(default=None, gt=0)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr) -> SecretStr:
+        token = value.get_secret_value().strip()
+        head, _, tail = token.partition(":")
+        if not head.isdigit() or not tail:
+            raise ValueError("must look like 123456:ABC... (the token BotFather gave you)")
+        return SecretStr(token)
+
+    @field_validator("nemo_api_base", "telegram_base_url", "telegram_base_file_url", "nemo_register_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if "{" not in value else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def profile(self) -> Profile:
+        return PROFILES[self.nemo_skill]
+
+    @property
+    def bot_id(self) -> str:
+        """The bot's numeric id (the public part of its token), used to namespace Redis keys."""
+        return self.telegram_bot_token.get_secret_value().split(":", 1)[0]
+
+    @property
+    def upload_limit_mb(self) -> int:
+        """The largest file the backend takes, from the setting or the profile."""
+        return self.max_upload_mb or self.profile.max_upload_mb
+
+    @property
+    def telegram_download_limit_mb(self) -> int:
+        return TELEGRAM_LOCAL_MB if self.telegram_local_mode else TELEGRAM_CLOUD_DOWNLOAD_MB
+
+    @property
+    def telegram_upload_limit_mb(self) -> int:
+        return TELEGRAM_LOCAL_MB if self.telegram_local_mode else TELEGRAM_CLOUD_UPLOAD_MB
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for the log redaction filter."""
+        values = [self.telegram_bot_token.get_secret_value()]
+        if self.nemo_token:
+            values.append(self.nemo_token.get_secret_value())
+        return values
+
+
+def describe_error(err: ValidationError) -> str:
+    """One line per bad setting, named as the operator writes it in the environment."""
+    lines = []
+    for issue in err.errors():
+        name = str(issue["loc"][0]).upper() if issue["loc"] else "settings"
+        if issue["type"] == "missing":
+            lines.append(f"{name} is not set: it is required (see .env.example).")
+        else:
+            lines.append(f"{name} is invalid: {issue['msg']}.")
+    return " ".join(lines)

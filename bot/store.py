@@ -1,0 +1,226 @@
+"""The Redis store: per-chat project state, the running turn, and renders in flight.
+
+Redis is the one place state lives. Every key is built by `Keys`, under a namespace of the bot's
+own id, so two bots can share one Redis. Tokens expire with their token; the chat record lives
+`chat_ttl` past its last use.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from redis.asyncio import Redis
+
+
+@dataclass(frozen=True)
+class Keys:
+    namespace: str
+
+    def chat(self, chat_key: str) -> str:
+        return f"{self.namespace}:chat:{chat_key}"
+
+    def token(self, chat_key: str) -> str:
+        return f"{self.namespace}:token:{chat_key}"
+
+    def turn(self, chat_key: str) -> str:
+        return f"{self.namespace}:turn:{chat_key}"
+
+    def render(self, render_id: str) -> str:
+        return f"{self.namespace}:render:{render_id}"
+
+    def render_lease(self, render_id: str) -> str:
+        return f"{self.namespace}:render-lease:{render_id}"
+
+    def active_renders(self) -> str:
+        return f"{self.namespace}:renders:active"
+
+    def chat_render(self, chat_key: str) -> str:
+        return f"{self.namespace}:chat-render:{chat_key}"
+
+
+@dataclass
+class ChatRecord:
+    """What the bot keeps for one chat's project (the token is stored apart, with its own expiry)."""
+
+    client_id: str = ""
+    user_id: str = ""  # the backend's anonymous user id: the `bind` id of the registration link
+    session_id: str = ""
+    task_id: str = ""
+    language: str = ""
+    token: str = ""
+    token_expires_at: float = 0.0
+
+
+@dataclass
+class TurnRecord:
+    started_at: float
+    text_preview: str  # first characters of the request, to tell the user what was interrupted
+    chat_id: int = 0
+    thread_id: int | None = None
+
+
+@dataclass
+class RenderRecord:
+    render_id: str
+    chat_key: str
+    chat_id: int
+    session_id: str
+    language: str = "en"  # the reply language
+    session_language: str = "en"  # the agent session's language, to reconnect if needed
+    thread_id: int | None = None
+    progress_message_id: int | None = None
+    started_at: float = field(default_factory=time.time)
+    status: str = "starting"  # starting | pending | processing | completed | failed | delivered | expired
+    progress: int = 0
+    url: str = ""
+    delivered: bool = False
+
+
+def _encode(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+class Store:
+    """Typed access to the bot's keys; the Redis client must use `decode_responses=True`."""
+
+    def __init__(self, redis: Redis, namespace: str, chat_ttl_seconds: int):
+        self.redis = redis
+        self.keys = Keys(namespace)
+        self._chat_ttl = chat_ttl_seconds
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
+
+    # -- chats ----------------------------------------------------------------------------------
+
+    async def load_chat(self, chat_key: str) -> ChatRecord:
+        raw, token = await self._pipe(
+            lambda p: (p.hgetall(self.keys.chat(chat_key)), p.hgetall(self.keys.token(chat_key)))
+        )
+        record = ChatRecord()
+        for item in fields(ChatRecord):
+            if item.name in raw and item.name not in ("token", "token_expires_at"):
+                setattr(record, item.name, _text(raw[item.name]))
+        if token:
+            record.token = _text(token.get("token", ""))
+            record.token_expires_at = float(_text(token.get("expires_at", "0")) or 0)
+        return record
+
+    async def save_chat(self, chat_key: str, **values: str) -> None:
+        key = self.keys.chat(chat_key)
+        await self._pipe(lambda p: (p.hset(key, mapping=values), p.expire(key, self._chat_ttl)))
+
+    async def save_token(self, chat_key: str, token: str, expires_at: float) -> None:
+        key = self.keys.token(chat_key)
+        ttl = max(1, int(expires_at - time.time()))
+        await self._pipe(
+            lambda p: (
+                p.hset(key, mapping={"token": token, "expires_at": str(expires_at)}),
+                p.expire(key, ttl),
+            )
+        )
+
+    async def drop_token(self, chat_key: str) -> None:
+        await self.redis.delete(self.keys.token(chat_key))
+
+    async def forget_session(self, chat_key: str) -> None:
+        await self.redis.hdel(self.keys.chat(chat_key), "session_id", "task_id")
+
+    # -- the running turn -----------------------------------------------------------------------
+
+    async def start_turn(self, chat_key: str, turn: TurnRecord, ttl_seconds: float) -> bool:
+        """Claim the chat's one turn slot; False when a turn is already running."""
+        ok = await self.redis.set(
+            self.keys.turn(chat_key), _encode(asdict(turn)), nx=True, ex=int(ttl_seconds) + 1
+        )
+        return bool(ok)
+
+    async def current_turn(self, chat_key: str) -> TurnRecord | None:
+        raw = await self.redis.get(self.keys.turn(chat_key))
+        return TurnRecord(**json.loads(raw)) if raw else None
+
+    async def end_turn(self, chat_key: str) -> None:
+        await self.redis.delete(self.keys.turn(chat_key))
+
+    async def interrupted_turns(self) -> list[tuple[str, TurnRecord]]:
+        """Turns recorded by a process that is gone (used at start-up)."""
+        prefix = self.keys.turn("")
+        found = []
+        async for key in self.redis.scan_iter(match=f"{prefix}*", count=200):
+            raw = await self.redis.get(key)
+            if raw:
+                found.append((_text(key)[len(prefix) :], TurnRecord(**json.loads(raw))))
+        return found
+
+    # -- renders --------------------------------------------------------------------------------
+
+    async def add_render(self, render: RenderRecord) -> bool:
+        """Record a render before it starts; False when the chat already has one in flight."""
+        claimed = await self.redis.set(self.keys.chat_render(render.chat_key), render.render_id, nx=True)
+        if not claimed:
+            current = await self.redis.get(self.keys.chat_render(render.chat_key))
+            if current and await self.get_render(_text(current)) is not None:
+                return False
+            await self.redis.set(self.keys.chat_render(render.chat_key), render.render_id)
+        await self._pipe(
+            lambda p: (
+                p.set(self.keys.render(render.render_id), _encode(asdict(render))),
+                p.sadd(self.keys.active_renders(), render.render_id),
+            )
+        )
+        return True
+
+    async def chat_render(self, chat_key: str) -> RenderRecord | None:
+        render_id = await self.redis.get(self.keys.chat_render(chat_key))
+        return await self.get_render(_text(render_id)) if render_id else None
+
+    async def get_render(self, render_id: str) -> RenderRecord | None:
+        raw = await self.redis.get(self.keys.render(render_id))
+        return RenderRecord(**json.loads(raw)) if raw else None
+
+    async def save_render(self, render: RenderRecord) -> None:
+        await self.redis.set(self.keys.render(render.render_id), _encode(asdict(render)))
+
+    async def active_renders(self) -> list[str]:
+        return sorted(_text(item) for item in await self.redis.smembers(self.keys.active_renders()))
+
+    async def close_render(self, render: RenderRecord, keep_seconds: int = 7 * 24 * 3600) -> None:
+        """Take a finished render off the active set; its record stays a while for the log."""
+        render_key = self.keys.render(render.render_id)
+        chat_key = self.keys.chat_render(render.chat_key)
+        current = await self.redis.get(chat_key)
+        await self._pipe(
+            lambda p: (
+                p.set(render_key, _encode(asdict(render)), ex=keep_seconds),
+                p.srem(self.keys.active_renders(), render.render_id),
+                *((p.delete(chat_key),) if current and _text(current) == render.render_id else ()),
+            )
+        )
+
+    async def lease_render(self, render_id: str, owner: str, seconds: float) -> bool:
+        """Hold a render for one poll so two processes never poll or deliver it at once."""
+        key = self.keys.render_lease(render_id)
+        if await self.redis.set(key, owner, nx=True, px=int(seconds * 1000)):
+            return True
+        current = await self.redis.get(key)
+        if current is not None and _text(current) == owner:
+            await self.redis.pexpire(key, int(seconds * 1000))
+            return True
+        return False
+
+    async def release_render(self, render_id: str) -> None:
+        await self.redis.delete(self.keys.render_lease(render_id))
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    async def _pipe(self, build: Any) -> list[Any]:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            build(pipe)
+            return list(await pipe.execute())
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

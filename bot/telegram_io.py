@@ -1,0 +1,198 @@
+"""Sending to one chat (or forum topic): HTML with a plain-text fallback, splitting, buttons, retries.
+
+Every message the bot sends goes through `ChatOutput`, so escaping, the 4096-character limit,
+"message is not modified", transient network errors and a user who blocked the bot are handled
+in one place. (Flood waits are retried by PTB's AIORateLimiter, configured in bot.app.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    Message,
+    ReplyParameters,
+)
+from telegram.constants import ChatAction, ParseMode
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
+
+from bot.agent_text import split_html
+from bot.texts import Lang, say
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+BUTTON_LABELS = {"export": "button_export", "status": "button_timeline", "retry": "button_retry"}
+CALLBACK_PREFIX = "act:"
+NETWORK_ATTEMPTS = 3
+TAG = re.compile(r"<[^>]+>")
+
+
+class ChatGone(Exception):
+    """Telegram refuses for good: the bot was blocked, kicked, or the chat no longer exists."""
+
+
+def keyboard(actions: Sequence[str], lang: Lang) -> InlineKeyboardMarkup | None:
+    """Inline buttons for actions; callback data names the action only, never another chat's ids."""
+    if not actions:
+        return None
+    buttons = [
+        InlineKeyboardButton(say(lang, BUTTON_LABELS[a]), callback_data=CALLBACK_PREFIX + a) for a in actions
+    ]
+    return InlineKeyboardMarkup([buttons])
+
+
+def plain(html_text: str) -> str:
+    """The text of an HTML message without its markup, for the parse-error fallback."""
+    return html.unescape(TAG.sub("", html_text))
+
+
+class ChatOutput:
+    def __init__(
+        self, bot: Bot, chat_id: int, lang: Lang, *, thread_id: int | None = None, reply_to: int | None = None
+    ):
+        self.bot = bot
+        self.chat_id = chat_id
+        self.lang = lang
+        self.thread_id = thread_id
+        self.reply_to = reply_to
+
+    async def say(self, key: str, *, buttons: Sequence[str] = (), **values: object) -> Message | None:
+        return await self.send(say(self.lang, key, **values), buttons=buttons)
+
+    async def send(self, html_text: str, *, buttons: Sequence[str] = ()) -> Message | None:
+        """Send HTML, split to Telegram's limit; buttons go under the last part. The last Message."""
+        parts = split_html(html_text) or [html_text]
+        last = None
+        for index, part in enumerate(parts):
+            markup = keyboard(buttons, self.lang) if index == len(parts) - 1 else None
+            last = await self._send_text(part, markup)
+        return last
+
+    async def edit(self, message_id: int, html_text: str, *, buttons: Sequence[str] = ()) -> bool:
+        """Replace a message's text; False when it is gone (then the caller may send anew)."""
+        markup = keyboard(buttons, self.lang)
+        try:
+            await self._retry(
+                self.bot.edit_message_text,
+                chat_id=self.chat_id,
+                message_id=message_id,
+                text=html_text,
+                parse_mode=ParseMode.HTML,
+                reply_markup=markup,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            )
+        except BadRequest as err:
+            text = str(err).lower()
+            if "not modified" in text:
+                return True
+            if "parse entities" in text:
+                return await self._edit_plain(message_id, html_text, markup)
+            log.info("chat %s: could not edit message %s: %s", self.chat_id, message_id, err)
+            return False
+        return True
+
+    async def edit_or_send(
+        self, message_id: int | None, html_text: str, *, buttons: Sequence[str] = ()
+    ) -> int | None:
+        """Edit a progress message, or send a new one when it cannot be edited. The message id."""
+        if message_id is not None and await self.edit(message_id, html_text, buttons=buttons):
+            return message_id
+        message = await self.send(html_text, buttons=buttons)
+        return message.message_id if message else None
+
+    async def typing(self) -> None:
+        try:
+            await self.bot.send_chat_action(self.chat_id, ChatAction.TYPING, message_thread_id=self.thread_id)
+        except (NetworkError, RetryAfter) as err:
+            log.debug("chat %s: chat action skipped: %s", self.chat_id, err)
+        except Forbidden as err:
+            raise ChatGone(str(err)) from err
+
+    async def send_video(
+        self, path: Path, filename: str, caption_html: str, *, duration: float | None = None
+    ) -> Message | None:
+        with path.open("rb") as handle:
+            return await self._retry(
+                self.bot.send_video,
+                chat_id=self.chat_id,
+                video=handle,
+                filename=filename,
+                caption=caption_html,
+                parse_mode=ParseMode.HTML,
+                supports_streaming=True,
+                duration=int(duration) if duration else None,
+                message_thread_id=self.thread_id,
+                reply_parameters=self._reply(),
+                read_timeout=120,
+                write_timeout=120,
+            )
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _reply(self) -> ReplyParameters | None:
+        if self.reply_to is None:
+            return None
+        return ReplyParameters(message_id=self.reply_to, allow_sending_without_reply=True)
+
+    async def _send_text(self, text: str, markup: InlineKeyboardMarkup | None) -> Message | None:
+        kwargs: dict[str, object] = {
+            "chat_id": self.chat_id,
+            "message_thread_id": self.thread_id,
+            "reply_markup": markup,
+            "reply_parameters": self._reply(),
+            "link_preview_options": LinkPreviewOptions(is_disabled=True),
+        }
+        try:
+            message = await self._retry(self.bot.send_message, text=text, parse_mode=ParseMode.HTML, **kwargs)
+        except BadRequest as err:
+            if "parse entities" not in str(err).lower():
+                raise
+            log.warning("chat %s: HTML refused (%s), sending plain text", self.chat_id, err)
+            message = await self._retry(self.bot.send_message, text=plain(text)[:4096] or "…", **kwargs)
+        return message
+
+    async def _edit_plain(self, message_id: int, html_text: str, markup: InlineKeyboardMarkup | None) -> bool:
+        try:
+            await self._retry(
+                self.bot.edit_message_text,
+                chat_id=self.chat_id,
+                message_id=message_id,
+                text=plain(html_text)[:4096] or "…",
+                reply_markup=markup,
+            )
+        except BadRequest:
+            return False
+        return True
+
+    async def _retry(self, method: Callable[..., Awaitable[T]], **kwargs: Any) -> T:
+        """Call a Bot method, retrying transient network errors; a block or kick raises ChatGone."""
+        for attempt in range(1, NETWORK_ATTEMPTS + 1):
+            try:
+                return await method(**kwargs)
+            except Forbidden as err:
+                raise ChatGone(str(err)) from err
+            except BadRequest as err:
+                if "chat not found" in str(err).lower():
+                    raise ChatGone(str(err)) from err
+                raise
+            except RetryAfter as err:  # the rate limiter already retried; one more honest wait
+                if attempt == NETWORK_ATTEMPTS:
+                    raise
+                delay = err.retry_after
+                await asyncio.sleep(delay if isinstance(delay, int | float) else delay.total_seconds())
+            except (TimedOut, NetworkError):
+                if attempt == NETWORK_ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.5 * attempt)
+        raise AssertionError("unreachable")

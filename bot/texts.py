@@ -1,0 +1,235 @@
+"""Everything the bot says, in English and Chinese, as HTML templates.
+
+`say(lang, key, **values)` escapes every value, so backend text and file names can never break
+Telegram's HTML parser or inject markup. Pure functions only.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Literal
+
+Lang = Literal["en", "zh"]
+
+TEXTS: dict[str, tuple[str, str]] = {
+    "setting_up": ("⚙️ Setting things up…", "⚙️ 正在准备…"),
+    "ready": ("✅ Connected and ready.", "✅ 已连接，可以开始了。"),
+    "try_saying": ("Try saying:", "试着说："),
+    "help": (
+        "<b>How it works</b>\n"
+        "• Send photos, clips or audio (as files for best quality), or paste a link.\n"
+        "• Describe the video you want; I pass it to the AI video agent and show its replies.\n"
+        "• <code>status</code> shows the timeline, <code>credits</code> your balance, "
+        "<code>export</code> renders a 1080p MP4 and sends it here.\n\n"
+        "Commands: /export /status /credits /new (fresh project) /cancel (stop the running request) /help\n"
+        "Formats: {formats}. Up to {limit} MB per file.",
+        "<b>使用方法</b>\n"
+        "• 发送图片、视频片段或音频（以文件形式发送画质最好），或粘贴链接。\n"
+        "• 描述你想要的视频，我会转给 AI 视频助手并显示它的回复。\n"
+        "• 发送 <code>状态</code> 查看时间线，<code>积分</code> 查看余额，"
+        "<code>导出</code> 渲染 1080p MP4 并发到这里。\n\n"
+        "命令：/export /status /credits /new（新项目） /cancel（停止当前请求） /help\n"
+        "格式：{formats}。每个文件最大 {limit} MB。",
+    ),
+    "busy": (
+        "⏳ I'm still working on your previous request. Wait for it to finish, or send /cancel to stop it.",
+        "⏳ 我还在处理你上一个请求。请稍候，或发送 /cancel 停止。",
+    ),
+    "cancelled": (
+        "⏹ Stopped waiting. The agent may still finish what it started: say <code>status</code> to check.",
+        "⏹ 已停止等待。AI 可能仍会完成已开始的操作：发送 <code>状态</code> 查看。",
+    ),
+    "nothing_to_cancel": ("Nothing is running right now.", "当前没有正在进行的请求。"),
+    "still_working": ("⏳ Still working…", "⏳ 仍在处理中…"),
+    "turn_changes": (
+        "✅ Done. What changed on the timeline:\n{changes}",
+        "✅ 完成。时间线的变化：\n{changes}",
+    ),
+    "turn_no_changes": (
+        "✅ The agent finished without a reply, and the timeline looks unchanged. "
+        "Say <code>status</code> to see it, or tell me what to do next.",
+        "✅ AI 已完成但没有回复，时间线看起来没有变化。发送 <code>状态</code> 查看，或告诉我下一步。",
+    ),
+    "turn_dropped": (
+        "⚠️ The connection to the agent dropped mid-reply. It may still be working, so I won't send "
+        "your message again; I'll check the timeline and tell you what changed.",
+        "⚠️ 与 AI 的连接中断了。它可能仍在处理，所以我不会重复发送你的消息；我会检查时间线并告诉你变化。",
+    ),
+    "turn_timeout": (
+        "⌛ The agent has been working for over {minutes} minutes, so I stopped waiting. It may still finish: "
+        "say <code>status</code> in a while to check.",
+        "⌛ AI 已处理超过 {minutes} 分钟，我停止了等待。它可能仍会完成：稍后发送 <code>状态</code> 查看。",
+    ),
+    "agent_error": (
+        "⚠️ The agent couldn't finish this one ({reason}). Try rephrasing your request.",
+        "⚠️ AI 未能完成这次请求（{reason}）。请换个说法再试。",
+    ),
+    "turn_interrupted": (
+        "⚠️ I restarted while working on your request (“{request}”). I won't send it again, so nothing is "
+        "done twice; say <code>status</code> to see the timeline, or send the request again if needed.",
+        "⚠️ 处理你的请求（“{request}”）时我重启了。为避免重复操作，我不会自动重发；"
+        "发送 <code>状态</code> 查看时间线，如有需要请重新发送请求。",
+    ),
+    "new_project": (
+        "🆕 Started a fresh project. Send media or describe the video you want.",
+        "🆕 已开始新项目。发送素材或描述你想要的视频。",
+    ),
+    "timeline": ("📋 {timeline}", "📋 {timeline}"),
+    "timeline_empty": (
+        "📋 The timeline is empty. Send photos or clips, or describe the video you want.",
+        "📋 时间线是空的。发送图片或视频片段，或描述你想要的视频。",
+    ),
+    "media_count": ("🗂 Media in this project: {count} ({kinds}).", "🗂 项目中的素材：{count} 个（{kinds}）。"),
+    "credits": (
+        "💳 Credits: <b>{available}</b> available, {frozen} frozen, {total} total.",
+        "💳 积分：可用 <b>{available}</b>，冻结 {frozen}，总计 {total}。",
+    ),
+    "register_hint": (
+        'You are on a free anonymous account. <a href="{link}">Register</a> to keep your work and get more credits.',
+        '你正在使用免费匿名账户。<a href="{link}">注册</a>即可保存作品并获得更多积分。',
+    ),
+    "out_of_credits_anonymous": (
+        '🪫 You\'re out of credits. <a href="{link}">Register for free</a> to get more and keep your project.',
+        '🪫 积分已用完。<a href="{link}">免费注册</a>即可获得更多积分并保留项目。',
+    ),
+    "out_of_credits": (
+        "🪫 You're out of credits. Top up your credits in your NemoVideo account, then try again.",
+        "🪫 积分已用完。请在 NemoVideo 账户中充值后重试。",
+    ),
+    "export_empty": (
+        "🎬 There's nothing on the timeline to export yet. Send media and describe your video first.",
+        "🎬 时间线上还没有可导出的内容。请先发送素材并描述你的视频。",
+    ),
+    "render_pending": ("🎬 Export queued…", "🎬 导出排队中…"),
+    "render_processing": ("🎬 Rendering your video… {progress}%", "🎬 正在渲染视频… {progress}%"),
+    "render_completed": ("✅ Render complete, sending your video…", "✅ 渲染完成，正在发送视频…"),
+    "render_failed": ("❌ The render failed: {reason}", "❌ 渲染失败：{reason}"),
+    "render_too_long": (
+        "⌛ The render has taken over {minutes} minutes, so I stopped waiting for it. Tap Retry to start a new one.",
+        "⌛ 渲染已超过 {minutes} 分钟，我停止了等待。点击重试重新开始。",
+    ),
+    "video_ready": ("🎬 Your video is ready! Download: {url}", "🎬 视频已完成！下载链接：{url}"),
+    "video_ready_link": (
+        "🎬 Your video is ready ({size}), too large to send here. Download it: {url}",
+        "🎬 视频已完成（{size}），太大无法在此发送。下载链接：{url}",
+    ),
+    "export_running": (
+        "🎬 This project is already rendering; I'll send the video as soon as it's done.",
+        "🎬 这个项目正在渲染，完成后我会马上发给你。",
+    ),
+    "export_not_allowed": (
+        '🔒 Export needs a registered or upgraded plan. <a href="{link}">Register or upgrade your plan</a> '
+        "to unlock export (this is not about credits).",
+        '🔒 导出需要注册或升级套餐。<a href="{link}">注册或升级套餐</a>即可解锁导出（与积分无关）。',
+    ),
+    "upload_help": (
+        "📎 Send photos, videos or audio right here (as files for the best quality), or paste a link to one. "
+        "Formats: {formats}. Up to {limit} MB per file.",
+        "📎 直接在这里发送图片、视频或音频（以文件形式发送画质最好），或粘贴文件链接。格式：{formats}。每个文件最大 {limit} MB。",
+    ),
+    "uploading": ("📤 Uploading {count} file(s)…", "📤 正在上传 {count} 个文件…"),
+    "uploaded": ("📎 Added to your project:", "📎 已添加到项目："),
+    "upload_refused": ("⚠️ Not added:", "⚠️ 未添加："),
+    "unsupported": (
+        "{name}: {detail} is not a format the video editor takes. Use one of: {formats}.",
+        "{name}：不支持 {detail} 格式。支持的格式：{formats}。",
+    ),
+    "voice_format": (
+        "{name}: voice notes (Opus) aren't supported. Send the audio as MP3, M4A or WAV, or type your request.",
+        "{name}：不支持语音消息（Opus）。请以 MP3、M4A 或 WAV 发送音频，或直接输入文字。",
+    ),
+    "empty": ("{name}: the file is empty.", "{name}：文件是空的。"),
+    "unreadable": (
+        "{name}: the content isn't a readable {detail} file (it may be damaged or renamed).",
+        "{name}：内容不是可读取的 {detail} 文件（可能已损坏或被改名）。",
+    ),
+    "mismatch": (
+        "{name}: the name says one format but the content is another ({detail}). Rename it or send the original.",
+        "{name}：文件名与内容格式不符（{detail}）。请改名或发送原始文件。",
+    ),
+    "truncated": (
+        "{name}: the file is incomplete (cut short). Send it again.",
+        "{name}：文件不完整（被截断）。请重新发送。",
+    ),
+    "too_large": (
+        "{name}: {size} is over the {limit} MB limit. Trim or compress it, or send a link to it.",
+        "{name}：{size}，超过 {limit} MB 上限。请剪短或压缩，或发送文件链接。",
+    ),
+    "telegram_too_large": (
+        "{name}: {size} is more than Telegram lets bots download ({limit} MB). "
+        "Send a link to the file instead (for example from Google Drive or Dropbox).",
+        "{name}：{size}，超过 Telegram 允许机器人下载的 {limit} MB。请改为发送文件链接（例如 Google Drive 或 Dropbox）。",
+    ),
+    "backend_unsupported": (
+        "{name}: the video service refused this file type. Use one of: {formats}.",
+        "{name}：视频服务不接受此文件类型。支持的格式：{formats}。",
+    ),
+    "backend_too_large": (
+        "{name}: the video service says the file is too large. Trim or compress it and try again.",
+        "{name}：视频服务提示文件过大。请剪短或压缩后重试。",
+    ),
+    "download_failed": (
+        "{name}: I couldn't fetch it from Telegram. Please send it again.",
+        "{name}：无法从 Telegram 获取该文件。请重新发送。",
+    ),
+    "backend_unavailable": (
+        "😕 The video service isn't answering right now. Please try again in a minute.",
+        "😕 视频服务暂时没有响应。请一分钟后再试。",
+    ),
+    "rate_limited": (
+        "⏳ The video service is busy right now. Please try again in a minute.",
+        "⏳ 视频服务现在很忙。请一分钟后再试。",
+    ),
+    "operator_token": (
+        "🔧 The bot's NemoVideo account needs attention from its operator. Please try again later.",
+        "🔧 机器人的 NemoVideo 账户需要管理员处理。请稍后再试。",
+    ),
+    "unexpected": (
+        "😕 Something went wrong on my side. Please try again.",
+        "😕 我这边出了点问题。请再试一次。",
+    ),
+    "unsupported_message": (
+        "I work with text, photos, videos, audio and files. Describe your video or send media.",
+        "我可以处理文字、图片、视频、音频和文件。请描述你的视频或发送素材。",
+    ),
+    "stale_button": (
+        "That button is from an older message; here is the current state.",
+        "该按钮来自旧消息；以下是当前状态。",
+    ),
+    "button_export": ("🎬 Export", "🎬 导出"),
+    "button_timeline": ("📋 Timeline", "📋 时间线"),
+    "button_retry": ("🔁 Retry export", "🔁 重新导出"),
+    "gui_export": ('say "export" (or tap Export below)', "发送“导出”（或点击下方的导出按钮）"),
+    "gui_timeline": ('say "status" (or tap Timeline below)', "发送“状态”（或点击下方的时间线按钮）"),
+    "gui_drag": ("tell me what to move", "告诉我要移动什么"),
+    "gui_action": ('tell me "{action}"', "告诉我“{action}”"),
+}
+
+
+def language_of(code: str | None) -> Lang:
+    """The bot's reply language for a Telegram `language_code`."""
+    return "zh" if code and code.lower().startswith("zh") else "en"
+
+
+def session_language(code: str | None) -> str:
+    """The agent session language for a Telegram `language_code` (`en`, `zh-CN`, `ja`, `pt-BR` ...)."""
+    if not code:
+        return "en"
+    base, _, region = code.replace("_", "-").partition("-")
+    base = base.lower()
+    if base == "zh":
+        return "zh-TW" if region.lower() in ("hant", "tw", "hk", "mo") else "zh-CN"
+    if not base.isalpha() or len(base) > 3:
+        return "en"
+    return f"{base}-{region.upper()}" if region.isalpha() and len(region) == 2 else base
+
+
+def say(lang: Lang, key: str, **values: object) -> str:
+    """The message `key` in `lang`, with every value HTML-escaped."""
+    template = TEXTS[key][0 if lang == "en" else 1]
+    return template.format(**{k: html.escape(str(v)) for k, v in values.items()})
+
+
+def bullet_list(lines: list[str]) -> str:
+    """Lines as a bulleted block (escape plain lines, or pass lines that `say` produced)."""
+    return "\n".join(f"• {line}" for line in lines)

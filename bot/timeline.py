@@ -1,0 +1,147 @@
+"""Timeline summaries of the agent's draft: pure functions that never fail on an odd draft.
+
+The draft uses short keys (`t` tracks, `tt` track type, `sg` segments, `d` duration in ms, `m`
+metadata) and has no public schema, so every read here is defensive: a missing, extra or
+mistyped key changes the wording, never raises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+TRACK_KINDS = {0: "Video", 1: "Audio", 7: "Text"}
+NAME_KEYS = ("title", "text", "name", "desc", "description", "prompt", "file_name", "filename", "url")
+START_KEYS = ("st", "s", "start", "start_time", "offset")
+
+
+@dataclass(frozen=True)
+class TrackSummary:
+    label: str  # "Video", "BGM", "Title", ...
+    name: str
+    start_ms: int
+    end_ms: int
+    segments: int
+    volume: int | None = None  # percent
+
+    def describe(self) -> str:
+        name = f'"{self.name}"' if self.label == "Title" else self.name
+        extra = f" +{self.segments - 1} more" if self.segments > 1 else ""
+        span = f"{_seconds(self.start_ms)}-{_seconds(self.end_ms)}s"
+        volume = f", {self.volume}%" if self.volume is not None else ""
+        return f"{self.label}: {name}{extra} ({span}{volume})"
+
+
+def tracks(draft: object) -> list[TrackSummary]:
+    """The draft's tracks that hold at least one segment, in order."""
+    raw = draft.get("t") if isinstance(draft, dict) else None
+    if not isinstance(raw, list):
+        return []
+    result = []
+    for track in raw:
+        if isinstance(track, dict) and (summary := _track(track)) is not None:
+            result.append(summary)
+    return result
+
+
+def is_exportable(draft: object) -> bool:
+    """The contract's rule: some track has a non-empty `sg`."""
+    return bool(tracks(draft))
+
+
+def format_timeline(summaries: list[TrackSummary]) -> str:
+    """`Timeline (3 tracks): 1. Video: city timelapse (0-10s) 2. BGM: Lo-fi (0-10s, 35%) ...`."""
+    if not summaries:
+        return "Timeline: empty"
+    noun = "track" if len(summaries) == 1 else "tracks"
+    items = " ".join(f"{i}. {s.describe()}" for i, s in enumerate(summaries, 1))
+    return f"Timeline ({len(summaries)} {noun}): {items}"
+
+
+def describe_changes(before: list[TrackSummary], after: list[TrackSummary]) -> list[str]:
+    """What a turn changed on the timeline, as short lines ("Added: ...", "Removed: ...")."""
+    lines = []
+    remaining = list(before)
+    for track in after:
+        if track in remaining:
+            remaining.remove(track)
+            continue
+        same_slot = next((b for b in remaining if (b.label, b.name) == (track.label, track.name)), None)
+        if same_slot is not None:
+            remaining.remove(same_slot)
+            lines.append(f"Changed: {track.describe()}")
+        else:
+            lines.append(f"Added: {track.describe()}")
+    lines.extend(f"Removed: {track.describe()}" for track in remaining)
+    return lines
+
+
+def _track(track: dict[str, Any]) -> TrackSummary | None:
+    segments = (
+        [s for s in track.get("sg") or [] if isinstance(s, dict)] if isinstance(track.get("sg"), list) else []
+    )
+    if not segments:
+        return None
+    meta = _meta(track)
+    kind = track.get("tt")
+    label = _label(kind, meta)
+    cursor = 0
+    start_ms: int | None = None
+    end_ms = 0
+    for segment in segments:
+        seg_start = _first_number(segment, START_KEYS)
+        seg_start = cursor if seg_start is None else seg_start
+        seg_end = seg_start + (_first_number(segment, ("d", "duration")) or 0)
+        start_ms = seg_start if start_ms is None else min(start_ms, seg_start)
+        end_ms = max(end_ms, seg_end)
+        cursor = seg_end
+    name = _name(_meta(segments[0])) or _name(meta) or label.lower()
+    volume = _volume(meta) if kind == 1 else None
+    if volume is None and kind == 1:
+        volume = _volume(_meta(segments[0]))
+    return TrackSummary(label, name, start_ms or 0, end_ms, len(segments), volume)
+
+
+def _label(kind: object, meta: dict[str, Any]) -> str:
+    if kind == 1:
+        role = str(meta.get("role") or meta.get("type") or "").lower()
+        return "Voice" if "voice" in role or "narration" in role else "BGM"
+    if kind == 7:
+        return "Title"
+    return TRACK_KINDS.get(kind, "Track") if isinstance(kind, int) else "Track"
+
+
+def _meta(item: dict[str, Any]) -> dict[str, Any]:
+    meta = item.get("m")
+    return meta if isinstance(meta, dict) else {}
+
+
+def _name(meta: dict[str, Any]) -> str:
+    for key in NAME_KEYS:
+        value = meta.get(key)
+        if isinstance(value, str) and value.strip():
+            text = " ".join(value.split())
+            if key == "url":
+                text = text.rstrip("/").rsplit("/", 1)[-1] or text
+            return text if len(text) <= 60 else text[:59] + "…"
+    return ""
+
+
+def _volume(meta: dict[str, Any]) -> int | None:
+    value = meta.get("volume", meta.get("v"))
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        return None
+    return round(value * 100) if value <= 1 else round(min(value, 1000))
+
+
+def _first_number(item: dict[str, Any], keys: tuple[str, ...]) -> int | None:
+    for key in keys:
+        value = item.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return int(min(value, 10**10))
+    return None
+
+
+def _seconds(ms: int) -> str:
+    seconds = ms / 1000
+    return f"{seconds:.0f}" if abs(seconds - round(seconds)) < 0.05 else f"{seconds:.1f}"

@@ -1,0 +1,180 @@
+"""One chat turn with the agent: stream its replies into the chat, one turn at a time per project.
+
+A turn is recorded in Redis while it runs, so a second message is answered with "wait or /cancel"
+(and a restarted bot knows a turn was cut off). The stream is never resent: when it drops, the
+bot watches the timeline instead and reports what changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from bot.agent_text import to_chat
+from bot.errors import StreamDropped, StreamIdle
+from bot.flows import ChatContext, Flows
+from bot.sse import AgentEvent
+from bot.store import TurnRecord
+from bot.telegram_io import ChatGone
+from bot.texts import bullet_list, say
+from bot.timeline import TrackSummary, describe_changes, tracks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TurnTimings:
+    still_working: float
+    max_seconds: float
+    typing_interval: float
+    dropped_poll_seconds: float
+    dropped_polls: int
+
+
+@dataclass
+class _Progress:
+    texts: int = 0
+    errors: int = 0
+    quiet_since: float = field(default_factory=time.monotonic)  # last text or "still working" notice
+
+
+class Turns:
+    def __init__(self, flows: Flows, timings: TurnTimings):
+        self.flows = flows
+        self.projects = flows.projects
+        self.store = flows.projects.store
+        self.timings = timings
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def start(self, ctx: ChatContext, text: str) -> asyncio.Task[None] | None:
+        """Run a turn in the background; None (after saying so) when one is already running."""
+        record = TurnRecord(time.time(), text[:80], ctx.chat.chat_id, ctx.chat.thread_id)
+        if not await self.store.start_turn(ctx.chat.key, record, self.timings.max_seconds + 60):
+            await ctx.out.say("busy")
+            return None
+        task = asyncio.create_task(self._guarded(ctx, text), name=f"turn {ctx.chat.key}")
+        self._tasks[ctx.chat.key] = task
+        return task
+
+    async def cancel(self, ctx: ChatContext) -> bool:
+        """Stop waiting for the chat's running turn; False when there is none."""
+        task = self._tasks.get(ctx.chat.key)
+        if task is None or task.done():
+            if await self.store.current_turn(ctx.chat.key) is None:
+                return False
+            await self.store.end_turn(ctx.chat.key)  # left by a process that is gone
+            return True
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return True
+
+    async def stop_all(self) -> None:
+        tasks = [t for t in self._tasks.values() if not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _guarded(self, ctx: ChatContext, text: str) -> None:
+        try:
+            await self.run(ctx, text)
+        except ChatGone as err:
+            log.info("chat %s: gone during a turn: %s", ctx.chat.key, err)
+        except Exception as err:
+            await self._explain_safely(ctx, err)
+        finally:
+            self._tasks.pop(ctx.chat.key, None)
+            await self.store.end_turn(ctx.chat.key)
+
+    async def run(self, ctx: ChatContext, text: str) -> None:
+        """Send one message to the agent and show its replies as they come."""
+        if not await self.flows.ensure_connected(ctx):
+            return
+        before = asyncio.create_task(self._tracks(ctx))
+        progress = _Progress()
+        ticker = asyncio.create_task(self._tick(ctx, progress))
+        try:
+            async with asyncio.timeout(self.timings.max_seconds):
+                async with self.projects.open_turn(ctx.chat, ctx.session_lang, text) as events:
+                    async for event in events:
+                        await self._show(ctx, event, progress)
+        except StreamIdle:
+            log.info("chat %s: stream idle, turn ends", ctx.chat.key)
+        except TimeoutError:
+            await ctx.out.say("turn_timeout", minutes=round(self.timings.max_seconds / 60))
+            return
+        except StreamDropped as err:
+            log.warning("chat %s: stream dropped mid-turn: %s", ctx.chat.key, err.describe())
+            await ctx.out.say("turn_dropped")
+            await self._report_after_drop(ctx, await before)
+            return
+        finally:
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
+        if progress.texts == 0 and progress.errors == 0:
+            await self._report_changes(ctx, await before, await self._tracks(ctx))
+
+    async def _show(self, ctx: ChatContext, event: AgentEvent, progress: _Progress) -> None:
+        if event.kind == "text":
+            chat_text = to_chat(event.text, ctx.lang)
+            await ctx.out.send(chat_text.html, buttons=chat_text.buttons)
+            progress.texts += 1
+            progress.quiet_since = time.monotonic()
+        elif event.kind == "error":
+            log.warning("chat %s: agent error event: %s", ctx.chat.key, event.text[:200])
+            await ctx.out.say("agent_error", reason=event.text[:200])
+            progress.errors += 1
+
+    async def _tick(self, ctx: ChatContext, progress: _Progress) -> None:
+        """Typing while the turn runs; "still working" after each quiet interval."""
+        step = min(self.timings.typing_interval, self.timings.still_working)
+        last_typing = 0.0
+        while True:
+            now = time.monotonic()
+            if now - last_typing >= self.timings.typing_interval:
+                await ctx.out.typing()
+                last_typing = now
+            if now - progress.quiet_since >= self.timings.still_working:
+                await ctx.out.say("still_working")
+                progress.quiet_since = now
+            await asyncio.sleep(step)
+
+    async def _tracks(self, ctx: ChatContext) -> list[TrackSummary] | None:
+        try:
+            state = await self.projects.call(
+                ctx.chat, ctx.session_lang, lambda c: self.projects.client.state(c.token, c.session_id)
+            )
+        except Exception as err:
+            log.info("chat %s: state unavailable: %s", ctx.chat.key, type(err).__name__)
+            return None
+        return tracks(state.draft)
+
+    async def _report_changes(
+        self, ctx: ChatContext, before: list[TrackSummary] | None, after: list[TrackSummary] | None
+    ) -> bool:
+        """Tell the user what a silent turn changed; True when something changed."""
+        changes = describe_changes(before or [], after) if after is not None else []
+        if changes:
+            await ctx.out.send(
+                say(ctx.lang, "turn_changes", changes=bullet_list(changes)), buttons=("export",)
+            )
+            return True
+        await ctx.out.say("turn_no_changes", buttons=("status",))
+        return False
+
+    async def _report_after_drop(self, ctx: ChatContext, before: list[TrackSummary] | None) -> None:
+        """Watch the timeline a few times after a dropped stream, and report the first change."""
+        for _ in range(self.timings.dropped_polls):
+            await asyncio.sleep(self.timings.dropped_poll_seconds)
+            after = await self._tracks(ctx)
+            if after is not None and describe_changes(before or [], after):
+                await self._report_changes(ctx, before, after)
+                return
+        await ctx.out.say("turn_no_changes", buttons=("status",))
+
+    async def _explain_safely(self, ctx: ChatContext, err: Exception) -> None:
+        try:
+            await self.flows.explain(ctx, err)
+        except Exception:
+            log.exception("chat %s: could not report a failure", ctx.chat.key)

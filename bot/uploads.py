@@ -1,0 +1,267 @@
+"""Uploads: media from Telegram (one file or a whole album) and links, checked and sent to the backend.
+
+Each file is checked by name and size before it is downloaded, and by content after; only then
+are its bytes streamed to the backend under a sanitised name. The Telegram file URL (which holds
+the bot token) never leaves the bot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import re
+import tempfile
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from telegram import Bot
+from telegram.error import TelegramError
+
+from bot.errors import FileTooLarge, UnsupportedFile
+from bot.flows import ChatContext, Flows
+from bot.media import ACCEPTED_LIST, KINDS, check_name, content_type, human_size, inspect_file, safe_filename
+from bot.nemo import LocalFile, UploadedMedia
+from bot.texts import bullet_list, say
+
+log = logging.getLogger(__name__)
+MB = 1024 * 1024
+TOKEN_IN_URL = re.compile(r"/bot\d+:[\w-]+", re.IGNORECASE)
+
+CaptionHandler = Callable[[ChatContext, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class IncomingFile:
+    """A file a user sent, as Telegram describes it before anything is downloaded."""
+
+    file_id: str
+    kind: str  # photo | video | animation | audio | document | video_note | voice
+    name: str | None
+    mime_type: str | None
+    size: int | None
+    message_id: int = 0
+
+    @property
+    def display_name(self) -> str:
+        name = (self.name or self.kind.replace("_", " ")).replace("\n", " ")
+        return name if len(name) <= 60 else name[:59] + "…"
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    backend_mb: int
+    telegram_download_mb: int
+
+
+@dataclass
+class _Album:
+    ctx: ChatContext
+    files: list[IncomingFile] = field(default_factory=list)
+    captions: list[str] = field(default_factory=list)
+    timer: asyncio.Task[None] | None = None
+
+
+class Uploads:
+    def __init__(
+        self,
+        flows: Flows,
+        bot: Bot,
+        limits: UploadLimits,
+        *,
+        album_wait: float,
+        on_caption: CaptionHandler | None = None,
+    ):
+        self.flows = flows
+        self.projects = flows.projects
+        self.bot = bot
+        self.limits = limits
+        self.album_wait = album_wait
+        self.on_caption = on_caption
+        self._albums: dict[tuple[str, str], _Album] = {}
+
+    async def receive(
+        self, ctx: ChatContext, file: IncomingFile, *, album: str | None, caption: str | None
+    ) -> None:
+        """One file from a message: uploaded now, or gathered with the rest of its album."""
+        if album is None:
+            await self.upload(ctx, [file], [caption] if caption else [])
+            return
+        key = (ctx.chat.key, album)
+        entry = self._albums.setdefault(key, _Album(ctx))
+        entry.files.append(file)
+        if caption:
+            entry.captions.append(caption)
+        if entry.timer is not None:
+            entry.timer.cancel()
+        entry.timer = asyncio.create_task(self._flush_later(key), name=f"album {album}")
+
+    async def flush_all(self) -> None:
+        """Upload every album still being gathered (at shutdown)."""
+        for key in list(self._albums):
+            entry = self._albums.get(key)
+            if entry and entry.timer:
+                entry.timer.cancel()
+            await self._flush(key)
+
+    async def _flush_later(self, key: tuple[str, str]) -> None:
+        await asyncio.sleep(self.album_wait)
+        entry = self._albums.get(key)
+        if entry is not None:
+            entry.timer = None  # the upload below must not be cancelled by a late album item
+        await self._flush(key)
+
+    async def _flush(self, key: tuple[str, str]) -> None:
+        entry = self._albums.pop(key, None)
+        if entry is None:
+            return
+        files = sorted(entry.files, key=lambda f: f.message_id)
+        try:
+            await self.upload(entry.ctx, files, entry.captions)
+        except Exception:
+            log.exception("chat %s: album upload failed", entry.ctx.chat.key)
+
+    async def upload(
+        self, ctx: ChatContext, files: Sequence[IncomingFile], captions: Sequence[str] = ()
+    ) -> bool:
+        """Check, download and forward files with one progress message and one reply."""
+        if not await self.flows.ensure_connected(ctx):
+            return False
+        notice = await ctx.out.say("uploading", count=len(files))
+        notice_id = notice.message_id if notice else None
+        refused: list[str] = []
+        with tempfile.TemporaryDirectory(prefix="nemo-upload-") as folder:
+            ready: list[tuple[IncomingFile, LocalFile]] = []
+            for index, file in enumerate(files):
+                result = await self._prepare(ctx, file, Path(folder) / f"in-{index}", index)
+                if isinstance(result, LocalFile):
+                    ready.append((file, result))
+                else:
+                    refused.append(result)
+            added: list[str] = []
+            if ready:
+                try:
+                    uploaded = await self.projects.call(
+                        ctx.chat,
+                        ctx.session_lang,
+                        lambda c: self.projects.client.upload_files(
+                            c.token, c.session_id, [local for _, local in ready]
+                        ),
+                    )
+                except UnsupportedFile:
+                    refused += [
+                        say(ctx.lang, "backend_unsupported", name=f.display_name, formats=ACCEPTED_LIST)
+                        for f, _ in ready
+                    ]
+                except FileTooLarge:
+                    refused += [say(ctx.lang, "backend_too_large", name=f.display_name) for f, _ in ready]
+                except Exception as err:
+                    await self.flows.explain(ctx, err, message_id=notice_id)
+                    return False
+                else:
+                    added = _describe_uploads(uploaded, ready)
+        await ctx.out.edit_or_send(notice_id, _summary(ctx, added, refused))
+        if added and self.on_caption is not None:
+            for caption in captions:
+                await self.on_caption(ctx, caption)
+        return bool(added)
+
+    async def upload_links(self, ctx: ChatContext, urls: Sequence[str]) -> bool:
+        """Have the backend fetch media by URL (bot-token URLs are refused, never forwarded)."""
+        if any(TOKEN_IN_URL.search(url) for url in urls):
+            await ctx.out.say(
+                "unsupported", name="link", detail="a Telegram file link", formats=ACCEPTED_LIST
+            )
+            return False
+        if not await self.flows.ensure_connected(ctx):
+            return False
+        notice = await ctx.out.say("uploading", count=len(urls))
+        notice_id = notice.message_id if notice else None
+        try:
+            uploaded = await self.projects.call(
+                ctx.chat,
+                ctx.session_lang,
+                lambda c: self.projects.client.upload_urls(c.token, c.session_id, urls),
+            )
+        except UnsupportedFile:
+            await ctx.out.edit_or_send(
+                notice_id, say(ctx.lang, "backend_unsupported", name="link", formats=ACCEPTED_LIST)
+            )
+            return False
+        except Exception as err:
+            await self.flows.explain(ctx, err, message_id=notice_id)
+            return False
+        lines = [_describe(media, media.filename) for media in uploaded]
+        await ctx.out.edit_or_send(notice_id, _summary(ctx, lines, []))
+        return bool(lines)
+
+    async def _prepare(self, ctx: ChatContext, file: IncomingFile, path: Path, index: int) -> LocalFile | str:
+        """A checked local copy of the file, or the line that says why it was refused."""
+        lang, name = ctx.lang, file.display_name
+        declared, problem = check_name(file.name, file.mime_type)
+        if problem is not None:
+            return say(lang, problem.reason, name=name, detail=problem.detail, formats=ACCEPTED_LIST)
+        if file.size is not None and file.size > self.limits.backend_mb * MB:
+            return say(lang, "too_large", name=name, size=human_size(file.size), limit=self.limits.backend_mb)
+        if file.size is not None and file.size > self.limits.telegram_download_mb * MB:
+            size = human_size(file.size)
+            return say(
+                lang, "telegram_too_large", name=name, size=size, limit=self.limits.telegram_download_mb
+            )
+        try:
+            telegram_file = await self.bot.get_file(file.file_id)
+            await telegram_file.download_to_drive(path, read_timeout=120)
+        except TelegramError as err:
+            log.warning("chat %s: download of a %s failed: %s", ctx.chat.key, file.kind, type(err).__name__)
+            if "too big" in str(err).lower():
+                size = human_size(file.size)
+                return say(
+                    lang, "telegram_too_large", name=name, size=size, limit=self.limits.telegram_download_mb
+                )
+            return say(lang, "download_failed", name=name)
+        verdict = inspect_file(path, declared)
+        if verdict.problem is not None:
+            return say(
+                lang, verdict.problem.reason, name=name, detail=verdict.problem.detail, formats=ACCEPTED_LIST
+            )
+        filename = safe_filename(file.name, verdict.extension, f"{file.kind}_{index + 1}")
+        return LocalFile(path=path, filename=filename, content_type=content_type(verdict.extension))
+
+
+def _describe(media: UploadedMedia, fallback_name: str, size: int | None = None) -> str:
+    name = media.filename or fallback_name
+    details = [media.file_type]
+    if media.duration:
+        details.append(f"{media.duration:.1f} s")
+    elif media.width and media.height:
+        details.append(f"{media.width}×{media.height}")
+    elif size is not None:
+        details.append(human_size(size))
+    return f"{name} — {', '.join(details)}"
+
+
+def _describe_uploads(
+    uploaded: list[UploadedMedia], ready: list[tuple[IncomingFile, LocalFile]]
+) -> list[str]:
+    lines = []
+    for index, (file, local) in enumerate(ready):
+        media = (
+            uploaded[index]
+            if index < len(uploaded)
+            else UploadedMedia(local.filename, KINDS.get(local.filename.rsplit(".", 1)[-1], "file"))
+        )
+        lines.append(
+            _describe(media, local.filename, local.path.stat().st_size if local.path.exists() else file.size)
+        )
+    return lines
+
+
+def _summary(ctx: ChatContext, added: list[str], refused: list[str]) -> str:
+    """One reply for a batch: what was added (escaped here) and what was not (already escaped)."""
+    parts = []
+    if added:
+        parts.append(say(ctx.lang, "uploaded") + "\n" + bullet_list([html.escape(line) for line in added]))
+    if refused:
+        parts.append(say(ctx.lang, "upload_refused") + "\n" + bullet_list(refused))
+    return "\n\n".join(parts) or say(ctx.lang, "unexpected")

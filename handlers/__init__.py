@@ -1,0 +1,39 @@
+"""Telegram handlers: one thin module per flow, registered here on the Application."""
+
+from __future__ import annotations
+
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
+
+from handlers import buttons, chat, credits, errors, export, start, status, upload
+
+NEW_POSTS = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST  # edits never re-run anything
+MEDIA = (
+    filters.PHOTO
+    | filters.VIDEO
+    | filters.ANIMATION
+    | filters.AUDIO
+    | filters.Document.ALL
+    | filters.VIDEO_NOTE
+    | filters.VOICE
+)
+
+
+def register(application: Application) -> None:  # type: ignore[type-arg]
+    commands = {
+        "start": start.start,
+        "help": start.help_command,
+        "new": start.new_project,
+        "cancel": start.cancel,
+        "export": export.export,
+        "status": status.status,
+        "credits": credits.credits,
+    }
+    for name, callback in commands.items():
+        application.add_handler(CommandHandler(name, callback, filters=NEW_POSTS))
+    application.add_handler(CallbackQueryHandler(buttons.on_button, pattern=r"^act:"))
+    application.add_handler(MessageHandler(NEW_POSTS & filters.TEXT & ~filters.COMMAND, chat.on_text))
+    application.add_handler(MessageHandler(NEW_POSTS & MEDIA, upload.on_media))
+    application.add_handler(
+        MessageHandler(NEW_POSTS & filters.ChatType.PRIVATE & ~filters.TEXT & ~MEDIA, upload.on_other)
+    )
+    application.add_error_handler(errors.on_error)

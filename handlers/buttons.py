@@ -1,0 +1,25 @@
+"""Inline buttons: Export, Timeline and Retry act on the chat the button is pressed in."""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.ext import ContextTypes
+
+from bot.telegram_io import CALLBACK_PREFIX
+from handlers.common import chat_context, services_of
+
+
+async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Run the button's action; unknown or forged data is answered and ignored."""
+    query = update.callback_query
+    if query is None:
+        return
+    await query.answer()
+    action = (query.data or "").removeprefix(CALLBACK_PREFIX)
+    if not (ctx := chat_context(update, context)):
+        return
+    services = services_of(context)
+    if action in ("export", "retry"):
+        await services.renders.export(ctx)
+    elif action == "status":
+        await services.flows.status(ctx)
