@@ -107,6 +107,9 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
         .local_mode(settings.telegram_local_mode)
         .rate_limiter(AIORateLimiter(max_retries=3))
         .concurrent_updates(True)
+        # Two connections for getUpdates: at shutdown PTB confirms the last updates with one more call
+        # while the cancelled long poll may still hold the first; with one, updates would come again.
+        .get_updates_connection_pool_size(2)
         .post_init(on_start)
         .post_shutdown(on_stop)
         .build()
