@@ -65,7 +65,7 @@ def test_links_only_messages_are_uploads_and_mixed_ones_are_chat() -> None:
 def test_timeline_summary_matches_the_skill_format() -> None:
     summary = timeline.format_timeline(timeline.tracks(SAMPLE_DRAFT))
     assert summary == (
-        'Timeline (3 tracks): 1. Video: city timelapse (0-10s) 2. BGM: Lo-fi (0-10s, 35%) '
+        "Timeline (3 tracks): 1. Video: city timelapse (0-10s) 2. BGM: Lo-fi (0-10s, 35%) "
         '3. Title: "Urban Dreams" (0-3s)'
     )
     assert timeline.is_exportable(SAMPLE_DRAFT)
@@ -73,7 +73,14 @@ def test_timeline_summary_matches_the_skill_format() -> None:
 
 @pytest.mark.parametrize(
     "draft",
-    [None, {}, {"t": None}, {"t": "x"}, {"t": [None, 3, {"sg": None}, {"tt": "video", "sg": [{}]}]}, {"t": [{"sg": [{"d": "10"}]}]}],
+    [
+        None,
+        {},
+        {"t": None},
+        {"t": "x"},
+        {"t": [None, 3, {"sg": None}, {"tt": "video", "sg": [{}]}]},
+        {"t": [{"sg": [{"d": "10"}]}]},
+    ],
 )
 def test_odd_drafts_never_crash_the_summary(draft: object) -> None:
     text = timeline.format_timeline(timeline.tracks(draft))
@@ -116,12 +123,16 @@ def test_sse_reader_keeps_model_text_and_drops_everything_else() -> None:
     assert sse.parse_event("Traceback (most recent call last): boom") is None
     assert sse.parse_event('{"type":"text","content":"legacy hi"}') == sse.AgentEvent("text", "legacy hi")
     assert sse.parse_event('{"type":"tool_call","name":"x"}') == sse.TOOL
-    assert sse.parse_event('{"errorCode":"SAFETY","errorMessage":"blocked"}') == sse.AgentEvent("error", "blocked")
+    assert sse.parse_event('{"errorCode":"SAFETY","errorMessage":"blocked"}') == sse.AgentEvent(
+        "error", "blocked"
+    )
     assert sse.parse_event('{"error":"boom","error_details":{}}') == sse.AgentEvent("error", "boom")
 
 
 def test_gui_talk_becomes_chat_terms_with_buttons() -> None:
-    result = agent_text.to_chat("Done! Click the Export button to download, or preview it in the timeline.", "en")
+    result = agent_text.to_chat(
+        "Done! Click the Export button to download, or preview it in the timeline.", "en"
+    )
     assert "click" not in result.html.lower()
     assert 'say "export"' in result.html.replace("&quot;", '"')
     assert result.buttons == ("export", "status")
@@ -143,8 +154,18 @@ def test_split_respects_the_limit_and_entities() -> None:
 
 @pytest.mark.parametrize(
     ("name", "ok"),
-    [("clip.mp4", True), ("clip.mov", True), ("clip.webm", True), ("photo.jpg", True), ("photo.png", True),
-     ("image.webp", True), ("anim.gif", True), ("tone.mp3", True), ("tone.wav", True), ("tone.m4a", True)],
+    [
+        ("clip.mp4", True),
+        ("clip.mov", True),
+        ("clip.webm", True),
+        ("photo.jpg", True),
+        ("photo.png", True),
+        ("image.webp", True),
+        ("anim.gif", True),
+        ("tone.mp3", True),
+        ("tone.wav", True),
+        ("tone.m4a", True),
+    ],
 )
 def test_accepted_media_pass_name_and_content_checks(name: str, ok: bool) -> None:
     declared, problem = media.check_name(name, None)
@@ -179,8 +200,15 @@ def test_content_that_contradicts_the_name_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("../../x.mp4", "x.mp4"), ("a.mp4.exe", "a.mp4"), ("..\\..\\evil.mov", "evil.mp4"), (None, "video_1.mp4"),
-     ("\u202eexe.mp4", "exe.mp4"), ("my clip (1).mp4", "my clip _1.mp4"), ("....", "video_1.mp4")],
+    [
+        ("../../x.mp4", "x.mp4"),
+        ("a.mp4.exe", "a.mp4"),
+        ("..\\..\\evil.mov", "evil.mp4"),
+        (None, "video_1.mp4"),
+        ("\u202eexe.mp4", "exe.mp4"),
+        ("my clip (1).mp4", "my clip _1.mp4"),
+        ("....", "video_1.mp4"),
+    ],
 )
 def test_safe_filenames(name: str | None, expected: str) -> None:
     assert media.safe_filename(name, "mp4", "video_1") == expected

@@ -1,0 +1,111 @@
+"""End to end: the real bot process, the fake Bot API server and the NemoVideo emulator on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.bot_process import BotProcess
+from tests.conftest import MEDIA, RedisServer
+from tests.emulator import NemoEmulator
+from tests.fake_telegram import FakeTelegram, User
+
+CHAT = 4242
+USER = User(CHAT, "Ada", "ada", language_code="en")
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    server = FakeTelegram()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def test_a_user_walks_the_whole_flow(
+    fake: FakeTelegram, emulator: NemoEmulator, tmp_path: Path
+) -> None:
+    settings = {"LOG_LEVEL": "DEBUG"}
+    server = None
+    if shutil.which("redis-server"):
+        server = RedisServer(tmp_path)
+        server.start()
+        settings["REDIS_URL"] = server.url
+    bot = BotProcess(fake, emulator, tmp_path, **settings)
+    await bot.start()
+    try:
+        fake.send_command(CHAT, "/start", user=USER)
+        await fake.wait_for_message(CHAT, "Try saying", timeout=20)
+        await fake.wait_for_message(CHAT, "Connected and ready")
+
+        mark = fake.message_count(CHAT)
+        fake.send_photo(CHAT, (MEDIA / "photo.jpg").read_bytes(), user=USER)
+        added = await fake.wait_for_message(CHAT, "Added to your project", after=mark)
+        assert "image" in added.text
+
+        mark = fake.message_count(CHAT)
+        fake.send_text(
+            CHAT, "combine these images into a 30-second promo video with music and text", user=USER
+        )
+        await fake.wait_for_message(CHAT, "Sure, give me a moment.", after=mark)
+        await fake.wait_for_message(CHAT, "on the timeline", after=mark)
+        assert any(c.method == "sendChatAction" for c in fake.calls)
+
+        mark = fake.message_count(CHAT)
+        fake.send_text(CHAT, "status", user=USER)
+        timeline = await fake.wait_for_message(CHAT, "Timeline (", after=mark)
+        assert "Video:" in timeline.text and "BGM:" in timeline.text
+
+        mark = fake.message_count(CHAT)
+        fake.send_text(CHAT, "credits", user=USER)
+        credits = await fake.wait_for_message(CHAT, "Credits:", after=mark)
+        assert "available" in credits.text and "register?bind=anon_" in credits.source
+
+        mark = fake.message_count(CHAT)
+        fake.send_text(CHAT, "export", user=USER)
+        video = await fake.wait_for_message(CHAT, kind="video", after=mark, timeout=30)
+        assert video.file is not None and video.file.data == (MEDIA / "clip.mp4").read_bytes()
+        assert "/static/render/render_" in video.text
+        progress = await fake.wait_for_message(CHAT, "Render", after=mark)
+        assert any("%" in text for text in progress.history)  # the progress message was edited
+        await asyncio.sleep(0.5)
+        assert sum(m.kind == "video" for m in fake.bot_messages(CHAT)) == 1
+    finally:
+        code = await bot.stop()
+        if server:
+            server.stop()
+    assert code == 0, bot.log[-3000:]
+    output = bot.log
+    secrets = [fake.token, *(account.token for account in emulator.accounts.values())]
+    leaked = [s[:12] for s in secrets if s in output]
+    assert not leaked, f"secrets in the bot's output: {leaked}"
+    problems = [line for line in output.splitlines() if " ERROR " in line or "Traceback" in line]
+    assert not problems, "\n".join(problems)
+
+
+async def test_missing_token_is_a_one_line_error_with_exit_code_2(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEGRAM_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    assert err.decode().strip().count("\n") == 0 and "TELEGRAM_BOT_TOKEN" in err.decode()
+
+
+async def test_bad_setting_is_named(tmp_path: Path) -> None:
+    env = {**os.environ, "TELEGRAM_BOT_TOKEN": "1:abc", "RENDER_POLL_SECONDS": "-1", "NEMO_SKILL": "nope"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    text = err.decode()
+    assert process.returncode == 2 and "RENDER_POLL_SECONDS" in text and "NEMO_SKILL" in text

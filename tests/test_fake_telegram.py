@@ -1,0 +1,448 @@
+"""The fake Bot API server, exercised through a real python-telegram-bot ``Bot``."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, Update
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, NetworkError, RetryAfter
+
+from tests.fake_telegram import FakeTelegram, User, parse_html, parse_markdown_v2
+
+MEDIA = Path(__file__).parent / "media"
+CHAT = 4242
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    server = FakeTelegram()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def bot(fake: FakeTelegram) -> AsyncIterator[Bot]:
+    async with Bot(fake.token, base_url=fake.base_url, base_file_url=fake.base_file_url) as tg_bot:
+        yield tg_bot
+
+
+async def test_get_me(fake: FakeTelegram, bot: Bot) -> None:
+    me = await bot.get_me()
+    assert me.id == fake.bot_id == 123456
+    assert me.username == "nemo_test_bot"
+    assert me.first_name == "Nemo Test"
+    assert me.is_bot and me.can_join_groups
+    assert me.can_read_all_group_messages is False
+    assert fake.calls[0].method == "getMe" and fake.calls[0].ok
+
+
+async def test_wrong_token_is_unauthorized(fake: FakeTelegram) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{fake.base_url}999:nope/getMe")
+    assert response.status_code == 401
+    assert response.json() == {"ok": False, "error_code": 401, "description": "Unauthorized"}
+    with pytest.raises(InvalidToken):
+        async with Bot("999:wrong", base_url=fake.base_url):
+            pass
+
+
+async def test_method_names_are_case_insensitive_and_unknown_ones_404(fake: FakeTelegram) -> None:
+    async with httpx.AsyncClient() as client:
+        ok = await client.post(f"{fake.base_url}{fake.token}/GETME")
+        missing = await client.post(f"{fake.base_url}{fake.token}/sendTeleport", data={"chat_id": "1"})
+    assert ok.json()["result"]["id"] == fake.bot_id
+    assert fake.calls[0].method == "getMe"
+    assert missing.status_code == 404
+    assert missing.json() == {"ok": False, "error_code": 404, "description": "Not Found"}
+
+
+async def test_get_updates_long_poll_and_offset(fake: FakeTelegram, bot: Bot) -> None:
+    started = time.monotonic()
+    assert await bot.get_updates(timeout=30) == ()
+    assert time.monotonic() - started < 3, "the server caps long polls at 1 s"
+
+    poll = asyncio.create_task(bot.get_updates(timeout=30))
+    await asyncio.sleep(0.1)
+    assert not poll.done()
+    sent = fake.send_text(CHAT, "hello bot")
+    updates = await asyncio.wait_for(poll, 2)
+    assert [u.update_id for u in updates] == [sent["update_id"]]
+    message = updates[0].message
+    assert message is not None
+    assert message.text == "hello bot"
+    assert message.chat.id == CHAT and message.chat.type == "private"
+    assert message.from_user is not None and message.from_user.id == CHAT
+
+    again = await bot.get_updates(timeout=0)
+    assert [u.update_id for u in again] == [sent["update_id"]], "not confirmed yet"
+    assert await bot.get_updates(offset=sent["update_id"] + 1, timeout=0) == ()
+    assert fake.pending_updates == []
+
+
+async def test_get_updates_limit_and_allowed_updates(fake: FakeTelegram, bot: Bot) -> None:
+    for i in range(3):
+        fake.send_text(CHAT, f"m{i}")
+    assert len(await bot.get_updates(limit=2)) == 2
+    sent = await bot.send_message(
+        CHAT,
+        "pick",
+        reply_markup=InlineKeyboardMarkup.from_button(InlineKeyboardButton("A", callback_data="a")),
+    )
+    fake.press_button(CHAT, sent.message_id, "a")
+    updates = await bot.get_updates(allowed_updates=["callback_query"])
+    assert [u.callback_query.data for u in updates if u.callback_query] == ["a"]
+    assert len(updates) == 1
+
+
+async def test_second_poller_gets_conflict(fake: FakeTelegram, bot: Bot) -> None:
+    first = asyncio.create_task(bot.get_updates(timeout=1))
+    await asyncio.sleep(0.1)
+    async with fake.make_bot() as other:  # PTB polls through a one-connection pool: a second Bot is needed
+        assert await other.get_updates(timeout=0) == ()
+    with pytest.raises(Conflict, match=r"(?i)terminated by other getUpdates request"):
+        await first
+
+
+async def test_send_message_html_ok_and_broken(fake: FakeTelegram, bot: Bot) -> None:
+    message = await bot.send_message(
+        CHAT,
+        "<b>Done</b> &amp; <a href='https://x.io/a?b=1&amp;c=2'>link</a> 1 & 2",
+        parse_mode=ParseMode.HTML,
+    )
+    assert message.text == "Done & link 1 & 2"
+    assert [(e.type, e.offset, e.length) for e in message.entities] == [("bold", 0, 4), ("text_link", 7, 4)]
+    assert message.entities[1].url == "https://x.io/a?b=1&c=2"
+    assert message.from_user is not None and message.from_user.id == fake.bot_id
+    stored = fake.bot_messages(CHAT)[0]
+    assert stored.text == "Done & link 1 & 2" and stored.parse_mode == "HTML" and stored.kind == "text"
+
+    for broken, detail in [
+        ("<b>unclosed", 'Can\'t find end tag corresponding to start tag "b"'),
+        ("a < b", 'Unsupported start tag "" at byte offset 2'),
+        ("<foo>x</foo>", 'Unsupported start tag "foo" at byte offset 0'),
+        ("<b>x</i>", 'Unmatched end tag at byte offset 4, expected "</b>", found "</i>"'),
+        ("x</b>", "Unexpected end tag at byte offset 1"),
+    ]:
+        with pytest.raises(BadRequest, match=r"(?i)Can't parse entities") as err:
+            await bot.send_message(CHAT, broken, parse_mode=ParseMode.HTML)
+        assert "can't parse entities" in err.value.message.lower()
+        assert fake.calls[-1].description == f"Bad Request: can't parse entities: {detail}"
+    assert len(fake.bot_messages(CHAT)) == 1
+    assert fake.calls[-1].status == 400
+
+
+async def test_send_message_validation(fake: FakeTelegram, bot: Bot) -> None:
+    with pytest.raises(BadRequest, match=r"(?i)too long"):
+        await bot.send_message(CHAT, "x" * 4097)
+    with pytest.raises(BadRequest, match=r"(?i)text is empty"):
+        await bot.send_message(CHAT, "   ")
+    with pytest.raises(BadRequest, match=r"(?i)reserved"):
+        await bot.send_message(CHAT, "1.5", parse_mode=ParseMode.MARKDOWN_V2)
+    with pytest.raises(BadRequest, match=r"(?i)BUTTON_DATA_INVALID"):
+        await bot.send_message(
+            CHAT,
+            "x",
+            reply_markup=InlineKeyboardMarkup.from_button(InlineKeyboardButton("x", callback_data="y" * 65)),
+        )
+    with pytest.raises(BadRequest, match=r"(?i)replied not found"):
+        await bot.send_message(CHAT, "x", reply_parameters=ReplyParameters(999))
+    ok = await bot.send_message(
+        CHAT, "x", reply_parameters=ReplyParameters(999, allow_sending_without_reply=True)
+    )
+    assert ok.reply_to_message is None
+    assert (await bot.send_message(CHAT, "4096", parse_mode=None)).text == "4096"
+
+
+async def test_reply_thread_and_markup_are_reflected(fake: FakeTelegram, bot: Bot) -> None:
+    group = -1001234
+    fake.set_chat(group, "supergroup", title="Makers", is_forum=True)
+    asked = fake.send_command(group, "/start", thread_id=7)
+    question = asked["message"]
+    assert question["is_topic_message"] and question["message_thread_id"] == 7
+    assert question["reply_to_message"]["forum_topic_created"]["name"] == "Topic 7"
+    markup = InlineKeyboardMarkup.from_button(InlineKeyboardButton("Export", callback_data="export"))
+    reply = await bot.send_message(
+        group,
+        "Hi",
+        message_thread_id=7,
+        reply_markup=markup,
+        reply_parameters=ReplyParameters(question["message_id"]),
+    )
+    assert reply.message_thread_id == 7 and reply.is_topic_message
+    assert reply.reply_to_message is not None and reply.reply_to_message.text == "/start"
+    assert reply.reply_markup == markup
+    stored = fake.bot_messages(group)[0]
+    assert (stored.thread_id, stored.reply_to) == (7, question["message_id"])
+    assert stored.buttons == [{"text": "Export", "callback_data": "export"}]
+
+    update = Update.de_json(fake.press_button(group, reply.message_id, "export"), bot)
+    query = update.callback_query
+    assert query is not None and query.data == "export" and query.message is not None
+    assert query.message.message_id == reply.message_id
+    assert await query.answer("ok")
+    with pytest.raises(BadRequest, match=r"(?i)query is too old"):
+        await query.answer("twice")
+    with pytest.raises(ValueError, match="no button"):
+        fake.press_button(group, reply.message_id, "nope")
+
+
+async def test_edit_message(fake: FakeTelegram, bot: Bot) -> None:
+    markup = InlineKeyboardMarkup.from_button(InlineKeyboardButton("Stop", callback_data="stop"))
+    sent = await bot.send_message(CHAT, "Rendering 10%", reply_markup=markup)
+    edited = await bot.edit_message_text(
+        "Rendering 50%", chat_id=CHAT, message_id=sent.message_id, reply_markup=markup
+    )
+    assert isinstance(edited, type(sent)) and edited.text == "Rendering 50%" and edited.edit_date is not None
+    with pytest.raises(BadRequest, match=r"(?i)message is not modified"):
+        await bot.edit_message_text(
+            "Rendering 50%", chat_id=CHAT, message_id=sent.message_id, reply_markup=markup
+        )
+    with pytest.raises(BadRequest, match=r"(?i)message to edit not found"):
+        await bot.edit_message_text("x", chat_id=CHAT, message_id=999)
+    # Without reply_markup Telegram drops the keyboard.
+    await bot.edit_message_text("Done", chat_id=CHAT, message_id=sent.message_id)
+    message = fake.bot_messages(CHAT)[0]
+    assert message.text == "Done" and message.reply_markup is None
+    assert message.history == ["Rendering 10%", "Rendering 50%", "Done"]
+    assert await bot.delete_message(CHAT, sent.message_id)
+    assert fake.bot_messages(CHAT)[0].deleted
+    with pytest.raises(BadRequest, match=r"(?i)message to delete not found"):
+        await bot.delete_message(CHAT, sent.message_id)
+
+
+async def test_send_video_with_bytes_is_recorded(fake: FakeTelegram, bot: Bot) -> None:
+    data = (MEDIA / "clip.mp4").read_bytes()
+    message = await bot.send_video(
+        CHAT,
+        data,
+        caption="<b>Your video</b>",
+        parse_mode=ParseMode.HTML,
+        filename="promo.mp4",
+        duration=30,
+        width=1920,
+        height=1080,
+    )
+    assert message.video is not None
+    assert (message.video.width, message.video.file_size) == (1920, len(data))
+    assert message.video.file_name == "promo.mp4" and message.video.mime_type == "video/mp4"
+    assert message.caption == "Your video"
+    call = fake.calls_to("sendVideo")[0]
+    assert call.result["video"]["duration"] == 30 and call.params["duration"] == 30
+    assert call.files["video"].data == data and call.files["video"].filename == "promo.mp4"
+    assert call.params["chat_id"] == CHAT
+    stored = fake.bot_messages(CHAT)[0]
+    assert stored.kind == "video" and stored.file is not None and stored.file.data == data
+    assert stored.text == "Your video" and stored.file_id == message.video.file_id
+
+    # Re-sending by file_id and by URL works too.
+    again = await bot.send_video(CHAT, message.video.file_id)
+    assert again.video is not None and again.video.file_unique_id == message.video.file_unique_id
+    assert fake.bot_messages(CHAT)[1].file is not None
+    by_url = await bot.send_document(CHAT, "https://cdn.example.com/out/final.mp4")
+    assert by_url.document is not None and by_url.document.file_name == "final.mp4"
+    assert fake.bot_messages(CHAT)[2].file_ref == "https://cdn.example.com/out/final.mp4"
+    assert fake.bot_messages(CHAT)[2].file is None
+    with pytest.raises(BadRequest, match=r"(?i)wrong file identifier"):
+        await bot.send_photo(CHAT, "not-a-file-id")
+
+
+async def test_send_photo_and_document_uploads(fake: FakeTelegram, bot: Bot) -> None:
+    png = (MEDIA / "photo.png").read_bytes()
+    photo = await bot.send_photo(CHAT, png)
+    assert len(photo.photo) == 3 and photo.photo[-1].file_size == len(png)
+    document = await bot.send_document(CHAT, b"hello", filename="notes.txt")
+    assert document.document is not None and document.document.mime_type == "text/plain"
+    assert [m.kind for m in fake.bot_messages(CHAT)] == ["photo", "document"]
+
+
+async def test_get_file_and_download(fake: FakeTelegram, bot: Bot) -> None:
+    data = (MEDIA / "clip.mp4").read_bytes()
+    update = Update.de_json(fake.send_video(CHAT, data, caption="cut this"), bot)
+    assert update.message is not None and update.message.video is not None
+    video = update.message.video
+    assert (video.file_size, video.mime_type, video.file_name) == (len(data), "video/mp4", "clip.mp4")
+    tg_file = await bot.get_file(video.file_id)
+    assert tg_file.file_path is not None and tg_file.file_path.startswith(
+        f"{fake.base_file_url}{fake.token}/videos/"
+    )
+    assert tg_file.file_path.endswith(".mp4")
+    assert bytes(await tg_file.download_as_bytearray()) == data
+    buffer = io.BytesIO()
+    await tg_file.download_to_memory(buffer)
+    assert buffer.getvalue() == data
+
+    async with httpx.AsyncClient() as client:
+        missing = await client.get(f"{fake.base_file_url}{fake.token}/videos/nope.mp4")
+    assert missing.status_code == 404
+    with pytest.raises(BadRequest, match=r"(?i)invalid file_id"):
+        await bot.get_file("unknown")
+
+
+async def test_file_too_big(fake: FakeTelegram, bot: Bot) -> None:
+    file_id, _unique = fake.add_file(b"head of a big file", size=30 * 1024 * 1024)
+    with pytest.raises(BadRequest, match=r"(?i)file is too big"):
+        await bot.get_file(file_id)
+    update = Update.de_json(
+        fake.send_document(CHAT, b"x", "big.mov", "video/quicktime", size=25_000_000), bot
+    )
+    assert update.message is not None and update.message.document is not None
+    assert update.message.document.file_size == 25_000_000
+    with pytest.raises(BadRequest, match=r"(?i)file is too big"):
+        await bot.get_file(update.message.document.file_id)
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")  # RetryAfter.__init__
+async def test_fail_next_429_and_block(fake: FakeTelegram, bot: Bot) -> None:
+    fake.fail_next("sendMessage", retry_after=3)
+    with pytest.raises(RetryAfter) as err:
+        await bot.send_message(CHAT, "hi")
+    assert "retry in 3" in str(err.value).lower()
+    assert fake.calls[-1].response == {
+        "ok": False,
+        "error_code": 429,
+        "description": "Too Many Requests: retry after 3",
+        "parameters": {"retry_after": 3},
+    }
+    assert (await bot.send_message(CHAT, "hi")).text == "hi", "only the next call fails"
+
+    file_id, _ = fake.add_file(b"data")
+    fake.fail_next("getfile", error_code=502, times=2)
+    for _ in range(2):
+        with pytest.raises(NetworkError, match="Bad Gateway"):
+            await bot.get_file(file_id)
+    assert (await bot.get_file(file_id)).file_size == 4
+
+    fake.block_bot(CHAT)
+    with pytest.raises(Forbidden, match=r"(?i)bot was blocked by the user"):
+        await bot.send_message(CHAT, "hi")
+    with pytest.raises(Forbidden):
+        await bot.send_chat_action(CHAT, "typing")
+    fake.unblock_bot(CHAT)
+    assert await bot.send_chat_action(CHAT, "upload_video")
+
+
+async def test_wait_for_message_sent_later(fake: FakeTelegram, bot: Bot) -> None:
+    async def later() -> None:
+        await asyncio.sleep(0.2)
+        await bot.send_message(CHAT, "Working on it")
+        await asyncio.sleep(0.1)
+        sent = await bot.send_message(CHAT, "Export 0%")
+        await bot.edit_message_text(
+            "Export <b>DONE</b>", chat_id=CHAT, message_id=sent.message_id, parse_mode=ParseMode.HTML
+        )
+
+    task = asyncio.create_task(later())
+    first = await fake.wait_for_message(CHAT, "working ON it", timeout=5)
+    assert first.text == "Working on it"
+    done = await fake.wait_for_message(CHAT, "export done", after=1, timeout=5)
+    assert done.text == "Export DONE" and done.edits == ["Export DONE"]
+    call = await fake.wait_for(lambda c: c.method == "editMessageText", timeout=5)
+    assert call.ok and call.params["parse_mode"] == "HTML"
+    await task
+    with pytest.raises(TimeoutError, match="Bot messages in the chat") as err:
+        await fake.wait_for_message(CHAT, "never", timeout=0.2)
+    assert "sendMessage" in str(err.value)
+
+
+async def test_album_updates_share_media_group_id(fake: FakeTelegram, bot: Bot) -> None:
+    jpg, mp4 = (MEDIA / "photo.jpg").read_bytes(), (MEDIA / "clip.mp4").read_bytes()
+    updates = fake.send_album(
+        CHAT,
+        [("photo", jpg, "a.jpg"), ("video", mp4, "b.mp4"), ("document", b"t", "c.txt")],
+        caption="combine these",
+    )
+    parsed = [Update.de_json(u, bot).message for u in updates]
+    assert all(m is not None for m in parsed)
+    group_ids = {m.media_group_id for m in parsed if m is not None}
+    assert len(group_ids) == 1 and None not in group_ids
+    first, second, third = parsed
+    assert first is not None and second is not None and third is not None
+    assert first.caption == "combine these" and second.caption is None
+    assert len(first.photo) == 3 and second.video is not None and third.document is not None
+    assert [u["update_id"] for u in updates] == sorted(u["update_id"] for u in updates)
+    largest = await bot.get_file(first.photo[-1].file_id)
+    assert bytes(await largest.download_as_bytearray()) == jpg
+    thumb = await bot.get_file(first.photo[0].file_id)
+    assert bytes(await thumb.download_as_bytearray()) != jpg
+    received = await bot.get_updates()
+    assert [u.message.media_group_id for u in received if u.message] == [first.media_group_id] * 3
+
+
+async def test_user_updates_parse_in_ptb(fake: FakeTelegram, bot: Bot) -> None:
+    alice = User(77, "Alice", "alice", language_code="de")
+    voice = Update.de_json(fake.send_voice(77, (MEDIA / "voice.ogg").read_bytes(), user=alice), bot).message
+    assert voice is not None and voice.voice is not None and voice.voice.mime_type == "audio/ogg"
+    assert voice.from_user is not None and voice.from_user.language_code == "de"
+    anim = Update.de_json(fake.send_animation(77, b"GIF89a....", user=alice), bot).message
+    assert anim is not None and anim.animation is not None and anim.document is not None
+    audio = Update.de_json(fake.send_audio(77, b"ID3", user=alice), bot).message
+    assert audio is not None and audio.audio is not None
+    note = Update.de_json(fake.send_video_note(77, b"\x00", user=alice), bot).message
+    assert note is not None and note.video_note is not None and note.video_note.length == 240
+    sticker = Update.de_json(fake.send_sticker(77, b"RIFF", user=alice), bot).message
+    assert sticker is not None and sticker.sticker is not None
+    command = Update.de_json(fake.send_command(77, "/start promo", user=alice), bot).message
+    assert command is not None and command.text == "/start promo"
+    assert command.entities[0].type == "bot_command" and command.entities[0].length == len("/start")
+    edited = Update.de_json(fake.edit_text(77, command.message_id, "/start other"), bot)
+    assert edited.edited_message is not None and edited.edited_message.text == "/start other"
+    channel = Update.de_json(fake.send_text(-1009, "news", chat_type="channel"), bot)
+    assert channel.channel_post is not None and channel.channel_post.sender_chat is not None
+    chat = await bot.get_chat(77)
+    assert chat.first_name == "Alice"
+
+
+async def test_privacy_mode_in_groups(fake: FakeTelegram, bot: Bot) -> None:
+    group = -555
+    fake.send_text(group, "just chatting", chat_type="group")
+    fake.send_text(group, "hey @nemo_test_bot make a video")
+    fake.send_command(group, "/help")
+    reply = await bot.send_message(group, "I am here")
+    fake.send_text(group, "thanks", reply_to=reply.message_id)
+    texts = [u.message.text for u in await bot.get_updates() if u.message]
+    assert texts == ["hey @nemo_test_bot make a video", "/help", "thanks"]
+    assert [u["message"]["text"] for u in fake.hidden_updates] == ["just chatting"]
+    assert fake.bot_messages(group)[0].text == "I am here"
+
+
+async def test_commands_and_misc_methods(fake: FakeTelegram, bot: Bot) -> None:
+    from telegram import BotCommand, BotCommandScopeAllGroupChats, ReactionTypeEmoji
+
+    assert await bot.set_my_commands([BotCommand("start", "Start"), BotCommand("export", "Export")])
+    assert await bot.set_my_commands([BotCommand("start", "Anfangen")], language_code="de")
+    assert await bot.set_my_commands([BotCommand("help", "Help")], scope=BotCommandScopeAllGroupChats())
+    assert [c.command for c in await bot.get_my_commands()] == ["start", "export"]
+    assert [c.description for c in await bot.get_my_commands(language_code="de")] == ["Anfangen"]
+    assert [c.command for c in await bot.get_my_commands(scope=BotCommandScopeAllGroupChats())] == ["help"]
+    assert await bot.delete_my_commands()
+    assert await bot.get_my_commands() == ()
+    assert await bot.set_my_description("A video bot")
+    assert await bot.set_my_short_description("Videos")
+    assert (await bot.get_my_description()).description == "A video bot"
+    assert await bot.delete_webhook(drop_pending_updates=True)
+    assert (await bot.get_webhook_info()).url == ""
+    asked = fake.send_text(CHAT, "hi")
+    assert await bot.set_message_reaction(CHAT, asked["message"]["message_id"], ReactionTypeEmoji("👍"))
+    assert fake.reactions[(CHAT, asked["message"]["message_id"])] == [{"type": "emoji", "emoji": "👍"}]
+
+
+def test_markup_parsers() -> None:
+    assert parse_html('<pre><code class="language-python">x = 1</code></pre>') == (
+        "x = 1",
+        [{"type": "pre", "offset": 0, "length": 5, "language": "python"}],
+    )
+    text, entities = parse_html("😀 <i>é</i>")
+    assert text == "😀 é" and entities == [{"type": "italic", "offset": 3, "length": 1}]
+    text, entities = parse_markdown_v2(r"*bold* and \. [link](https://a.b/c)")
+    assert text == "bold and . link"
+    assert [e["type"] for e in entities] == ["bold", "text_link"]
