@@ -9,6 +9,7 @@ import logging
 from telegram import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeAllPrivateChats
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 
+from bot.aio import cancel_and_wait
 from bot.services import Services, build_services
 from bot.settings import Settings
 from bot.telegram_io import ChatGone, ChatOutput
@@ -87,9 +88,7 @@ async def on_stop(application: Application) -> None:  # type: ignore[type-arg]
     services: Services | None = application.bot_data.get("services")
     if services is None:
         return
-    for task in services.background:
-        task.cancel()
-    await asyncio.gather(*services.background, return_exceptions=True)
+    await cancel_and_wait(services.background)
     await services.uploads.flush_all()
     await services.turns.stop_all()
     await services.http.aclose()

@@ -89,6 +89,7 @@ def build_services(settings: Settings, bot: Bot) -> Services:
             typing_interval=settings.typing_interval_seconds,
             dropped_poll_seconds=settings.dropped_turn_poll_seconds,
             dropped_polls=settings.dropped_turn_polls,
+            busy_grace=settings.turn_busy_grace_seconds,
         ),
     )
     renders = Renders(

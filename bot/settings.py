@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     sse_idle_seconds: float = Field(default=300, gt=0)
     rate_limit_wait_seconds: float = Field(default=30, ge=0)
     typing_interval_seconds: float = Field(default=4.5, gt=0)
+    turn_busy_grace_seconds: float = Field(default=1.0, ge=0)
     album_wait_seconds: float = Field(default=1.5, gt=0)
     http_timeout_seconds: float = Field(default=30, gt=0)
     dropped_turn_poll_seconds: float = Field(default=30, gt=0)

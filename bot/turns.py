@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from bot.agent_text import to_chat
+from bot.aio import cancel_and_wait
 from bot.errors import StreamDropped, StreamIdle
 from bot.flows import ChatContext, Flows
 from bot.sse import AgentEvent
@@ -31,6 +32,7 @@ class TurnTimings:
     typing_interval: float
     dropped_poll_seconds: float
     dropped_polls: int
+    busy_grace: float = 1.0
 
 
 @dataclass
@@ -51,9 +53,15 @@ class Turns:
     async def start(self, ctx: ChatContext, text: str) -> asyncio.Task[None] | None:
         """Run a turn in the background; None (after saying so) when one is already running."""
         record = TurnRecord(time.time(), text[:80], ctx.chat.chat_id, ctx.chat.thread_id)
-        if not await self.store.start_turn(ctx.chat.key, record, self.timings.max_seconds + 60):
-            await ctx.out.say("busy")
-            return None
+        ttl = self.timings.max_seconds + 60
+        if not await self.store.start_turn(ctx.chat.key, record, ttl):
+            # A reply often arrives a moment before its turn closes: a quick follow-up waits for that.
+            running = self._tasks.get(ctx.chat.key)
+            if running is not None:
+                await asyncio.wait({running}, timeout=self.timings.busy_grace)
+            if not await self.store.start_turn(ctx.chat.key, record, ttl):
+                await ctx.out.say("busy")
+                return None
         task = asyncio.create_task(self._guarded(ctx, text), name=f"turn {ctx.chat.key}")
         self._tasks[ctx.chat.key] = task
         return task
@@ -66,15 +74,11 @@ class Turns:
                 return False
             await self.store.end_turn(ctx.chat.key)  # left by a process that is gone
             return True
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait([task])
         return True
 
     async def stop_all(self) -> None:
-        tasks = [t for t in self._tasks.values() if not t.done()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._tasks.values()))
 
     async def _guarded(self, ctx: ChatContext, text: str) -> None:
         try:
@@ -91,7 +95,7 @@ class Turns:
         """Send one message to the agent and show its replies as they come."""
         if not await self.flows.ensure_connected(ctx):
             return
-        before = asyncio.create_task(self._tracks(ctx))
+        before = await self._tracks(ctx)  # read first: a silent turn may change the draft at once
         progress = _Progress()
         ticker = asyncio.create_task(self._tick(ctx, progress))
         try:
@@ -107,13 +111,12 @@ class Turns:
         except StreamDropped as err:
             log.warning("chat %s: stream dropped mid-turn: %s", ctx.chat.key, err.describe())
             await ctx.out.say("turn_dropped")
-            await self._report_after_drop(ctx, await before)
+            await self._report_after_drop(ctx, before)
             return
         finally:
-            ticker.cancel()
-            await asyncio.gather(ticker, return_exceptions=True)
+            await cancel_and_wait([ticker])
         if progress.texts == 0 and progress.errors == 0:
-            await self._report_changes(ctx, await before, await self._tracks(ctx))
+            await self._report_changes(ctx, before, await self._tracks(ctx))
 
     async def _show(self, ctx: ChatContext, event: AgentEvent, progress: _Progress) -> None:
         if event.kind == "text":

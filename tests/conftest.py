@@ -18,6 +18,7 @@ from bot.nemo import Attribution, NemoClient
 from bot.projects import Projects
 from bot.store import Store
 from tests.emulator import NemoEmulator
+from tests.fake_telegram import FakeTelegram
 
 MEDIA = Path(__file__).parent / "media"
 ATTRIBUTION = Attribution("maker-online-free", "1.0.0", "unknown")
@@ -122,3 +123,13 @@ async def real_store(redis_server: RedisServer) -> AsyncIterator[Store]:
     redis = Redis.from_url(redis_server.url, decode_responses=True)
     yield Store(redis, "nvb:test", 3600)
     await redis.aclose()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    server = FakeTelegram()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

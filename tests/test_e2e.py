@@ -6,10 +6,7 @@ import asyncio
 import os
 import shutil
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from tests.bot_process import BotProcess
 from tests.conftest import MEDIA, RedisServer
@@ -18,16 +15,6 @@ from tests.fake_telegram import FakeTelegram, User
 
 CHAT = 4242
 USER = User(CHAT, "Ada", "ada", language_code="en")
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def test_a_user_walks_the_whole_flow(

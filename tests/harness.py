@@ -1,0 +1,60 @@
+"""Handler tests: the real Application and handlers, fed updates from the fake Bot API server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from telegram import Update
+from telegram.ext import Application
+
+from bot.app import build_application, on_start, on_stop
+from bot.services import Services
+from bot.settings import Settings
+from tests.emulator import NemoEmulator
+from tests.fake_telegram import FakeTelegram
+
+FAST_SETTINGS: dict[str, Any] = {
+    "render_poll_seconds": 0.05,
+    "still_working_seconds": 0.4,
+    "typing_interval_seconds": 0.1,
+    "album_wait_seconds": 0.2,
+    "rate_limit_wait_seconds": 0,
+    "dropped_turn_poll_seconds": 0.05,
+    "sse_idle_seconds": 2,
+    "http_timeout_seconds": 5,
+    "turn_busy_grace_seconds": 0.3,
+}
+
+
+class Harness:
+    """An Application wired as in production, whose updates come straight from the fake's users."""
+
+    def __init__(self, fake: FakeTelegram, emulator: NemoEmulator, **settings: Any):
+        self.fake = fake
+        self.emulator = emulator
+        self.settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            telegram_bot_token=fake.token,
+            telegram_base_url=fake.base_url,
+            telegram_base_file_url=fake.base_file_url,
+            nemo_api_base=emulator.base_url,
+            **{**FAST_SETTINGS, **settings},
+        )
+        self.app: Application = build_application(self.settings)  # type: ignore[type-arg]
+
+    @property
+    def services(self) -> Services:
+        services: Services = self.app.bot_data["services"]
+        return services
+
+    async def start(self) -> None:
+        await self.app.initialize()
+        await on_start(self.app)
+
+    async def stop(self) -> None:
+        await on_stop(self.app)
+        await self.app.shutdown()
+
+    async def send(self, update: dict[str, Any]) -> None:
+        """Process one update as the polling loop would."""
+        await self.app.process_update(Update.de_json(update, self.app.bot))
