@@ -59,7 +59,7 @@ async def report_interrupted_turns(services: Services, application: Application)
         await services.store.end_turn(chat_key)
         if not turn.chat_id:
             continue
-        out = ChatOutput(application.bot, turn.chat_id, language_of(None), thread_id=turn.thread_id)
+        out = ChatOutput(application.bot, turn.chat_id, language_of(turn.language), thread_id=turn.thread_id)
         try:
             await out.say("turn_interrupted", request=turn.text_preview)
         except (ChatGone, Exception) as err:

@@ -60,6 +60,7 @@ class TurnRecord:
     text_preview: str  # first characters of the request, to tell the user what was interrupted
     chat_id: int = 0
     thread_id: int | None = None
+    language: str = "en"
 
 
 @dataclass

@@ -52,7 +52,7 @@ class Turns:
 
     async def start(self, ctx: ChatContext, text: str) -> asyncio.Task[None] | None:
         """Run a turn in the background; None (after saying so) when one is already running."""
-        record = TurnRecord(time.time(), text[:80], ctx.chat.chat_id, ctx.chat.thread_id)
+        record = TurnRecord(time.time(), text[:80], ctx.chat.chat_id, ctx.chat.thread_id, ctx.lang)
         ttl = self.timings.max_seconds + 60
         if not await self.store.start_turn(ctx.chat.key, record, ttl):
             # A reply often arrives a moment before its turn closes: a quick follow-up waits for that.

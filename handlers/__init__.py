@@ -36,4 +36,7 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     application.add_handler(
         MessageHandler(NEW_POSTS & filters.ChatType.PRIVATE & ~filters.TEXT & ~MEDIA, upload.on_other)
     )
+    application.add_handler(
+        MessageHandler(NEW_POSTS & filters.ChatType.PRIVATE & filters.COMMAND, start.help_command)
+    )
     application.add_error_handler(errors.on_error)

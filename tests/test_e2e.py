@@ -8,6 +8,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.bot_process import BotProcess
 from tests.conftest import MEDIA, RedisServer
 from tests.emulator import NemoEmulator
@@ -96,3 +98,35 @@ async def test_bad_setting_is_named(tmp_path: Path) -> None:
     _, err = await asyncio.wait_for(process.communicate(), 30)
     text = err.decode()
     assert process.returncode == 2 and "RENDER_POLL_SECONDS" in text and "NEMO_SKILL" in text
+
+
+@pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="needs redis-server for state across restarts"
+)
+async def test_a_render_started_before_a_restart_is_delivered_once_after_it(
+    fake: FakeTelegram, emulator: NemoEmulator, tmp_path: Path
+) -> None:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        first = BotProcess(fake, emulator, tmp_path, REDIS_URL=server.url)
+        await first.start()
+        fake.send_text(CHAT, "make a promo", user=USER)
+        await fake.wait_for_message(CHAT, "on the timeline", timeout=20)
+        emulator.render_polls_per_step = 10_000  # the render stays pending while the first process runs
+        fake.send_text(CHAT, "export", user=USER)
+        await fake.wait_for_message(CHAT, "Export queued")
+        assert await first.stop() == 0
+        emulator.render_polls_per_step = 1
+        second = BotProcess(fake, emulator, tmp_path, REDIS_URL=server.url)
+        await second.start()
+        try:
+            video = await fake.wait_for_message(CHAT, kind="video", timeout=20)
+            assert video.file is not None
+            await asyncio.sleep(1.0)
+            assert sum(m.kind == "video" for m in fake.bot_messages(CHAT)) == 1
+            assert len(emulator.calls("render_start")) == 1
+        finally:
+            await second.stop()
+    finally:
+        server.stop()
