@@ -7,7 +7,9 @@ the `Authorization` header only, never in a URL.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -101,11 +103,30 @@ class LocalFile:
     content_type: str
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of idempotent calls: `attempts` more tries, waits of base·2ⁿ with ±50% jitter."""
+
+    attempts: int = 2
+    base_seconds: float = 0.5
+
+    def delay(self, attempt: int) -> float:
+        return self.base_seconds * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+
+
 class NemoClient:
-    def __init__(self, http: httpx.AsyncClient, attribution: Attribution, *, idle_timeout: float = 300.0):
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        attribution: Attribution,
+        *,
+        idle_timeout: float = 300.0,
+        retry: RetryPolicy | None = None,
+    ):
         self._http = http
         self._attribution = attribution
         self._idle_timeout = idle_timeout
+        self._retry = retry or RetryPolicy()
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -119,14 +140,25 @@ class NemoClient:
     async def _request(
         self, method: str, path: str, *, token: str | None, anonymous: bool = False, **kwargs: Any
     ) -> Any:
+        """One API call. GETs (state, credits, render status) are idempotent, so a transient
+        failure is retried with exponential backoff and jitter; POSTs never are (a chat turn or a
+        render start must not run twice)."""
         headers = self._headers(token, **kwargs.pop("headers", {}))
-        try:
-            response = await self._http.request(method, path, headers=headers, **kwargs)
-        except httpx.TimeoutException as err:
-            raise BackendUnavailable(f"{method} {path}: timed out") from err
-        except httpx.HTTPError as err:
-            raise BackendUnavailable(f"{method} {path}: {type(err).__name__}") from err
-        return _decode(response, anonymous=anonymous)
+        attempts = 1 + (self._retry.attempts if method == "GET" else 0)
+        for attempt in range(1, attempts + 1):
+            try:
+                try:
+                    response = await self._http.request(method, path, headers=headers, **kwargs)
+                except httpx.TimeoutException as err:
+                    raise BackendUnavailable(f"{method} {path}: timed out") from err
+                except httpx.HTTPError as err:
+                    raise BackendUnavailable(f"{method} {path}: {type(err).__name__}") from err
+                return _decode(response, anonymous=anonymous)
+            except BackendUnavailable:
+                if attempt == attempts:
+                    raise
+                await asyncio.sleep(self._retry.delay(attempt))
+        raise AssertionError("unreachable")
 
     # -- account and session --------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from telegram import Bot
 
 from bot.flows import ChatContext, Flows
 from bot.intents import Intent, links_in, route
-from bot.nemo import Attribution, NemoClient
+from bot.nemo import Attribution, NemoClient, RetryPolicy
 from bot.projects import Projects
 from bot.renders import Renders, RenderTimings
 from bot.settings import Settings
@@ -75,7 +75,8 @@ def build_services(settings: Settings, bot: Bot) -> Services:
         headers={"User-Agent": "nemo-video-bot"},
     )
     attribution = Attribution(settings.nemo_skill, settings.nemo_skill_version, settings.nemo_skill_platform)
-    client = NemoClient(http, attribution, idle_timeout=settings.sse_idle_seconds)
+    retry = RetryPolicy(settings.http_retries, settings.http_retry_base_seconds)
+    client = NemoClient(http, attribution, idle_timeout=settings.sse_idle_seconds, retry=retry)
     operator_token = settings.nemo_token.get_secret_value() if settings.nemo_token else None
     projects = Projects(
         client, store, operator_token=operator_token, rate_limit_wait=settings.rate_limit_wait_seconds

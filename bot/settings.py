@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     turn_busy_grace_seconds: float = Field(default=1.0, ge=0)
     album_wait_seconds: float = Field(default=1.5, gt=0)
     http_timeout_seconds: float = Field(default=30, gt=0)
+    http_retries: int = Field(default=2, ge=0, le=10)
+    http_retry_base_seconds: float = Field(default=0.5, ge=0)
     dropped_turn_poll_seconds: float = Field(default=30, gt=0)
     dropped_turn_polls: int = Field(default=3, ge=1, le=20)
     max_upload_mb: int | None = Field(default=None, gt=0)

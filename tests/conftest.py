@@ -14,7 +14,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from bot.nemo import Attribution, NemoClient
+from bot.nemo import Attribution, NemoClient, RetryPolicy
 from bot.projects import Projects
 from bot.store import Store
 from tests.emulator import NemoEmulator
@@ -37,7 +37,7 @@ async def emulator() -> AsyncIterator[NemoEmulator]:
 @pytest.fixture
 async def client(emulator: NemoEmulator) -> AsyncIterator[NemoClient]:
     async with httpx.AsyncClient(base_url=emulator.base_url, timeout=5.0) as http:
-        yield NemoClient(http, ATTRIBUTION, idle_timeout=1.0)
+        yield NemoClient(http, ATTRIBUTION, idle_timeout=1.0, retry=RetryPolicy(2, 0.01))
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ FAST_SETTINGS: dict[str, Any] = {
     "sse_idle_seconds": 2,
     "http_timeout_seconds": 5,
     "turn_busy_grace_seconds": 0.3,
+    "http_retry_base_seconds": 0.01,
 }
 
 

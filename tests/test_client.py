@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot import errors
-from bot.nemo import LocalFile, NemoClient
+from bot.nemo import LocalFile, NemoClient, RetryPolicy
 from bot.projects import ChatRef, OperatorTokenRejected, Projects
 from bot.sse import AgentEvent
 from bot.store import Store
@@ -141,15 +141,42 @@ async def test_business_codes_map_to_errors_whatever_the_status(
 
 
 @pytest.mark.parametrize(
-    "fault", [{"http_status": 502}, {"body": b"<html>oops"}, {"body": b'{"code":0,"data":[]}'}]
+    "fault",
+    [{"http_status": 502}, {"body": b"<html>oops"}, {"body": b'{"code":0,"data":[]}'}, {"delay": 0.5}],
 )
-async def test_broken_answers_are_backend_unavailable(
-    projects: Projects, emulator: NemoEmulator, fault: dict
+async def test_idempotent_calls_retry_broken_answers_then_give_up(
+    client: NemoClient, emulator: NemoEmulator, fault: dict
 ) -> None:
-    await projects.connect(CHAT, "en")
-    emulator.inject("state", **fault)
+    import httpx
+
+    from tests.conftest import ATTRIBUTION
+
+    async with httpx.AsyncClient(base_url=emulator.base_url, timeout=0.3) as http:
+        retrying = NemoClient(http, ATTRIBUTION, retry=RetryPolicy(2, 0.01))
+        account = emulator.add_account("c")
+        session = emulator.add_session(account.user_id)
+        emulator.inject("state", **fault, times=2)
+        state = await retrying.state(account.token, session.session_id)  # third try answers
+        assert state.draft == {"t": []} and len(emulator.calls("state")) == 3
+        emulator.inject("state", **fault, times=3)
+        with pytest.raises(errors.BackendUnavailable):
+            await retrying.state(account.token, session.session_id)
+
+
+async def test_chat_turns_and_render_starts_are_never_retried(
+    projects: Projects, emulator: NemoEmulator
+) -> None:
+    connection = await projects.connect(CHAT, "en")
+    emulator.inject("run_sse", http_status=502)
     with pytest.raises(errors.BackendUnavailable):
-        await projects.call(CHAT, "en", lambda c: projects.client.state(c.token, c.session_id))
+        await collect(projects, "hello")
+    assert len(emulator.calls("run_sse")) == 1
+    emulator.inject("render_start", http_status=502)
+    with pytest.raises(errors.BackendUnavailable):
+        await projects.client.start_render(
+            connection.token, connection.session_id, "render_z", sample_draft()
+        )
+    assert len(emulator.calls("render_start")) == 1
 
 
 async def test_timeouts_are_backend_unavailable(emulator: NemoEmulator) -> None:
