@@ -111,7 +111,7 @@ class RetryPolicy:
     base_seconds: float = 0.5
 
     def delay(self, attempt: int) -> float:
-        return self.base_seconds * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+        return float(self.base_seconds * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
 
 
 class NemoClient:
