@@ -6,14 +6,13 @@ import asyncio
 import contextlib
 import logging
 
+from redis.exceptions import RedisError
 from telegram import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeAllPrivateChats
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 
 from bot.aio import cancel_and_wait
 from bot.services import Services, build_services
 from bot.settings import Settings
-from bot.telegram_io import ChatGone, ChatOutput
-from bot.texts import language_of
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +52,6 @@ async def register_commands(application: Application) -> None:  # type: ignore[t
         )
 
 
-async def report_interrupted_turns(services: Services, application: Application) -> None:  # type: ignore[type-arg]
-    """Turns left running by a process that stopped: tell each chat, never resend the request."""
-    for chat_key, turn in await services.store.interrupted_turns():
-        await services.store.end_turn(chat_key)
-        if not turn.chat_id:
-            continue
-        out = ChatOutput(application.bot, turn.chat_id, language_of(turn.language), thread_id=turn.thread_id)
-        try:
-            await out.say("turn_interrupted", request=turn.text_preview)
-        except (ChatGone, Exception) as err:
-            log.info("chat %s: could not report an interrupted turn: %s", chat_key, type(err).__name__)
-
-
 async def on_start(application: Application) -> None:  # type: ignore[type-arg]
     settings: Settings = application.bot_data["settings"]
     services = build_services(settings, application.bot)
@@ -79,18 +65,38 @@ async def on_start(application: Application) -> None:  # type: ignore[type-arg]
         )
     with contextlib.suppress(Exception):
         await register_commands(application)
-    await report_interrupted_turns(services, application)
-    services.background.append(asyncio.create_task(services.renders.watch(), name="render watcher"))
+    services.background.append(services.renders.start())
+    services.background.append(asyncio.create_task(recover(services), name="recovery"))
     log.info("bot ready as profile %s", settings.nemo_skill)
 
 
+async def recover(services: Services) -> None:
+    """Pick up what a stopped process left: cut turns and media not yet forwarded."""
+    for step in (services.turns.recover, services.uploads.recover):
+        try:
+            await step()
+        except RedisError as err:
+            log.warning(
+                "recovery step %s skipped, Redis unavailable: %s", step.__qualname__, type(err).__name__
+            )
+
+
 async def on_stop(application: Application) -> None:  # type: ignore[type-arg]
+    """Graceful stop (the bot can still send): finish or hand over the work in hand."""
     services: Services | None = application.bot_data.get("services")
     if services is None:
         return
-    await cancel_and_wait(services.background)
+    grace = services.settings.shutdown_grace_seconds
+    await services.renders.stop(grace)
     await services.uploads.flush_all()
-    await services.turns.stop_all()
+    await services.turns.hand_over(grace)
+    await cancel_and_wait(services.background)
+
+
+async def on_shutdown(application: Application) -> None:  # type: ignore[type-arg]
+    services: Services | None = application.bot_data.get("services")
+    if services is None:
+        return
     await services.http.aclose()
     await services.store.redis.aclose()
 
@@ -110,7 +116,8 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
         # while the cancelled long poll may still hold the first; with one, updates would come again.
         .get_updates_connection_pool_size(2)
         .post_init(on_start)
-        .post_shutdown(on_stop)
+        .post_stop(on_stop)
+        .post_shutdown(on_shutdown)
         .build()
     )
     application.bot_data["settings"] = settings

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from redis.exceptions import RedisError
+
 from bot.errors import (
     BackendUnavailable,
     ExportNotAllowed,
@@ -44,6 +46,8 @@ def register_link(base: str, user_id: str) -> str:
 
 def error_text(err: BaseException, lang: Lang, *, user_id: str, anonymous: bool, register_url: str) -> str:
     """What to tell the user about a failure (details go to the log, never to the chat)."""
+    if isinstance(err, RedisError):
+        return say(lang, "storage_unavailable")
     if isinstance(err, OperatorTokenRejected):
         return say(lang, "operator_token")
     if isinstance(err, OutOfCredits):
@@ -65,7 +69,11 @@ class Flows:
         self.projects = projects
 
     async def user_id(self, chat: ChatRef) -> str:
-        return (await self.projects.store.load_chat(chat.key)).user_id
+        """The backend user id of the chat's account ("" when unknown or unreadable)."""
+        try:
+            return (await self.projects.store.load_chat(chat.key)).user_id
+        except RedisError:
+            return ""
 
     async def explain(
         self,
@@ -78,6 +86,8 @@ class Flows:
         """Log a failure without secrets and tell the user what it means for them."""
         if isinstance(err, NemoError):
             log.warning("chat %s: %s", ctx.chat.key, err.describe())
+        elif isinstance(err, RedisError):
+            log.warning("chat %s: Redis unavailable: %s", ctx.chat.key, type(err).__name__)
         else:
             log.error("chat %s: unexpected %s", ctx.chat.key, type(err).__name__, exc_info=err)
         text = error_text(

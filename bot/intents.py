@@ -71,11 +71,11 @@ def route(text: str) -> Intent:
     if links_in(text):
         return Intent.LINKS
     norm = normalize(text)
-    if not norm or NEGATION.search(norm):
+    if not norm or NEGATION.search(norm) or len(norm.split()) > MAX_WORDS:
         return Intent.CHAT
     if CJK.search(norm):
         return _route_cjk(norm)
-    if len(norm.split()) > MAX_WORDS or EDIT_VERBS.search(norm):
+    if EDIT_VERBS.search(norm):
         return Intent.CHAT
     if EXPORT_START.search(norm) or EXPORT_PHRASE.search(norm):
         return Intent.EXPORT

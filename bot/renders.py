@@ -8,6 +8,7 @@ per record keeps two processes from polling or delivering the same render at onc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -16,11 +17,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from redis.exceptions import RedisError
 from telegram import Bot
 from telegram.error import TelegramError
 
-from bot.errors import NemoError
+from bot.errors import BackendRejected, NemoError
 from bot.flows import ChatContext, Flows
 from bot.media import human_size
 from bot.nemo import RenderStatus
@@ -38,6 +41,7 @@ POLL_CONCURRENCY = 8
 class RenderTimings:
     poll_seconds: float
     max_seconds: float
+    lease_seconds: float = 60.0  # how long a stopped process's hold on a render outlives it
 
 
 def new_render_id() -> str:
@@ -60,6 +64,8 @@ class Renders:
         self.timings = timings
         self._upload_limit = upload_limit_mb * 1024 * 1024
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._stopping = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
 
     # -- starting -------------------------------------------------------------------------------
 
@@ -81,7 +87,6 @@ class Renders:
         if not is_exportable(state.draft):
             await ctx.out.say("export_empty")
             return
-        notice = await ctx.out.say("render_pending")
         connection = await self.projects.connect(ctx.chat, ctx.session_lang)
         record = RenderRecord(
             render_id=new_render_id(),
@@ -91,19 +96,16 @@ class Renders:
             session_id=connection.session_id,
             language=ctx.lang,
             session_language=ctx.session_lang,
-            progress_message_id=notice.message_id if notice else None,
         )
+        # Recorded before anything else, so a crash from here on leaves a record to pick up.
         if not await self.store.add_render(record):
-            await ctx.out.edit_or_send(record.progress_message_id, say(ctx.lang, "export_running"))
+            await ctx.out.say("export_running")
             return
+        notice = await ctx.out.say("render_pending")
+        record.progress_message_id = notice.message_id if notice else None
+        await self.store.save_render(record)
         try:
-            status = await self.projects.call(
-                ctx.chat,
-                ctx.session_lang,
-                lambda c: self.projects.client.start_render(
-                    c.token, c.session_id, record.render_id, state.draft
-                ),
-            )
+            status = await self._start(ctx.chat, record, state.draft)
         except Exception as err:
             record.status = "failed"
             await self.store.close_render(record)
@@ -113,16 +115,65 @@ class Renders:
         await self.store.save_render(record)
         log.info("chat %s: render %s started", ctx.chat.key, record.render_id)
 
+    async def _start(self, chat: ChatRef, record: RenderRecord, draft: dict[str, Any]) -> RenderStatus:
+        """Start the render under its own id (the backend refuses a reused id, so this never runs twice)."""
+        return await self.projects.call(
+            chat,
+            record.session_language,
+            lambda c: self.projects.client.start_render(c.token, c.session_id, record.render_id, draft),
+        )
+
+    async def _resume_start(self, chat: ChatRef, record: RenderRecord, out: ChatOutput) -> None:
+        """A render recorded by a process that stopped before (or while) starting it.
+
+        If the backend knows its id, the watcher goes on as usual; if not, it was never started:
+        start it now, under the same id, from the project's current draft.
+        """
+        try:
+            status = await self.projects.call(
+                chat,
+                record.session_language,
+                lambda c: self.projects.client.render_status(c.token, record.render_id),
+            )
+        except BackendRejected as err:
+            if err.http_status != 404:
+                raise
+            state = await self.projects.call(
+                chat,
+                record.session_language,
+                lambda c: self.projects.client.state(c.token, c.session_id),
+            )
+            status = await self._start(chat, record, state.draft)
+            log.info("render %s: started after a restart", record.render_id)
+        record.status, record.progress = status.status, status.progress
+        if record.progress_message_id is None:
+            notice = await out.say("render_pending")
+            record.progress_message_id = notice.message_id if notice else None
+        await self.store.save_render(record)
+
     # -- watching -------------------------------------------------------------------------------
 
     async def watch(self) -> None:
-        """Poll every active render each `poll_seconds`, forever (cancel to stop)."""
-        while True:
+        """Poll every active render each `poll_seconds` until `stop`."""
+        while not self._stopping.is_set():
             try:
                 await self.poll_all()
+            except RedisError as err:
+                log.warning("render watcher: Redis unavailable (%s), retrying", type(err).__name__)
             except Exception:
                 log.exception("render watcher: poll round failed")
-            await asyncio.sleep(self.timings.poll_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.timings.poll_seconds)
+
+    async def stop(self, grace: float) -> None:
+        """Let the poll round in hand (a delivery, say) finish, for up to `grace` seconds."""
+        self._stopping.set()
+        if self._watcher is not None:
+            await asyncio.wait({self._watcher}, timeout=grace)
+
+    def start(self) -> asyncio.Task[None]:
+        self._watcher = asyncio.create_task(self.watch(), name="render watcher")
+        return self._watcher
 
     async def poll_all(self) -> None:
         limit = asyncio.Semaphore(POLL_CONCURRENCY)
@@ -135,7 +186,7 @@ class Renders:
 
     async def poll(self, render_id: str) -> None:
         """Advance one render: show progress, and deliver or report its end."""
-        if not await self.store.lease_render(render_id, self._owner, self.timings.poll_seconds * 2 + 60):
+        if not await self.store.lease_render(render_id, self._owner, self.timings.lease_seconds):
             return
         try:
             record = await self.store.get_render(render_id)
@@ -157,6 +208,13 @@ class Renders:
     async def _advance(self, record: RenderRecord) -> None:
         out = self._output(record)
         lang = language_of(record.language)
+        if record.status == "delivering":
+            # A process stopped while sending the video: Telegram may have it. Send the link, not
+            # the video again, so the chat gets neither a duplicate nor silence.
+            await out.send(say(lang, "video_ready_again", url=record.url))
+            record.status, record.delivered = "delivered", True
+            await self.store.close_render(record)
+            return
         if record.status == "completed" and record.url:
             await self._deliver(record, out, None)
             return
@@ -164,6 +222,10 @@ class Renders:
             await self._give_up(record, out)
             return
         chat = ChatRef(record.chat_id, record.thread_id, record.chat_key)
+        if record.status == "starting":
+            if time.time() - record.started_at > self.timings.lease_seconds:  # its starter is gone
+                await self._resume_start(chat, record, out)
+            return
         try:
             status = await self.projects.call(
                 chat,
@@ -202,6 +264,9 @@ class Renders:
         size = status.size if status else None
         sent = False
         if size is None or size <= self._upload_limit:
+            record.status = "delivering"
+            await self.store.save_render(record)
+            await self.store.lease_render(record.render_id, self._owner, self.timings.lease_seconds)
             sent = await self._send_file(record, out, caption, status)
         if not sent:
             await out.send(say(lang, "video_ready_link", url=record.url, size=human_size(size)))

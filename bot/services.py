@@ -55,7 +55,14 @@ class Services:
 
 def connect_redis(settings: Settings) -> Redis:
     if settings.redis_url:
-        return Redis.from_url(settings.redis_url, decode_responses=True, health_check_interval=30)
+        # Short timeouts: with Redis down, a user hears "briefly unavailable" at once, not after minutes.
+        return Redis.from_url(
+            settings.redis_url,
+            decode_responses=True,
+            health_check_interval=30,
+            socket_connect_timeout=settings.redis_timeout_seconds,
+            socket_timeout=settings.redis_timeout_seconds,
+        )
     import fakeredis
 
     log.warning(
@@ -92,11 +99,14 @@ def build_services(settings: Settings, bot: Bot) -> Services:
             dropped_polls=settings.dropped_turn_polls,
             busy_grace=settings.turn_busy_grace_seconds,
         ),
+        bot,
     )
     renders = Renders(
         flows,
         bot,
-        RenderTimings(settings.render_poll_seconds, settings.render_max_seconds),
+        RenderTimings(
+            settings.render_poll_seconds, settings.render_max_seconds, settings.render_lease_seconds
+        ),
         upload_limit_mb=settings.telegram_upload_limit_mb,
     )
     uploads = Uploads(

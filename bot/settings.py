@@ -36,9 +36,11 @@ class Settings(BaseSettings):
 
     redis_url: str | None = None
     chat_ttl_days: int = Field(default=30, gt=0)
+    redis_timeout_seconds: float = Field(default=3, gt=0)
 
     render_poll_seconds: float = Field(default=30, gt=0)
     render_max_seconds: float = Field(default=1800, gt=0)
+    render_lease_seconds: float = Field(default=60, gt=0)
     still_working_seconds: float = Field(default=120, gt=0)
     sse_max_seconds: float = Field(default=900, gt=0)
     sse_idle_seconds: float = Field(default=300, gt=0)
@@ -52,6 +54,7 @@ class Settings(BaseSettings):
     dropped_turn_poll_seconds: float = Field(default=30, gt=0)
     dropped_turn_polls: int = Field(default=3, ge=1, le=20)
     max_upload_mb: int | None = Field(default=None, gt=0)
+    shutdown_grace_seconds: float = Field(default=20, ge=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -7,6 +7,7 @@ Both framings are accepted: Google ADK `Event` JSON (what NemoVideo runs) and Ne
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,6 +22,9 @@ class AgentEvent:
 
 KEEPALIVE = AgentEvent("keepalive")
 TOOL = AgentEvent("tool")
+# JSON may escape half of a surrogate pair ("\ud83c"); Python decodes it to a lone surrogate, which
+# cannot be encoded as UTF-8, so sending it to Telegram would fail: it becomes U+FFFD here.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def parse_event(data: str) -> AgentEvent | None:
@@ -30,7 +34,7 @@ def parse_event(data: str) -> AgentEvent | None:
         return KEEPALIVE
     try:
         body = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the decoder's stack
         return None  # older servers send unescaped error lines: skipped, not fatal
     if not isinstance(body, dict):
         return None
@@ -47,7 +51,7 @@ def _legacy(body: dict[str, Any]) -> AgentEvent | None:
     kind = body.get("type")
     if kind == "text":
         content = body.get("content")
-        return AgentEvent("text", content) if isinstance(content, str) and content.strip() else None
+        return AgentEvent("text", _clean(content)) if isinstance(content, str) and content.strip() else None
     if kind in ("tool_call", "tool_result"):
         return TOOL
     if kind in ("heartbeat", "ping", "keepalive"):
@@ -75,11 +79,15 @@ def _adk(body: dict[str, Any]) -> AgentEvent | None:
         if isinstance(p, dict) and isinstance(p.get("text"), str) and p.get("thought") is not True
     ]
     text = "".join(texts)
-    return AgentEvent("text", text) if text.strip() else None
+    return AgentEvent("text", _clean(text)) if text.strip() else None
 
 
 def _error_text(message: object, code: object) -> str:
     text = message if isinstance(message, str) and message else ""
     if not text and isinstance(code, str):
         text = code
-    return text[:500] or "unknown error"
+    return _clean(text[:500]) or "unknown error"
+
+
+def _clean(text: str) -> str:
+    return LONE_SURROGATE.sub("\ufffd", text)

@@ -40,6 +40,12 @@ class Keys:
     def chat_render(self, chat_key: str) -> str:
         return f"{self.namespace}:chat-render:{chat_key}"
 
+    def update_seen(self, update_id: int) -> str:
+        return f"{self.namespace}:update:{update_id}"
+
+    def pending_uploads(self) -> str:
+        return f"{self.namespace}:pending-uploads"
+
 
 @dataclass
 class ChatRecord:
@@ -61,6 +67,8 @@ class TurnRecord:
     chat_id: int = 0
     thread_id: int | None = None
     language: str = "en"
+    session_language: str = "en"
+    before: list[dict[str, Any]] | None = None  # the timeline when the turn began
 
 
 @dataclass
@@ -139,6 +147,13 @@ class Store:
         )
         return bool(ok)
 
+    async def note_turn_timeline(self, chat_key: str, before: list[dict[str, Any]]) -> None:
+        """Keep the timeline a turn started from with its record (same expiry)."""
+        turn = await self.current_turn(chat_key)
+        if turn is not None:
+            turn.before = before
+            await self.redis.set(self.keys.turn(chat_key), _encode(asdict(turn)), xx=True, keepttl=True)
+
     async def current_turn(self, chat_key: str) -> TurnRecord | None:
         raw = await self.redis.get(self.keys.turn(chat_key))
         return TurnRecord(**json.loads(raw)) if raw else None
@@ -214,6 +229,23 @@ class Store:
 
     async def release_render(self, render_id: str) -> None:
         await self.redis.delete(self.keys.render_lease(render_id))
+
+    async def first_sight(self, update_id: int, keep_seconds: int = 48 * 3600) -> bool:
+        """True the first time an update id is seen (Telegram keeps unconfirmed updates 24 h)."""
+        return bool(await self.redis.set(self.keys.update_seen(update_id), "1", nx=True, ex=keep_seconds))
+
+    # -- media received but not yet forwarded ---------------------------------------------------
+
+    async def add_pending_upload(self, chat_key: str, message_id: int, payload: dict[str, Any]) -> None:
+        await self.redis.hset(self.keys.pending_uploads(), f"{chat_key}|{message_id}", _encode(payload))
+
+    async def remove_pending_uploads(self, chat_key: str, message_ids: list[int]) -> None:
+        if message_ids:
+            await self.redis.hdel(self.keys.pending_uploads(), *(f"{chat_key}|{m}" for m in message_ids))
+
+    async def pending_uploads(self) -> list[dict[str, Any]]:
+        raw = await self.redis.hgetall(self.keys.pending_uploads())
+        return [json.loads(value) for _, value in sorted(raw.items())]
 
     # -- helpers --------------------------------------------------------------------------------
 

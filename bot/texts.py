@@ -109,6 +109,10 @@ TEXTS: dict[str, tuple[str, str]] = {
         "⌛ 渲染已超过 {minutes} 分钟，我停止了等待。点击重试重新开始。",
     ),
     "video_ready": ("🎬 Your video is ready! Download: {url}", "🎬 视频已完成！下载链接：{url}"),
+    "video_ready_again": (
+        "🎬 Your video is ready. If it didn't come through above, download it here: {url}",
+        "🎬 视频已完成。如果上面没有收到视频，请在这里下载：{url}",
+    ),
     "video_ready_link": (
         "🎬 Your video is ready ({size}), too large to send here. Download it: {url}",
         "🎬 视频已完成（{size}），太大无法在此发送。下载链接：{url}",
@@ -183,6 +187,10 @@ TEXTS: dict[str, tuple[str, str]] = {
     "operator_token": (
         "🔧 The bot's NemoVideo account needs attention from its operator. Please try again later.",
         "🔧 机器人的 NemoVideo 账户需要管理员处理。请稍后再试。",
+    ),
+    "storage_unavailable": (
+        "😕 I'm briefly unavailable (my storage isn't answering). Please send that again in a minute.",
+        "😕 我暂时无法服务（存储没有响应）。请一分钟后再发送一次。",
     ),
     "unexpected": (
         "😕 Something went wrong on my side. Please try again.",

@@ -7,12 +7,15 @@ mistyped key changes the wording, never raises.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 TRACK_KINDS = {0: "Video", 1: "Audio", 7: "Text"}
 NAME_KEYS = ("title", "text", "name", "desc", "description", "prompt", "file_name", "filename", "url")
 START_KEYS = ("st", "s", "start", "start_time", "offset")
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON's "\ud83c" decodes to one; UTF-8 can't encode it
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,7 @@ def _name(meta: dict[str, Any]) -> str:
     for key in NAME_KEYS:
         value = meta.get(key)
         if isinstance(value, str) and value.strip():
-            text = " ".join(value.split())
+            text = LONE_SURROGATE.sub("\ufffd", " ".join(value.split()))  # unsendable half of an emoji
             if key == "url":
                 text = text.rstrip("/").rsplit("/", 1)[-1] or text
             return text if len(text) <= 60 else text[:59] + "…"
@@ -130,6 +133,8 @@ def _name(meta: dict[str, Any]) -> str:
 def _volume(meta: dict[str, Any]) -> int | None:
     value = meta.get("volume", meta.get("v"))
     if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):  # NaN/Infinity: valid to Python's JSON decoder
         return None
     return round(value * 100) if value <= 1 else round(min(value, 1000))
 

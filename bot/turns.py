@@ -10,16 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+
+from redis.exceptions import RedisError
+from telegram import Bot
 
 from bot.agent_text import to_chat
 from bot.aio import cancel_and_wait
 from bot.errors import StreamDropped, StreamIdle
 from bot.flows import ChatContext, Flows
+from bot.projects import ChatRef
 from bot.sse import AgentEvent
 from bot.store import TurnRecord
-from bot.telegram_io import ChatGone
-from bot.texts import bullet_list, say
+from bot.telegram_io import ChatGone, ChatOutput
+from bot.texts import bullet_list, language_of, say
 from bot.timeline import TrackSummary, describe_changes, tracks
 
 log = logging.getLogger(__name__)
@@ -43,16 +47,20 @@ class _Progress:
 
 
 class Turns:
-    def __init__(self, flows: Flows, timings: TurnTimings):
+    def __init__(self, flows: Flows, timings: TurnTimings, bot: Bot):
         self.flows = flows
         self.projects = flows.projects
         self.store = flows.projects.store
         self.timings = timings
+        self.bot = bot
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._handing_over = False  # set at shutdown: cut turns stay recorded for the next process
 
     async def start(self, ctx: ChatContext, text: str) -> asyncio.Task[None] | None:
         """Run a turn in the background; None (after saying so) when one is already running."""
-        record = TurnRecord(time.time(), text[:80], ctx.chat.chat_id, ctx.chat.thread_id, ctx.lang)
+        record = TurnRecord(
+            time.time(), text[:80], ctx.chat.chat_id, ctx.chat.thread_id, ctx.lang, ctx.session_lang
+        )
         ttl = self.timings.max_seconds + 60
         if not await self.store.start_turn(ctx.chat.key, record, ttl):
             # A reply often arrives a moment before its turn closes: a quick follow-up waits for that.
@@ -77,8 +85,39 @@ class Turns:
         await cancel_and_wait([task])
         return True
 
-    async def stop_all(self) -> None:
+    async def hand_over(self, grace: float) -> None:
+        """At shutdown: let running turns finish for `grace` seconds, then cut the rest.
+
+        A cut turn keeps its Redis record, so the next process tells its chat what happened
+        (once) instead of this one saying something half-way.
+        """
+        running = [task for task in self._tasks.values() if not task.done()]
+        if running:
+            log.info("waiting up to %.0fs for %d running turn(s)", grace, len(running))
+            await asyncio.wait(running, timeout=grace)
+        self._handing_over = True
         await cancel_and_wait(list(self._tasks.values()))
+
+    async def recover(self) -> None:
+        """Tell each chat whose turn a stopped process cut off, then what changed on the timeline.
+
+        The request itself is never sent again: the agent may have done it already.
+        """
+        for chat_key, turn in await self.store.interrupted_turns():
+            await self.store.end_turn(chat_key)  # first, so a crash here cannot make us say it twice
+            if not turn.chat_id:
+                continue
+            lang = language_of(turn.language)
+            out = ChatOutput(self.bot, turn.chat_id, lang, thread_id=turn.thread_id)
+            ctx = ChatContext(
+                ChatRef(turn.chat_id, turn.thread_id, chat_key), lang, turn.session_language, out
+            )
+            try:
+                await out.say("turn_interrupted", request=turn.text_preview)
+                if turn.before is not None:
+                    await self._report_after_drop(ctx, [TrackSummary(**t) for t in turn.before])
+            except Exception as err:
+                log.info("chat %s: could not report an interrupted turn: %s", chat_key, type(err).__name__)
 
     async def _guarded(self, ctx: ChatContext, text: str) -> None:
         try:
@@ -89,13 +128,21 @@ class Turns:
             await self._explain_safely(ctx, err)
         finally:
             self._tasks.pop(ctx.chat.key, None)
-            await self.store.end_turn(ctx.chat.key)
+            if not self._handing_over:
+                try:
+                    await self.store.end_turn(ctx.chat.key)
+                except RedisError as err:  # the record expires on its own (TTL)
+                    log.warning(
+                        "chat %s: could not close the turn record: %s", ctx.chat.key, type(err).__name__
+                    )
 
     async def run(self, ctx: ChatContext, text: str) -> None:
         """Send one message to the agent and show its replies as they come."""
         if not await self.flows.ensure_connected(ctx):
             return
         before = await self._tracks(ctx)  # read first: a silent turn may change the draft at once
+        if before is not None:  # kept with the turn, so a restarted bot can report what changed
+            await self.store.note_turn_timeline(ctx.chat.key, [asdict(t) for t in before])
         progress = _Progress()
         ticker = asyncio.create_task(self._tick(ctx, progress))
         try:

@@ -13,8 +13,9 @@ import logging
 import re
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from telegram import Bot
 from telegram.error import TelegramError
@@ -23,7 +24,9 @@ from bot.errors import FileTooLarge, UnsupportedFile
 from bot.flows import ChatContext, Flows
 from bot.media import ACCEPTED_LIST, KINDS, check_name, content_type, human_size, inspect_file, safe_filename
 from bot.nemo import LocalFile, UploadedMedia
-from bot.texts import bullet_list, say
+from bot.projects import ChatRef
+from bot.telegram_io import ChatOutput
+from bot.texts import bullet_list, language_of, say
 
 log = logging.getLogger(__name__)
 MB = 1024 * 1024
@@ -75,6 +78,7 @@ class Uploads:
     ):
         self.flows = flows
         self.projects = flows.projects
+        self.store = flows.projects.store
         self.bot = bot
         self.limits = limits
         self.album_wait = album_wait
@@ -84,9 +88,18 @@ class Uploads:
     async def receive(
         self, ctx: ChatContext, file: IncomingFile, *, album: str | None, caption: str | None
     ) -> None:
-        """One file from a message: uploaded now, or gathered with the rest of its album."""
+        """One file from a message: uploaded now, or gathered with the rest of its album.
+
+        It is noted in Redis until its reply is sent, so a restarted bot forwards it all the same.
+        """
+        await self.store.add_pending_upload(
+            ctx.chat.key, file.message_id, _pending(ctx, file, album, caption)
+        )
         if album is None:
-            await self.upload(ctx, [file], [caption] if caption else [])
+            try:
+                await self.upload(ctx, [file], [caption] if caption else [])
+            finally:
+                await self.store.remove_pending_uploads(ctx.chat.key, [file.message_id])
             return
         key = (ctx.chat.key, album)
         entry = self._albums.setdefault(key, _Album(ctx))
@@ -119,8 +132,31 @@ class Uploads:
         files = sorted(entry.files, key=lambda f: f.message_id)
         try:
             await self.upload(entry.ctx, files, entry.captions)
+            await self.store.remove_pending_uploads(entry.ctx.chat.key, [f.message_id for f in files])
         except Exception:
             log.exception("chat %s: album upload failed", entry.ctx.chat.key)
+
+    async def recover(self) -> None:
+        """Forward media a stopped process had received but not yet sent on (albums kept whole)."""
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for item in await self.store.pending_uploads():
+            group = item.get("album") or f"message {item['file']['message_id']}"
+            groups.setdefault((item["chat_key"], group), []).append(item)
+        for (chat_key, _), items in groups.items():
+            first = items[0]
+            lang = language_of(first["lang"])
+            out = ChatOutput(self.bot, first["chat_id"], lang, thread_id=first["thread_id"])
+            ctx = ChatContext(
+                ChatRef(first["chat_id"], first["thread_id"], chat_key), lang, first["session_lang"], out
+            )
+            files = sorted((IncomingFile(**item["file"]) for item in items), key=lambda f: f.message_id)
+            captions = [item["caption"] for item in items if item.get("caption")]
+            log.info("chat %s: forwarding %d file(s) received before a restart", chat_key, len(files))
+            try:
+                await self.upload(ctx, files, captions)
+            except Exception as err:
+                log.warning("chat %s: recovered upload failed: %s", chat_key, type(err).__name__)
+            await self.store.remove_pending_uploads(chat_key, [f.message_id for f in files])
 
     async def upload(
         self, ctx: ChatContext, files: Sequence[IncomingFile], captions: Sequence[str] = ()
@@ -227,6 +263,20 @@ class Uploads:
             )
         filename = safe_filename(file.name, verdict.extension, f"{file.kind}_{index + 1}")
         return LocalFile(path=path, filename=filename, content_type=content_type(verdict.extension))
+
+
+def _pending(ctx: ChatContext, file: IncomingFile, album: str | None, caption: str | None) -> dict[str, Any]:
+    """What a restarted bot needs to forward a file: where it came from, and Telegram's file id."""
+    return {
+        "chat_key": ctx.chat.key,
+        "chat_id": ctx.chat.chat_id,
+        "thread_id": ctx.chat.thread_id,
+        "lang": ctx.lang,
+        "session_lang": ctx.session_lang,
+        "album": album,
+        "caption": caption,
+        "file": asdict(file),
+    }
 
 
 def _describe(media: UploadedMedia, fallback_name: str, size: int | None = None) -> str:

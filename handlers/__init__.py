@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
+from telegram import Update
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
 
-from handlers import buttons, chat, credits, errors, export, start, status, upload
+from handlers import buttons, chat, credits, dedupe, errors, export, start, status, upload
 
 NEW_POSTS = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST  # edits never re-run anything
 MEDIA = (
@@ -19,6 +27,7 @@ MEDIA = (
 
 
 def register(application: Application) -> None:  # type: ignore[type-arg]
+    application.add_handler(TypeHandler(Update, dedupe.once), group=-1)
     commands = {
         "start": start.start,
         "help": start.help_command,

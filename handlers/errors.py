@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from redis.exceptions import RedisError
 from telegram import Update
 from telegram.ext import ContextTypes
 
@@ -14,10 +15,14 @@ log = logging.getLogger(__name__)
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Log the failure; answer the chat it came from, if any, with a short apology."""
-    log.error("handler failed: %s", type(context.error).__name__, exc_info=context.error)
+    error = context.error
+    if isinstance(error, RedisError):
+        log.warning("Redis unavailable while handling an update: %s", type(error).__name__)
+    else:
+        log.error("handler failed: %s", type(error).__name__, exc_info=error)
     if not isinstance(update, Update) or not (ctx := chat_context(update, context)):
         return
     try:
-        await ctx.out.say("unexpected")
+        await ctx.out.say("storage_unavailable" if isinstance(error, RedisError) else "unexpected")
     except Exception as err:
         log.info("could not send the apology: %s", type(err).__name__)

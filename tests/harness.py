@@ -7,7 +7,7 @@ from typing import Any
 from telegram import Update
 from telegram.ext import Application
 
-from bot.app import build_application, on_start, on_stop
+from bot.app import build_application, on_shutdown, on_start, on_stop
 from bot.services import Services
 from bot.settings import Settings
 from tests.emulator import NemoEmulator
@@ -15,6 +15,7 @@ from tests.fake_telegram import FakeTelegram
 
 FAST_SETTINGS: dict[str, Any] = {
     "render_poll_seconds": 0.05,
+    "render_lease_seconds": 1,
     "still_working_seconds": 0.4,
     "typing_interval_seconds": 0.1,
     "album_wait_seconds": 0.2,
@@ -24,6 +25,7 @@ FAST_SETTINGS: dict[str, Any] = {
     "http_timeout_seconds": 5,
     "turn_busy_grace_seconds": 0.3,
     "http_retry_base_seconds": 0.01,
+    "shutdown_grace_seconds": 1,
 }
 
 
@@ -55,6 +57,7 @@ class Harness:
     async def stop(self) -> None:
         await on_stop(self.app)
         await self.app.shutdown()
+        await on_shutdown(self.app)
 
     async def send(self, update: dict[str, Any]) -> None:
         """Process one update as the polling loop would."""
