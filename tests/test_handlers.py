@@ -562,3 +562,67 @@ async def test_forged_button_data_does_nothing(bot: Harness) -> None:
     await bot.send(bot.fake.press_button(CHAT, message.message_id, "act:drop_tables", user=ADA, check=False))
     await asyncio.sleep(0.2)
     assert bot.fake.message_count(CHAT) == mark and bot.fake.calls_to("answerCallbackQuery")
+
+
+# -- Telegram and backend faults --------------------------------------------------------------
+
+
+async def test_flood_wait_is_honoured_and_the_reply_still_arrives(bot: Harness) -> None:
+    await connected(bot)
+    bot.fake.fail_next("sendMessage", error_code=429, retry_after=1)
+    mark = await say(bot, "credits")
+    await bot.fake.wait_for_message(CHAT, "Credits:", after=mark, timeout=15)
+    failed = [c for c in bot.fake.calls_to("sendMessage") if not c.ok]
+    assert len(failed) == 1
+
+
+async def test_telegram_network_errors_are_retried(bot: Harness) -> None:
+    await connected(bot)
+    bot.fake.fail_next("sendMessage", error_code=502, retry_after=None)
+    mark = await say(bot, "credits")
+    await bot.fake.wait_for_message(CHAT, "Credits:", after=mark, timeout=15)
+
+
+async def test_a_deleted_progress_message_is_replaced(bot: Harness) -> None:
+    session_id = await connected(bot)
+    bot.emulator.set_draft(session_id, sample_draft())
+    bot.emulator.render_polls_per_step = 3
+    bot.fake.fail_next(
+        "editMessageText",
+        error_code=400,
+        description="Bad Request: message to edit not found",
+        retry_after=None,
+        times=5,
+    )
+    mark = await say(bot, "export")
+    await bot.fake.wait_for_message(CHAT, kind="video", after=mark, timeout=15)
+    assert await bot.fake.wait_for_message(CHAT, "Rendering your video", after=mark)
+
+
+async def test_a_render_that_never_finishes_is_given_up_with_a_retry(make_harness: MakeHarness) -> None:
+    bot = await make_harness(render_max_seconds=0.5)
+    session_id = await connected(bot)
+    bot.emulator.set_draft(session_id, sample_draft())
+    bot.emulator.render_polls_per_step = 10_000
+    mark = await say(bot, "export")
+    message = await bot.fake.wait_for_message(CHAT, "stopped waiting for it", after=mark, timeout=10)
+    assert [b["callback_data"] for b in message.buttons] == ["act:retry"]
+    assert await bot.services.store.active_renders() == []
+    for _ in range(40):  # the backend job is cancelled right after the message
+        if bot.emulator.calls("render_cancel"):
+            break
+        await asyncio.sleep(0.05)
+    assert bot.emulator.calls("render_cancel")
+
+
+async def test_a_redis_outage_is_explained_to_the_user(bot: Harness) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    await connected(bot)
+
+    async def down(*_args: Any, **_kwargs: Any) -> Any:
+        raise RedisConnectionError("Connection refused")
+
+    bot.services.store.load_chat = down  # type: ignore[method-assign]
+    mark = await say(bot, "status")
+    await bot.fake.wait_for_message(CHAT, "briefly unavailable", after=mark)
