@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 from collections import Counter
@@ -11,6 +12,7 @@ from urllib.parse import quote
 
 from redis.exceptions import RedisError
 
+from bot.access import today
 from bot.errors import (
     BackendUnavailable,
     ExportNotAllowed,
@@ -38,6 +40,8 @@ class ChatContext:
     lang: Lang  # the bot's reply language
     session_lang: str  # the agent session's language
     out: ChatOutput
+    user_id: int | None = None  # None for channel posts and work resumed after a restart
+    shared: bool = False  # a group or channel: quieter, merged output
 
 
 def register_link(base: str, user_id: str) -> str:
@@ -84,6 +88,8 @@ class Flows:
         buttons: Sequence[str] = (),
     ) -> None:
         """Log a failure without secrets and tell the user what it means for them."""
+        with contextlib.suppress(RedisError):
+            await self.projects.store.count_usage("failures", ctx.chat.key, today())
         if isinstance(err, NemoError):
             log.warning("chat %s: %s", ctx.chat.key, err.describe())
         elif isinstance(err, RedisError):

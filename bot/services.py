@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from dataclasses import dataclass, field
 
 import httpx
 from redis.asyncio import Redis
 from telegram import Bot
+from telegram.constants import ChatMemberStatus
+from telegram.error import TelegramError
 
+from bot.access import Guard
 from bot.flows import ChatContext, Flows
 from bot.intents import Intent, links_in, route
 from bot.nemo import Attribution, NemoClient, RetryPolicy
@@ -18,9 +23,10 @@ from bot.renders import Renders, RenderTimings
 from bot.settings import Settings
 from bot.store import Store
 from bot.turns import Turns, TurnTimings
-from bot.uploads import UploadLimits, Uploads
+from bot.uploads import IncomingFile, UploadLimits, Uploads
 
 log = logging.getLogger(__name__)
+ADMIN_CACHE_SECONDS = 300
 
 
 @dataclass
@@ -34,13 +40,16 @@ class Services:
     turns: Turns
     renders: Renders
     uploads: Uploads
+    guard: Guard
+    bot: Bot
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    _admin_cache: dict[tuple[int, int], tuple[bool, float]] = field(default_factory=dict)
 
     async def act_on_text(self, ctx: ChatContext, text: str) -> None:
         """Do what a text (a message or a media caption) asks: a fixed action or a chat turn."""
         intent = route(text)
         if intent is Intent.EXPORT:
-            await self.renders.export(ctx)
+            await self.export(ctx)
         elif intent is Intent.CREDITS:
             await self.flows.credits(ctx)
         elif intent is Intent.STATUS:
@@ -48,9 +57,56 @@ class Services:
         elif intent is Intent.UPLOAD:
             await self.flows.upload_help(ctx)
         elif intent is Intent.LINKS:
-            await self.uploads.upload_links(ctx, links_in(text))
-        else:
-            await self.turns.start(ctx, text)
+            if await self._within_limit(ctx, "uploads", len(links_in(text))):
+                await self.uploads.upload_links(ctx, links_in(text))
+        elif await self._within_limit(ctx, "turns") and await self.turns.start(ctx, text) is not None:
+            await self.guard.count("turns", ctx.chat.key)
+
+    async def receive_media(
+        self, ctx: ChatContext, file: IncomingFile, album: str | None, caption: str | None
+    ) -> None:
+        if await self._within_limit(ctx, "uploads"):
+            await self.guard.count("uploads", ctx.chat.key)
+            await self.uploads.receive(ctx, file, album=album, caption=caption)
+
+    async def export(self, ctx: ChatContext) -> None:
+        if await self.may_manage(ctx):
+            await self.guard.count("renders", ctx.chat.key)
+            await self.renders.export(ctx)
+
+    async def new_project(self, ctx: ChatContext) -> None:
+        if await self.may_manage(ctx):
+            await self.flows.new_project(ctx)
+
+    async def may_manage(self, ctx: ChatContext) -> bool:
+        """New projects and exports: anyone, unless GROUP_ADMIN_ONLY keeps them to a group's admins."""
+        if not ctx.shared or not self.settings.group_admin_only or self.guard.policy.is_admin(ctx.user_id):
+            return True
+        if ctx.user_id is not None and await self._group_admin(ctx.chat.chat_id, ctx.user_id):
+            return True
+        await ctx.out.say("admins_only")
+        return False
+
+    async def _group_admin(self, chat_id: int, user_id: int) -> bool:
+        key = (chat_id, user_id)
+        cached = self._admin_cache.get(key)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        try:
+            member = await self.bot.get_chat_member(chat_id, user_id)
+            is_admin = member.status in (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
+        except TelegramError as err:
+            log.info("chat %s: admin check failed: %s", chat_id, type(err).__name__)
+            return False
+        self._admin_cache[key] = (is_admin, time.monotonic() + ADMIN_CACHE_SECONDS)
+        return is_admin
+
+    async def _within_limit(self, ctx: ChatContext, kind: str, amount: int = 1) -> bool:
+        wait = await self.guard.wait_needed(kind, ctx.user_id, ctx.chat.key, amount)
+        if wait:
+            await ctx.out.say(f"limit_{kind}", minutes=max(1, math.ceil(wait / 60)))
+            return False
+        return True
 
 
 def connect_redis(settings: Settings) -> Redis:
@@ -98,6 +154,7 @@ def build_services(settings: Settings, bot: Bot) -> Services:
             dropped_poll_seconds=settings.dropped_turn_poll_seconds,
             dropped_polls=settings.dropped_turn_polls,
             busy_grace=settings.turn_busy_grace_seconds,
+            merge_seconds=settings.group_merge_seconds,
         ),
         bot,
     )
@@ -115,6 +172,6 @@ def build_services(settings: Settings, bot: Bot) -> Services:
         UploadLimits(settings.upload_limit_mb, settings.telegram_download_limit_mb),
         album_wait=settings.album_wait_seconds,
     )
-    services = Services(settings, store, http, flows, turns, renders, uploads)
+    services = Services(settings, store, http, flows, turns, renders, uploads, Guard(settings, store), bot)
     uploads.on_caption = services.act_on_text
     return services

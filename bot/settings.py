@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.profiles import PROFILES, Profile
 
@@ -14,7 +14,6 @@ TELEGRAM_CLOUD_UPLOAD_MB = 50  # sendVideo/sendDocument limit of the cloud Bot A
 TELEGRAM_LOCAL_MB = 2000  # both limits with a self-hosted Bot API server in --local mode
 
 SkillName = Literal["maker-online-free", "maker-free-best", "ai-video-creator-online", "free-generator-maker"]
-Positive = Field(gt=0)
 
 
 class Settings(BaseSettings):
@@ -58,6 +57,19 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # Shared spaces and access
+    group_projects: Literal["shared", "per_user"] = "shared"
+    group_admin_only: bool = False  # /new and export in groups only for the group's admins
+    group_merge_seconds: float = Field(default=3, ge=0)
+    allowed_user_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    allowed_chat_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    admin_user_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    turns_per_user: int = Field(default=30, ge=0)  # per LIMIT_WINDOW_SECONDS; 0 = no limit
+    turns_per_chat: int = Field(default=60, ge=0)
+    uploads_per_user: int = Field(default=100, ge=0)
+    uploads_per_chat: int = Field(default=200, ge=0)
+    limit_window_seconds: int = Field(default=3600, gt=0)
+
     @field_validator("telegram_bot_token")
     @classmethod
     def _token_shape(cls, value: SecretStr) -> SecretStr:
@@ -73,6 +85,14 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/") if "{" not in value else value
+
+    @field_validator("allowed_user_ids", "allowed_chat_ids", "admin_user_ids", mode="before")
+    @classmethod
+    def _id_list(cls, value: object) -> object:
+        """`123, -100456` (commas or spaces) into a set of ids."""
+        if isinstance(value, str):
+            return frozenset(int(part) for part in value.replace(",", " ").split())
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

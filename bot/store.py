@@ -46,6 +46,18 @@ class Keys:
     def pending_uploads(self) -> str:
         return f"{self.namespace}:pending-uploads"
 
+    def counter(self, name: str) -> str:
+        return f"{self.namespace}:limit:{name}"
+
+    def refused(self, who: str) -> str:
+        return f"{self.namespace}:refused:{who}"
+
+    def stats(self, day: str) -> str:
+        return f"{self.namespace}:stats:{day}"
+
+    def active_chats(self, day: str) -> str:
+        return f"{self.namespace}:active:{day}"
+
 
 @dataclass
 class ChatRecord:
@@ -233,6 +245,38 @@ class Store:
     async def first_sight(self, update_id: int, keep_seconds: int = 48 * 3600) -> bool:
         """True the first time an update id is seen (Telegram keeps unconfirmed updates 24 h)."""
         return bool(await self.redis.set(self.keys.update_seen(update_id), "1", nx=True, ex=keep_seconds))
+
+    # -- limits, refusals and usage --------------------------------------------------------------
+
+    async def hit(self, name: str, window_seconds: int, amount: int = 1) -> tuple[int, int]:
+        """Count uses in a fixed window; (uses so far, seconds until the window resets)."""
+        key = self.keys.counter(name)
+        count, _, ttl = await self._pipe(
+            lambda p: (p.incrby(key, amount), p.expire(key, window_seconds, nx=True), p.ttl(key))
+        )
+        return int(count), max(int(ttl), 1)
+
+    async def first_refusal(self, who: str, keep_seconds: int = 24 * 3600) -> bool:
+        """True once per day per outsider: they hear one polite refusal, not one per message."""
+        return bool(await self.redis.set(self.keys.refused(who), "1", nx=True, ex=keep_seconds))
+
+    async def count_usage(self, kind: str, chat_key: str, day: str) -> None:
+        stats, active = self.keys.stats(day), self.keys.active_chats(day)
+        week = 8 * 24 * 3600
+        await self._pipe(
+            lambda p: (
+                p.hincrby(stats, kind, 1),
+                p.expire(stats, week),
+                p.sadd(active, chat_key),
+                p.expire(active, week),
+            )
+        )
+
+    async def usage(self, day: str) -> tuple[dict[str, int], int]:
+        counts, active = await self._pipe(
+            lambda p: (p.hgetall(self.keys.stats(day)), p.scard(self.keys.active_chats(day)))
+        )
+        return {k: int(v) for k, v in counts.items()}, int(active)
 
     # -- media received but not yet forwarded ---------------------------------------------------
 

@@ -192,6 +192,28 @@ TEXTS: dict[str, tuple[str, str]] = {
         "😕 I'm briefly unavailable (my storage isn't answering). Please send that again in a minute.",
         "😕 我暂时无法服务（存储没有响应）。请一分钟后再发送一次。",
     ),
+    "not_allowed": (
+        "🔒 Sorry, this bot is private: it only works for the people its operator allowed.",
+        "🔒 抱歉，这是一个私有机器人，只对管理员允许的用户开放。",
+    ),
+    "limit_turns": (
+        "⏳ That's a lot of requests in a short time. Please try again in {minutes} minute(s).",
+        "⏳ 短时间内请求太多了。请在 {minutes} 分钟后再试。",
+    ),
+    "limit_uploads": (
+        "⏳ That's a lot of uploads in a short time. Please try again in {minutes} minute(s).",
+        "⏳ 短时间内上传太多了。请在 {minutes} 分钟后再试。",
+    ),
+    "admins_only": (
+        "🔒 In this group, only admins can start a new project or export.",
+        "🔒 在这个群组中，只有管理员可以开始新项目或导出。",
+    ),
+    "usage": (
+        "📊 Today (UTC): {active} active chat(s), {turns} turn(s), {uploads} upload(s), "
+        "{renders} render(s), {delivered} delivered, {failures} failure(s).",
+        "📊 今天（UTC）：活跃会话 {active} 个，对话 {turns} 次，上传 {uploads} 次，渲染 {renders} 次，"
+        "已交付 {delivered} 个，失败 {failures} 次。",
+    ),
     "unexpected": (
         "😕 Something went wrong on my side. Please try again.",
         "😕 我这边出了点问题。请再试一次。",

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from redis.exceptions import RedisError
 from telegram import Bot
 
-from bot.agent_text import to_chat
+from bot.agent_text import ChatText, to_chat
 from bot.aio import cancel_and_wait
 from bot.errors import StreamDropped, StreamIdle
 from bot.flows import ChatContext, Flows
@@ -37,6 +37,7 @@ class TurnTimings:
     dropped_poll_seconds: float
     dropped_polls: int
     busy_grace: float = 1.0
+    merge_seconds: float = 3.0
 
 
 @dataclass
@@ -44,6 +45,8 @@ class _Progress:
     texts: int = 0
     errors: int = 0
     quiet_since: float = field(default_factory=time.monotonic)  # last text or "still working" notice
+    merged: list[ChatText] = field(default_factory=list)  # replies waiting to go out as one (groups)
+    merged_since: float = 0.0
 
 
 class Turns:
@@ -153,38 +156,58 @@ class Turns:
         except StreamIdle:
             log.info("chat %s: stream idle, turn ends", ctx.chat.key)
         except TimeoutError:
+            await self._flush(ctx, progress)
             await ctx.out.say("turn_timeout", minutes=round(self.timings.max_seconds / 60))
             return
         except StreamDropped as err:
             log.warning("chat %s: stream dropped mid-turn: %s", ctx.chat.key, err.describe())
+            await self._flush(ctx, progress)
             await ctx.out.say("turn_dropped")
             await self._report_after_drop(ctx, before)
             return
         finally:
             await cancel_and_wait([ticker])
+        await self._flush(ctx, progress)
         if progress.texts == 0 and progress.errors == 0:
             await self._report_changes(ctx, before, await self._tracks(ctx))
 
     async def _show(self, ctx: ChatContext, event: AgentEvent, progress: _Progress) -> None:
         if event.kind == "text":
             chat_text = to_chat(event.text, ctx.lang)
-            await ctx.out.send(chat_text.html, buttons=chat_text.buttons)
             progress.texts += 1
             progress.quiet_since = time.monotonic()
+            if ctx.shared and self.timings.merge_seconds > 0:
+                # Groups allow 20 messages a minute: replies close together go out as one message.
+                if not progress.merged:
+                    progress.merged_since = time.monotonic()
+                progress.merged.append(chat_text)
+            else:
+                await ctx.out.send(chat_text.html, buttons=chat_text.buttons)
         elif event.kind == "error":
             log.warning("chat %s: agent error event: %s", ctx.chat.key, event.text[:200])
             await ctx.out.say("agent_error", reason=event.text[:200])
             progress.errors += 1
 
+    async def _flush(self, ctx: ChatContext, progress: _Progress) -> None:
+        """Send the replies merged so far (taken at once, so the ticker and the end never both do)."""
+        merged, progress.merged = progress.merged, []
+        if merged:
+            buttons = tuple(dict.fromkeys(b for item in merged for b in item.buttons))
+            await ctx.out.send("\n\n".join(item.html for item in merged), buttons=buttons)
+
     async def _tick(self, ctx: ChatContext, progress: _Progress) -> None:
         """Typing while the turn runs; "still working" after each quiet interval."""
-        step = min(self.timings.typing_interval, self.timings.still_working)
+        step = min(
+            self.timings.typing_interval, self.timings.still_working, self.timings.merge_seconds or 1.0
+        )
         last_typing = 0.0
         while True:
             now = time.monotonic()
             if now - last_typing >= self.timings.typing_interval:
                 await ctx.out.typing()
                 last_typing = now
+            if progress.merged and now - progress.merged_since >= self.timings.merge_seconds:
+                await self._flush(ctx, progress)
             if now - progress.quiet_since >= self.timings.still_working:
                 await ctx.out.say("still_working")
                 progress.quiet_since = now

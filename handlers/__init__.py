@@ -12,7 +12,8 @@ from telegram.ext import (
     filters,
 )
 
-from handlers import buttons, chat, credits, dedupe, errors, export, start, status, upload
+from handlers import access, buttons, chat, credits, dedupe, errors, export, start, status, upload, usage
+from handlers.common import ADDRESSED
 
 NEW_POSTS = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST  # edits never re-run anything
 MEDIA = (
@@ -27,7 +28,8 @@ MEDIA = (
 
 
 def register(application: Application) -> None:  # type: ignore[type-arg]
-    application.add_handler(TypeHandler(Update, dedupe.once), group=-1)
+    application.add_handler(TypeHandler(Update, dedupe.once), group=-2)
+    application.add_handler(TypeHandler(Update, access.gate), group=-1)
     commands = {
         "start": start.start,
         "help": start.help_command,
@@ -36,12 +38,15 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
         "export": export.export,
         "status": status.status,
         "credits": credits.credits,
+        "usage": usage.usage,
     }
     for name, callback in commands.items():
         application.add_handler(CommandHandler(name, callback, filters=NEW_POSTS))
     application.add_handler(CallbackQueryHandler(buttons.on_button, pattern=r"^act:"))
-    application.add_handler(MessageHandler(NEW_POSTS & filters.TEXT & ~filters.COMMAND, chat.on_text))
-    application.add_handler(MessageHandler(NEW_POSTS & MEDIA, upload.on_media))
+    application.add_handler(
+        MessageHandler(NEW_POSTS & filters.TEXT & ~filters.COMMAND & ADDRESSED, chat.on_text)
+    )
+    application.add_handler(MessageHandler(NEW_POSTS & MEDIA & ADDRESSED, upload.on_media))
     application.add_handler(
         MessageHandler(NEW_POSTS & filters.ChatType.PRIVATE & ~filters.TEXT & ~MEDIA, upload.on_other)
     )

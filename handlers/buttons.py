@@ -20,6 +20,6 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     services = services_of(context)
     if action in ("export", "retry"):
-        await services.renders.export(ctx)
+        await services.export(ctx)
     elif action == "status":
         await services.flows.status(ctx)

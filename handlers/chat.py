@@ -5,7 +5,7 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from handlers.common import chat_context, services_of
+from handlers.common import chat_context, services_of, without_mention
 
 
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -13,4 +13,6 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message = update.effective_message
     if message is None or not message.text or not (ctx := chat_context(update, context)):
         return
-    await services_of(context).act_on_text(ctx, message.text)
+    text = without_mention(message.text, context.bot.username)
+    if text:
+        await services_of(context).act_on_text(ctx, text)

@@ -11,4 +11,4 @@ from handlers.common import chat_context, services_of
 async def export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Start a render of the current draft."""
     if ctx := chat_context(update, context):
-        await services_of(context).renders.export(ctx)
+        await services_of(context).export(ctx)

@@ -23,7 +23,7 @@ async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
 async def new_project(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Start a fresh agent session for the chat."""
     if ctx := chat_context(update, context):
-        await services_of(context).flows.new_project(ctx)
+        await services_of(context).new_project(ctx)
 
 
 async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -6,7 +6,7 @@ from telegram import Message, Update
 from telegram.ext import ContextTypes
 
 from bot.uploads import IncomingFile
-from handlers.common import chat_context, services_of
+from handlers.common import chat_context, services_of, without_mention
 
 
 def incoming_file(message: Message) -> IncomingFile | None:
@@ -32,9 +32,8 @@ async def on_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     file = incoming_file(message)
     if file is None:
         return
-    await services_of(context).uploads.receive(
-        ctx, file, album=message.media_group_id, caption=message.caption
-    )
+    caption = without_mention(message.caption, context.bot.username) if message.caption else None
+    await services_of(context).receive_media(ctx, file, message.media_group_id, caption or None)
 
 
 async def on_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
