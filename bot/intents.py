@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 
 class Intent(StrEnum):
@@ -24,6 +25,7 @@ class Intent(StrEnum):
 MAX_WORDS = 8
 MAX_CJK_CHARS = 12
 URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
+HOST = re.compile(r"[\w-]+(\.[\w-]+)+|localhost|\[[0-9a-f:]+\]", re.IGNORECASE)
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 EDGE_PUNCTUATION = " \t\n.,!?;:~…。！？，、；：～\"'“”‘’()（）[]【】*_`-—"
 NEGATION = re.compile(r"^(don'?t|do not|never|not yet|no|stop)\b|^(别|不要|先不|不用|暂时不)")
@@ -61,9 +63,19 @@ def links_in(text: str) -> list[str]:
     """The URLs of a message that is nothing but links (optionally after "upload" / "上传")."""
     urls = URL.findall(text)
     rest = normalize(URL.sub(" ", text))
-    if urls and rest in ("", "upload", "上传", "upload these", "upload this"):
-        return [url.rstrip(".,;)!?]}") for url in urls]
+    urls = [url.rstrip(".,;)!?]}") for url in urls]
+    if urls and rest in ("", "upload", "上传", "upload these", "upload this") and all(map(_has_host, urls)):
+        return urls
     return []
+
+
+def _has_host(url: str) -> bool:
+    """A link to somewhere: `http://.` or `https://` alone is not one."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:  # e.g. "https://[" (an unclosed IPv6 literal)
+        return False
+    return bool(HOST.fullmatch(host))
 
 
 def route(text: str) -> Intent:

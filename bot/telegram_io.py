@@ -36,6 +36,7 @@ BUTTON_LABELS = {"export": "button_export", "status": "button_timeline", "retry"
 CALLBACK_PREFIX = "act:"
 NETWORK_ATTEMPTS = 3
 TAG = re.compile(r"<[^>]+>")
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ChatGone(Exception):
@@ -50,6 +51,11 @@ def keyboard(actions: Sequence[str], lang: Lang) -> InlineKeyboardMarkup | None:
         InlineKeyboardButton(say(lang, BUTTON_LABELS[a]), callback_data=CALLBACK_PREFIX + a) for a in actions
     ]
     return InlineKeyboardMarkup([buttons])
+
+
+def sendable(text: str) -> str:
+    """Text that encodes as UTF-8: half an emoji (a lone surrogate) from backend JSON becomes �."""
+    return LONE_SURROGATE.sub("\ufffd", text)
 
 
 def plain(html_text: str) -> str:
@@ -72,7 +78,7 @@ class ChatOutput:
 
     async def send(self, html_text: str, *, buttons: Sequence[str] = ()) -> Message | None:
         """Send HTML, split to Telegram's limit; buttons go under the last part. The last Message."""
-        parts = split_html(html_text) or [html_text]
+        parts = split_html(sendable(html_text)) or [html_text]
         last = None
         for index, part in enumerate(parts):
             markup = keyboard(buttons, self.lang) if index == len(parts) - 1 else None
@@ -82,6 +88,7 @@ class ChatOutput:
     async def edit(self, message_id: int, html_text: str, *, buttons: Sequence[str] = ()) -> bool:
         """Replace a message's text; False when it is gone (then the caller may send anew)."""
         markup = keyboard(buttons, self.lang)
+        html_text = sendable(html_text)
         try:
             await self._retry(
                 self.bot.edit_message_text,

@@ -197,6 +197,12 @@ class Turns:
 
     async def _tick(self, ctx: ChatContext, progress: _Progress) -> None:
         """Typing while the turn runs; "still working" after each quiet interval."""
+        try:
+            await self._ticks(ctx, progress)
+        except ChatGone:
+            log.info("chat %s: gone during a turn, no more progress notices", ctx.chat.key)
+
+    async def _ticks(self, ctx: ChatContext, progress: _Progress) -> None:
         step = min(
             self.timings.typing_interval, self.timings.still_working, self.timings.merge_seconds or 1.0
         )

@@ -8,6 +8,7 @@ from redis.exceptions import RedisError
 from telegram import Update
 from telegram.ext import ContextTypes
 
+from bot.telegram_io import ChatGone
 from handlers.common import chat_context
 
 log = logging.getLogger(__name__)
@@ -16,6 +17,9 @@ log = logging.getLogger(__name__)
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Log the failure; answer the chat it came from, if any, with a short apology."""
     error = context.error
+    if isinstance(error, ChatGone):  # the user blocked the bot or the chat is gone: nobody to tell
+        log.info("chat gone while handling an update: %s", error)
+        return
     if isinstance(error, RedisError):
         log.warning("Redis unavailable while handling an update: %s", type(error).__name__)
     else:
