@@ -9,7 +9,7 @@ from collections.abc import Iterable
 # NemoVideo user tokens, Telegram bot tokens (also inside Bot API URLs) and bearer headers.
 PATTERNS = (
     re.compile(r"nmv_[A-Za-z0-9_\-]+"),
-    re.compile(r"(?<!\d)\d{5,}:[A-Za-z0-9_\-]{20,}"),
+    re.compile(r"(?<!\d)\d{5,}(?::|%3A)[A-Za-z0-9_\-]{20,}", re.IGNORECASE),  # also URL-encoded
     re.compile(r"(?i)(bearer\s+)[^\s'\"]+"),
 )
 MASK = "[secret]"

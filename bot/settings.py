@@ -123,7 +123,8 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log redaction filter."""
-        values = [self.telegram_bot_token.get_secret_value()]
+        token = self.telegram_bot_token.get_secret_value()
+        values = [token, token.split(":", 1)[1]]  # the secret half alone, as in an encoded file URL
         if self.nemo_token:
             values.append(self.nemo_token.get_secret_value())
         return values

@@ -130,3 +130,42 @@ async def test_a_render_started_before_a_restart_is_delivered_once_after_it(
             await second.stop()
     finally:
         server.stop()
+
+
+async def test_no_secret_appears_anywhere_with_debug_logging(
+    fake: FakeTelegram, emulator: NemoEmulator, tmp_path: Path
+) -> None:
+    """A full flow with an operator token and DEBUG logs, failures included: no token in any log
+    line, chat message, or request to the other party."""
+    operator = emulator.add_account("operator-client", registered=True)
+    bot = BotProcess(fake, emulator, tmp_path, LOG_LEVEL="DEBUG", NEMO_TOKEN=operator.token)
+    await bot.start()
+    try:
+        fake.send_command(CHAT, "/start", user=USER)
+        await fake.wait_for_message(CHAT, "Connected and ready", timeout=20)
+        fake.send_photo(CHAT, (MEDIA / "photo.jpg").read_bytes(), user=USER)
+        await fake.wait_for_message(CHAT, "Added to your project")
+        fake.send_text(CHAT, "make a promo", user=USER)
+        await fake.wait_for_message(CHAT, "on the timeline")
+        emulator.inject("state", http_status=500, times=3)
+        fake.send_text(CHAT, "status", user=USER)
+        await fake.wait_for_message(CHAT, "isn't answering")
+        emulator.expire_tokens()  # the operator's token is refused: the bot cannot renew it
+        fake.send_text(CHAT, "credits", user=USER)
+        await fake.wait_for_message(CHAT, "needs attention from its operator")
+    finally:
+        await bot.stop()
+    secrets = {
+        "bot token": fake.token,
+        "bot token secret part": fake.token.split(":")[1],
+        "nemo token": operator.token,
+    }
+    for name, secret in secrets.items():
+        assert secret not in bot.log, f"{name} in the log"
+        assert not [m for m in fake.bot_messages(CHAT) if secret in m.source], f"{name} in a chat message"
+        for request in emulator.requests:
+            visible = request.path + str(request.query) + request.raw.decode(errors="replace")
+            assert fake.token not in visible and fake.token.split(":")[1] not in visible
+    for call in fake.calls:
+        assert operator.token not in str(call.params), "NemoVideo token sent to Telegram"
+    assert "DEBUG" in bot.log  # debug logging really was on

@@ -244,3 +244,5 @@ def test_redact_masks_tokens_everywhere() -> None:
     line = "GET https://api.telegram.org/bot123456:AAH-abcdefghijklmnopqrstuvwxyz/getMe Bearer nmv_usr_abc"
     assert "abcdefghij" not in redact(line) and "nmv_usr_abc" not in redact(line)
     assert "s3cr3t" not in redact("value s3cr3t", ["s3cr3t"])
+    encoded = "GET http://h/file/bot123456%3AAAH-abcdefghijklmnopqrstuvwxyz/photos/file_1.jpg"
+    assert "abcdefghij" not in redact(encoded)
