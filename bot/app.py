@@ -72,7 +72,7 @@ async def on_start(application: Application) -> None:  # type: ignore[type-arg]
 
 async def recover(services: Services) -> None:
     """Pick up what a stopped process left: cut turns and media not yet forwarded."""
-    for step in (services.turns.recover, services.uploads.recover):
+    for step in (services.uploads.recover, services.turns.recover):  # media first: turns wait on timelines
         try:
             await step()
         except RedisError as err:

@@ -136,9 +136,7 @@ class Flows:
         if not await self.ensure_connected(ctx):
             return
         try:
-            state = await self.projects.call(
-                ctx.chat, ctx.session_lang, lambda c: self.projects.client.state(c.token, c.session_id)
-            )
+            state = await self.projects.state(ctx.chat, ctx.session_lang)
         except Exception as err:
             await self.explain(ctx, err)
             return

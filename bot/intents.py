@@ -30,12 +30,18 @@ CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 EDGE_PUNCTUATION = " \t\n.,!?;:~…。！？，、；：～\"'“”‘’()（）[]【】*_`-—"
 NEGATION = re.compile(r"^(don'?t|do not|never|not yet|no|stop)\b|^(别|不要|先不|不用|暂时不)")
 
-EXPORT_START = re.compile(r"^(ok |okay |now |please |pls |then |go |let'?s )*(export|download)\b")
+# Whole-message patterns: a word like "export" or "credits" inside a longer request ("export without
+# music", "roll the credits at the end") is a request for the agent, not a button press.
+POLITE = r"((ok|okay|now|please|pls|then|go|let'?s|can you|could you|hey) )*"
+SUFFIX = r"(( (it|this|that|the|my|a|video|mp4|movie|clip|file|1080p|hd|full|final|high|quality|now|please|pls|in|as))*)"
+EXPORT_START = re.compile(rf"^{POLITE}(export|download|render){SUFFIX}$")
 EXPORT_PHRASE = re.compile(
-    r"\b(send|give|get) (me )?(the |my )?(final )?(video|mp4|movie|clip|file|result)\b"
-    r"|\brender (it|the video|my video)\b"
+    rf"^{POLITE}(send|give|get) (me )?(the |my )?(final )?(video|mp4|movie|clip|file|result)( please| now)?$"
 )
-CREDITS_WORDS = re.compile(r"\b(credits?|balance)\b")
+CREDITS_WORDS = re.compile(
+    r"^((show|check|see|get|view)( me)? |what'?s |what is |how many )?((my|the) )?(credits?|balance)"
+    r"( (left|remaining|please|do i have|do i have left|have i got))?$"
+)
 STATUS_WORDS = re.compile(
     r"^((show|see|view|check|get|what'?s|what is)( me)? )?((the|my|current) )*(status|tracks|timeline|progress)\b"
 )

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from bot.errors import MissingClientId, NemoError, RateLimited, SessionNotFound, TokenExpired
-from bot.nemo import NemoClient
+from bot.nemo import NemoClient, ProjectState
 from bot.sse import AgentEvent
 from bot.store import Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-TOKEN_MARGIN_SECONDS = 300  # renew a little before the backend would refuse the token
+TOKEN_MARGIN_SECONDS = 0  # renew at expiry (or on 1001): one anonymous token per client id per 7 days
 
 
 class OperatorTokenRejected(NemoError):
@@ -74,14 +74,14 @@ class Projects:
         return self._operator_token is None
 
     async def is_connected(self, chat: ChatRef) -> bool:
-        record = await self.store.load_chat(chat.key)
-        return bool(record.session_id) and (not self.anonymous or self._token_fresh(record.token_expires_at))
+        return bool((await self.store.load_chat(chat.key)).session_id)  # a token renews silently
 
     async def connect(self, chat: ChatRef, language: str) -> Connection:
         """The chat's token and session, creating or renewing whatever is missing."""
         lock = self._locks.setdefault(chat.key, asyncio.Lock())
         async with lock:
             record = await self.store.load_chat(chat.key)
+            await self.store.touch_chat(chat.key)
             user_id = record.user_id
             if self._operator_token is not None:
                 token = self._operator_token
@@ -143,6 +143,10 @@ class Projects:
                 language,
                 lambda c: stack.enter_async_context(self.client.stream_turn(c.token, c.session_id, text)),
             )
+
+    async def state(self, chat: ChatRef, language: str) -> ProjectState:
+        """The project's current state (timeline draft and media)."""
+        return await self.call(chat, language, lambda c: self.client.state(c.token, c.session_id))
 
     async def new_project(self, chat: ChatRef, language: str) -> Connection:
         """Forget the chat's session and open a fresh one (the token and client id stay)."""

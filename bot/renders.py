@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from telegram import Bot
 from telegram.error import TelegramError
 
+from bot.access import today
 from bot.errors import BackendRejected, NemoError
 from bot.flows import ChatContext, Flows
 from bot.media import human_size
@@ -35,6 +36,8 @@ from bot.timeline import is_exportable
 
 log = logging.getLogger(__name__)
 POLL_CONCURRENCY = 8
+MAX_DELIVERY_ATTEMPTS = 5  # polls that may retry a cut delivery (by link) before it is given up
+CAPTION_LIMIT = 1024  # Telegram's limit for a media caption
 
 
 @dataclass(frozen=True)
@@ -73,14 +76,8 @@ class Renders:
         """Render the project's current draft; the watcher takes it from there."""
         if not await self.flows.ensure_connected(ctx):
             return
-        running = await self.store.chat_render(ctx.chat.key)
-        if running is not None and not running.delivered:
-            await ctx.out.say("export_running")
-            return
         try:
-            state = await self.projects.call(
-                ctx.chat, ctx.session_lang, lambda c: self.projects.client.state(c.token, c.session_id)
-            )
+            state = await self.projects.state(ctx.chat, ctx.session_lang)
         except Exception as err:
             await self.flows.explain(ctx, err)
             return
@@ -138,11 +135,7 @@ class Renders:
         except BackendRejected as err:
             if err.http_status != 404:
                 raise
-            state = await self.projects.call(
-                chat,
-                record.session_language,
-                lambda c: self.projects.client.state(c.token, c.session_id),
-            )
+            state = await self.projects.state(chat, record.session_language)
             status = await self._start(chat, record, state.draft)
             log.info("render %s: started after a restart", record.render_id)
         record.status, record.progress = status.status, status.progress
@@ -209,11 +202,19 @@ class Renders:
         out = self._output(record)
         lang = language_of(record.language)
         if record.status == "delivering":
-            # A process stopped while sending the video: Telegram may have it. Send the link, not
-            # the video again, so the chat gets neither a duplicate nor silence.
+            # A delivery was cut (a stopped process, or Telegram failing): Telegram may have the
+            # video. Send the link, not the video again: neither a duplicate nor silence.
+            record.delivery_attempts += 1
+            if record.delivery_attempts > MAX_DELIVERY_ATTEMPTS:
+                log.warning(
+                    "render %s: giving up delivery after %d attempts", record.render_id, MAX_DELIVERY_ATTEMPTS
+                )
+                record.status = "undeliverable"
+                await self.store.close_render(record)
+                return
+            await self.store.save_render(record)
             await out.send(say(lang, "video_ready_again", url=record.url))
-            record.status, record.delivered = "delivered", True
-            await self.store.close_render(record)
+            await self._delivered(record, sent_file=False)
             return
         if record.status == "completed" and record.url:
             await self._deliver(record, out, None)
@@ -261,6 +262,8 @@ class Renders:
         """Send the MP4 (or its link when it is too large for Telegram), then close the record."""
         lang = language_of(record.language)
         caption = say(lang, "video_ready", url=record.url)
+        if len(caption) > CAPTION_LIMIT:  # a very long link: the video goes bare, the link follows
+            caption = ""
         size = status.size if status else None
         sent = False
         if size is None or size <= self._upload_limit:
@@ -268,11 +271,19 @@ class Renders:
             await self.store.save_render(record)
             await self.store.lease_render(record.render_id, self._owner, self.timings.lease_seconds)
             sent = await self._send_file(record, out, caption, status)
-        if not sent:
+        if not sent and size is not None and size > self._upload_limit:
             await out.send(say(lang, "video_ready_link", url=record.url, size=human_size(size)))
-        record.status, record.delivered = "delivered", True
+        elif not sent:
+            await out.send(say(lang, "video_ready_unattached", url=record.url))
+        elif not caption:
+            await out.send(say(lang, "video_ready", url=record.url))
+        await self._delivered(record, sent_file=sent)
+
+    async def _delivered(self, record: RenderRecord, *, sent_file: bool) -> None:
+        record.status = "delivered"
         await self.store.close_render(record)
-        log.info("render %s delivered (%s)", record.render_id, "file" if sent else "link")
+        await self.store.count_usage("delivered", record.chat_key, today())
+        log.info("render %s delivered (%s)", record.render_id, "file" if sent_file else "link")
 
     async def _send_file(
         self, record: RenderRecord, out: ChatOutput, caption: str, status: RenderStatus | None

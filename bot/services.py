@@ -57,8 +57,9 @@ class Services:
         elif intent is Intent.UPLOAD:
             await self.flows.upload_help(ctx)
         elif intent is Intent.LINKS:
-            if await self._within_limit(ctx, "uploads", len(links_in(text))):
-                await self.uploads.upload_links(ctx, links_in(text))
+            links = links_in(text)
+            if await self._within_limit(ctx, "uploads", len(links)):
+                await self.uploads.upload_links(ctx, links)
         elif await self._within_limit(ctx, "turns") and await self.turns.start(ctx, text) is not None:
             await self.guard.count("turns", ctx.chat.key)
 

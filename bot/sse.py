@@ -7,9 +7,10 @@ Both framings are accepted: Google ADK `Event` JSON (what NemoVideo runs) and Ne
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from bot.texts import sendable
 
 EventKind = Literal["text", "tool", "keepalive", "error", "state"]
 
@@ -22,9 +23,6 @@ class AgentEvent:
 
 KEEPALIVE = AgentEvent("keepalive")
 TOOL = AgentEvent("tool")
-# JSON may escape half of a surrogate pair ("\ud83c"); Python decodes it to a lone surrogate, which
-# cannot be encoded as UTF-8, so sending it to Telegram would fail: it becomes U+FFFD here.
-LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def parse_event(data: str) -> AgentEvent | None:
@@ -90,4 +88,4 @@ def _error_text(message: object, code: object) -> str:
 
 
 def _clean(text: str) -> str:
-    return LONE_SURROGATE.sub("\ufffd", text)
+    return sendable(text)

@@ -10,9 +10,14 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
+
+T = TypeVar("T")
+
+
+FINISHED = ("delivered", "failed", "expired", "undeliverable")
 
 
 @dataclass(frozen=True)
@@ -94,14 +99,23 @@ class RenderRecord:
     thread_id: int | None = None
     progress_message_id: int | None = None
     started_at: float = field(default_factory=time.time)
-    status: str = "starting"  # starting | pending | processing | completed | failed | delivered | expired
+    status: str = (
+        "starting"  # starting | pending | processing | completed | delivering | delivered | failed ...
+    )
     progress: int = 0
     url: str = ""
-    delivered: bool = False
+    delivery_attempts: int = 0
 
 
 def _encode(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+def _decode(cls: type[T], raw: str | bytes) -> T:
+    """A record from JSON, ignoring fields this version does not know (records outlive upgrades)."""
+    data = json.loads(raw)
+    known = {item.name for item in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class Store:
@@ -144,6 +158,10 @@ class Store:
             )
         )
 
+    async def touch_chat(self, chat_key: str) -> None:
+        """The chat is in use: its project is kept `chat_ttl` from now."""
+        await self.redis.expire(self.keys.chat(chat_key), self._chat_ttl)
+
     async def drop_token(self, chat_key: str) -> None:
         await self.redis.delete(self.keys.token(chat_key))
 
@@ -168,9 +186,14 @@ class Store:
 
     async def current_turn(self, chat_key: str) -> TurnRecord | None:
         raw = await self.redis.get(self.keys.turn(chat_key))
-        return TurnRecord(**json.loads(raw)) if raw else None
+        return _decode(TurnRecord, raw) if raw else None
 
-    async def end_turn(self, chat_key: str) -> None:
+    async def end_turn(self, chat_key: str, started_at: float | None = None) -> None:
+        """Close the chat's turn record; with `started_at`, only if it is still that turn's."""
+        if started_at is not None:
+            current = await self.current_turn(chat_key)
+            if current is None or current.started_at != started_at:
+                return  # expired, and a newer turn holds the slot now
         await self.redis.delete(self.keys.turn(chat_key))
 
     async def interrupted_turns(self) -> list[tuple[str, TurnRecord]]:
@@ -180,25 +203,27 @@ class Store:
         async for key in self.redis.scan_iter(match=f"{prefix}*", count=200):
             raw = await self.redis.get(key)
             if raw:
-                found.append((_text(key)[len(prefix) :], TurnRecord(**json.loads(raw))))
+                found.append((_text(key)[len(prefix) :], _decode(TurnRecord, raw)))
         return found
 
     # -- renders --------------------------------------------------------------------------------
 
     async def add_render(self, render: RenderRecord) -> bool:
-        """Record a render before it starts; False when the chat already has one in flight."""
-        claimed = await self.redis.set(self.keys.chat_render(render.chat_key), render.render_id, nx=True)
-        if not claimed:
-            current = await self.redis.get(self.keys.chat_render(render.chat_key))
-            if current and await self.get_render(_text(current)) is not None:
+        """Record a render before it starts; False when the chat already has one in flight.
+
+        The record is written first, then the chat's pointer claimed: a double-tapped Export finds
+        the first render's record behind the pointer and backs off.
+        """
+        pointer = self.keys.chat_render(render.chat_key)
+        await self.redis.set(self.keys.render(render.render_id), _encode(asdict(render)))
+        if not await self.redis.set(pointer, render.render_id, nx=True):
+            current = await self.redis.get(pointer)
+            current_record = await self.get_render(_text(current)) if current else None
+            if current_record is not None and current_record.status not in FINISHED:
+                await self.redis.delete(self.keys.render(render.render_id))
                 return False
-            await self.redis.set(self.keys.chat_render(render.chat_key), render.render_id)
-        await self._pipe(
-            lambda p: (
-                p.set(self.keys.render(render.render_id), _encode(asdict(render))),
-                p.sadd(self.keys.active_renders(), render.render_id),
-            )
-        )
+            await self.redis.set(pointer, render.render_id)  # left by a render that has ended
+        await self.redis.sadd(self.keys.active_renders(), render.render_id)
         return True
 
     async def chat_render(self, chat_key: str) -> RenderRecord | None:
@@ -207,7 +232,7 @@ class Store:
 
     async def get_render(self, render_id: str) -> RenderRecord | None:
         raw = await self.redis.get(self.keys.render(render_id))
-        return RenderRecord(**json.loads(raw)) if raw else None
+        return _decode(RenderRecord, raw) if raw else None
 
     async def save_render(self, render: RenderRecord) -> None:
         await self.redis.set(self.keys.render(render.render_id), _encode(asdict(render)))

@@ -24,10 +24,10 @@ from telegram import (
     ReplyParameters,
 )
 from telegram.constants import ChatAction, ParseMode
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
+from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TimedOut
 
 from bot.agent_text import split_html
-from bot.texts import Lang, say
+from bot.texts import Lang, say, sendable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,7 +36,18 @@ BUTTON_LABELS = {"export": "button_export", "status": "button_timeline", "retry"
 CALLBACK_PREFIX = "act:"
 NETWORK_ATTEMPTS = 3
 TAG = re.compile(r"<[^>]+>")
-LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+GONE_REASONS = (
+    "chat not found",
+    "thread not found",
+    "topic_closed",
+    "topic closed",
+    "not enough rights",
+    "have no rights",
+    "chat_write_forbidden",
+    "need administrator rights",
+)
 
 
 class ChatGone(Exception):
@@ -51,11 +62,6 @@ def keyboard(actions: Sequence[str], lang: Lang) -> InlineKeyboardMarkup | None:
         InlineKeyboardButton(say(lang, BUTTON_LABELS[a]), callback_data=CALLBACK_PREFIX + a) for a in actions
     ]
     return InlineKeyboardMarkup([buttons])
-
-
-def sendable(text: str) -> str:
-    """Text that encodes as UTF-8: half an emoji (a lone surrogate) from backend JSON becomes �."""
-    return LONE_SURROGATE.sub("\ufffd", text)
 
 
 def plain(html_text: str) -> str:
@@ -129,21 +135,23 @@ class ChatOutput:
     async def send_video(
         self, path: Path, filename: str, caption_html: str, *, duration: float | None = None
     ) -> Message | None:
-        with path.open("rb") as handle:
-            return await self._retry(
-                self.bot.send_video,
-                chat_id=self.chat_id,
-                video=handle,
-                filename=filename,
-                caption=caption_html,
-                parse_mode=ParseMode.HTML,
-                supports_streaming=True,
-                duration=int(duration) if duration else None,
-                message_thread_id=self.thread_id,
-                reply_parameters=self._reply(),
-                read_timeout=120,
-                write_timeout=120,
-            )
+        """Upload a video. Not retried on a timeout: the upload may have arrived, and a second
+        copy is worse than the link the caller sends instead."""
+        return await self._retry(
+            self.bot.send_video,
+            retry_timeouts=False,
+            chat_id=self.chat_id,
+            video=path,  # a path: PTB reads it per attempt (and passes a file:// URI in local mode)
+            filename=filename,
+            caption=sendable(caption_html) or None,
+            parse_mode=ParseMode.HTML,
+            supports_streaming=True,
+            duration=int(duration) if duration else None,
+            message_thread_id=self.thread_id,
+            reply_parameters=self._reply(),
+            read_timeout=120,
+            write_timeout=120,
+        )
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -153,7 +161,7 @@ class ChatOutput:
         return ReplyParameters(message_id=self.reply_to, allow_sending_without_reply=True)
 
     async def _send_text(self, text: str, markup: InlineKeyboardMarkup | None) -> Message | None:
-        kwargs: dict[str, object] = {
+        kwargs: dict[str, Any] = {
             "chat_id": self.chat_id,
             "message_thread_id": self.thread_id,
             "reply_markup": markup,
@@ -182,15 +190,18 @@ class ChatOutput:
             return False
         return True
 
-    async def _retry(self, method: Callable[..., Awaitable[T]], **kwargs: Any) -> T:
-        """Call a Bot method, retrying transient network errors; a block or kick raises ChatGone."""
+    async def _retry(
+        self, method: Callable[..., Awaitable[T]], *, retry_timeouts: bool = True, **kwargs: Any
+    ) -> T:
+        """Call a Bot method, retrying transient network errors; a chat the bot can no longer
+        write to (blocked, kicked, closed topic, migrated group) raises ChatGone."""
         for attempt in range(1, NETWORK_ATTEMPTS + 1):
             try:
                 return await method(**kwargs)
-            except Forbidden as err:
+            except (Forbidden, ChatMigrated) as err:
                 raise ChatGone(str(err)) from err
             except BadRequest as err:
-                if "chat not found" in str(err).lower():
+                if any(reason in str(err).lower() for reason in GONE_REASONS):
                     raise ChatGone(str(err)) from err
                 raise
             except RetryAfter as err:  # the rate limiter already retried; one more honest wait
@@ -198,8 +209,8 @@ class ChatOutput:
                     raise
                 delay = err.retry_after
                 await asyncio.sleep(delay if isinstance(delay, int | float) else delay.total_seconds())
-            except (TimedOut, NetworkError):
-                if attempt == NETWORK_ATTEMPTS:
+            except NetworkError as err:  # TimedOut included
+                if attempt == NETWORK_ATTEMPTS or (isinstance(err, TimedOut) and not retry_timeouts):
                     raise
                 await asyncio.sleep(0.5 * attempt)
         raise AssertionError("unreachable")

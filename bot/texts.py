@@ -7,6 +7,7 @@ Telegram's HTML parser or inject markup. Pure functions only.
 from __future__ import annotations
 
 import html
+import re
 from typing import Literal
 
 Lang = Literal["en", "zh"]
@@ -112,6 +113,10 @@ TEXTS: dict[str, tuple[str, str]] = {
     "video_ready_again": (
         "🎬 Your video is ready. If it didn't come through above, download it here: {url}",
         "🎬 视频已完成。如果上面没有收到视频，请在这里下载：{url}",
+    ),
+    "video_ready_unattached": (
+        "🎬 Your video is ready. I couldn't attach the file here; download it: {url}",
+        "🎬 视频已完成。无法在此附上文件；下载链接：{url}",
     ),
     "video_ready_link": (
         "🎬 Your video is ready ({size}), too large to send here. Download it: {url}",
@@ -222,10 +227,6 @@ TEXTS: dict[str, tuple[str, str]] = {
         "I work with text, photos, videos, audio and files. Describe your video or send media.",
         "我可以处理文字、图片、视频、音频和文件。请描述你的视频或发送素材。",
     ),
-    "stale_button": (
-        "That button is from an older message; here is the current state.",
-        "该按钮来自旧消息；以下是当前状态。",
-    ),
     "button_export": ("🎬 Export", "🎬 导出"),
     "button_timeline": ("📋 Timeline", "📋 时间线"),
     "button_retry": ("🔁 Retry export", "🔁 重新导出"),
@@ -234,6 +235,14 @@ TEXTS: dict[str, tuple[str, str]] = {
     "gui_drag": ("tell me what to move", "告诉我要移动什么"),
     "gui_action": ('tell me "{action}"', "告诉我“{action}”"),
 }
+
+
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON's "\ud83c" decodes to one; UTF-8 cannot encode it
+
+
+def sendable(text: str) -> str:
+    """Text that encodes as UTF-8: half an emoji (a lone surrogate) from backend JSON becomes �."""
+    return LONE_SURROGATE.sub("\ufffd", text)
 
 
 def language_of(code: str | None) -> Lang:

@@ -8,14 +8,14 @@ mistyped key changes the wording, never raises.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
+
+from bot.texts import sendable
 
 TRACK_KINDS = {0: "Video", 1: "Audio", 7: "Text"}
 NAME_KEYS = ("title", "text", "name", "desc", "description", "prompt", "file_name", "filename", "url")
 START_KEYS = ("st", "s", "start", "start_time", "offset")
-LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON's "\ud83c" decodes to one; UTF-8 can't encode it
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def _name(meta: dict[str, Any]) -> str:
     for key in NAME_KEYS:
         value = meta.get(key)
         if isinstance(value, str) and value.strip():
-            text = LONE_SURROGATE.sub("\ufffd", " ".join(value.split()))  # unsendable half of an emoji
+            text = sendable(" ".join(value.split()))  # half an emoji would make the reply unsendable
             if key == "url":
                 text = text.rstrip("/").rsplit("/", 1)[-1] or text
             return text if len(text) <= 60 else text[:59] + "…"

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 from redis.exceptions import RedisError
 from telegram import Bot
+from telegram.error import TelegramError
 
 from bot.agent_text import ChatText, to_chat
 from bot.aio import cancel_and_wait
@@ -73,7 +74,7 @@ class Turns:
             if not await self.store.start_turn(ctx.chat.key, record, ttl):
                 await ctx.out.say("busy")
                 return None
-        task = asyncio.create_task(self._guarded(ctx, text), name=f"turn {ctx.chat.key}")
+        task = asyncio.create_task(self._guarded(ctx, text, record.started_at), name=f"turn {ctx.chat.key}")
         self._tasks[ctx.chat.key] = task
         return task
 
@@ -106,23 +107,25 @@ class Turns:
 
         The request itself is never sent again: the agent may have done it already.
         """
+        reports = []
         for chat_key, turn in await self.store.interrupted_turns():
             await self.store.end_turn(chat_key)  # first, so a crash here cannot make us say it twice
-            if not turn.chat_id:
-                continue
-            lang = language_of(turn.language)
-            out = ChatOutput(self.bot, turn.chat_id, lang, thread_id=turn.thread_id)
-            ctx = ChatContext(
-                ChatRef(turn.chat_id, turn.thread_id, chat_key), lang, turn.session_language, out
-            )
-            try:
-                await out.say("turn_interrupted", request=turn.text_preview)
-                if turn.before is not None:
-                    await self._report_after_drop(ctx, [TrackSummary(**t) for t in turn.before])
-            except Exception as err:
-                log.info("chat %s: could not report an interrupted turn: %s", chat_key, type(err).__name__)
+            if turn.chat_id:
+                reports.append(self._report_interrupted(chat_key, turn))
+        await asyncio.gather(*reports)  # each chat waits for its own timeline, not for the others
 
-    async def _guarded(self, ctx: ChatContext, text: str) -> None:
+    async def _report_interrupted(self, chat_key: str, turn: TurnRecord) -> None:
+        lang = language_of(turn.language)
+        out = ChatOutput(self.bot, turn.chat_id, lang, thread_id=turn.thread_id)
+        ctx = ChatContext(ChatRef(turn.chat_id, turn.thread_id, chat_key), lang, turn.session_language, out)
+        try:
+            await out.say("turn_interrupted", request=turn.text_preview)
+            if turn.before is not None:
+                await self._report_after_drop(ctx, [TrackSummary(**t) for t in turn.before])
+        except Exception as err:
+            log.info("chat %s: could not report an interrupted turn: %s", chat_key, type(err).__name__)
+
+    async def _guarded(self, ctx: ChatContext, text: str, started_at: float) -> None:
         try:
             await self.run(ctx, text)
         except ChatGone as err:
@@ -133,7 +136,7 @@ class Turns:
             self._tasks.pop(ctx.chat.key, None)
             if not self._handing_over:
                 try:
-                    await self.store.end_turn(ctx.chat.key)
+                    await self.store.end_turn(ctx.chat.key, started_at)
                 except RedisError as err:  # the record expires on its own (TTL)
                     log.warning(
                         "chat %s: could not close the turn record: %s", ctx.chat.key, type(err).__name__
@@ -193,14 +196,23 @@ class Turns:
         merged, progress.merged = progress.merged, []
         if merged:
             buttons = tuple(dict.fromkeys(b for item in merged for b in item.buttons))
-            await ctx.out.send("\n\n".join(item.html for item in merged), buttons=buttons)
+            try:
+                await ctx.out.send("\n\n".join(item.html for item in merged), buttons=buttons)
+            except TelegramError:
+                progress.merged[:0] = merged  # kept for the next flush, not lost
+                raise
 
     async def _tick(self, ctx: ChatContext, progress: _Progress) -> None:
         """Typing while the turn runs; "still working" after each quiet interval."""
-        try:
-            await self._ticks(ctx, progress)
-        except ChatGone:
-            log.info("chat %s: gone during a turn, no more progress notices", ctx.chat.key)
+        while True:
+            try:
+                await self._ticks(ctx, progress)
+            except ChatGone:
+                log.info("chat %s: gone during a turn, no more progress notices", ctx.chat.key)
+                return
+            except TelegramError as err:  # a notice failed; the turn goes on, and so do the notices
+                log.warning("chat %s: progress notice failed: %s", ctx.chat.key, type(err).__name__)
+                await asyncio.sleep(self.timings.typing_interval)
 
     async def _ticks(self, ctx: ChatContext, progress: _Progress) -> None:
         step = min(
@@ -221,9 +233,7 @@ class Turns:
 
     async def _tracks(self, ctx: ChatContext) -> list[TrackSummary] | None:
         try:
-            state = await self.projects.call(
-                ctx.chat, ctx.session_lang, lambda c: self.projects.client.state(c.token, c.session_id)
-            )
+            state = await self.projects.state(ctx.chat, ctx.session_lang)
         except Exception as err:
             log.info("chat %s: state unavailable: %s", ctx.chat.key, type(err).__name__)
             return None

@@ -4,6 +4,7 @@ when a message in a group or channel is meant for the bot."""
 from __future__ import annotations
 
 import re
+import time
 
 from telegram import Message, MessageEntity, Update
 from telegram.constants import ChatType
@@ -14,6 +15,8 @@ from bot.projects import ChatRef
 from bot.services import Services
 from bot.telegram_io import ChatOutput
 from bot.texts import language_of, session_language
+
+ALBUM_MEMORY_SECONDS = 60  # album items arrive within seconds of each other
 
 
 def services_of(context: ContextTypes.DEFAULT_TYPE) -> Services:
@@ -62,13 +65,26 @@ def mentions_bot(message: Message) -> bool:
 
 
 class _Addressed(filters.MessageFilter):
-    """Private chats: everything. Groups and channels: only what mentions or replies to the bot."""
+    """Private chats: everything. Groups and channels: only what mentions or replies to the bot,
+    and the rest of an album whose captioned item did (only one item of an album has a caption)."""
+
+    def __init__(self) -> None:
+        super().__init__(name="ADDRESSED")
+        self._albums: dict[str, float] = {}  # media_group_id -> when it was addressed
 
     def filter(self, message: Message) -> bool:
-        return message.chat.type == ChatType.PRIVATE or mentions_bot(message)
+        if message.chat.type == ChatType.PRIVATE:
+            return True
+        now = time.monotonic()
+        self._albums = {k: t for k, t in self._albums.items() if now - t < ALBUM_MEMORY_SECONDS}
+        if mentions_bot(message):
+            if message.media_group_id:
+                self._albums[message.media_group_id] = now
+            return True
+        return message.media_group_id is not None and message.media_group_id in self._albums
 
 
-ADDRESSED = _Addressed(name="ADDRESSED")
+ADDRESSED = _Addressed()
 
 
 def without_mention(text: str, username: str | None) -> str:

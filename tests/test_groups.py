@@ -268,3 +268,16 @@ async def test_usage_is_for_admins_only(make_harness: MakeHarness, fake: FakeTel
     await bot.send(fake.send_command(BOSS.id, "/usage", user=BOSS))
     report = await fake.wait_for_message(BOSS.id, "Today")
     assert "1 active chat(s), 1 turn(s)" in report.text and "1 render(s)" in report.text
+
+
+async def test_a_group_album_addressed_in_its_caption_is_uploaded_whole(bot: Harness) -> None:
+    items = [
+        ("photo", (MEDIA / "photo.jpg").read_bytes(), "a.jpg"),
+        ("photo", (MEDIA / "photo.png").read_bytes(), "b.png"),
+        ("video", (MEDIA / "clip.mp4").read_bytes(), "clip.mp4"),
+    ]
+    for update in bot.fake.send_album(GROUP, items, user=ANN, caption=f"{BOT} make a promo from these"):
+        await bot.send(update)
+    added = await bot.fake.wait_for_message(GROUP, "Added to your project")
+    assert added.text.count("•") == 3
+    assert len(bot.emulator.calls("upload")[0].files) == 3
