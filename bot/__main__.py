@@ -6,6 +6,7 @@ import sys
 
 from pydantic import ValidationError
 from telegram import Update
+from telegram.error import InvalidToken, NetworkError
 
 from bot.settings import Settings, describe_error
 
@@ -22,7 +23,19 @@ def main() -> None:
 
     setup_logging(settings.log_level, settings.secrets())
     application = build_application(settings)
-    application.run_polling(allowed_updates=Update.ALL_TYPES, drop_pending_updates=False)
+    try:
+        application.run_polling(
+            allowed_updates=Update.ALL_TYPES, drop_pending_updates=False, bootstrap_retries=3
+        )
+    except InvalidToken:
+        print(
+            "nemo-video-bot: Telegram refused TELEGRAM_BOT_TOKEN: check it with @BotFather.", file=sys.stderr
+        )
+        sys.exit(2)
+    except NetworkError as err:
+        where = settings.telegram_base_url.split("{")[0]
+        print(f"nemo-video-bot: cannot reach the Telegram Bot API at {where} ({err}).", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -169,3 +169,18 @@ async def test_no_secret_appears_anywhere_with_debug_logging(
     for call in fake.calls:
         assert operator.token not in str(call.params), "NemoVideo token sent to Telegram"
     assert "DEBUG" in bot.log  # debug logging really was on
+
+
+async def test_a_token_telegram_refuses_is_a_clear_error(fake: FakeTelegram, tmp_path: Path) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "NEMO_", "REDIS_"))},
+        "TELEGRAM_BOT_TOKEN": "999999:WRONG-token-abcdefghijklmnopqrstuvwxyz",
+        "TELEGRAM_BASE_URL": fake.base_url,
+        "TELEGRAM_BASE_FILE_URL": fake.base_file_url,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2 and "refused TELEGRAM_BOT_TOKEN" in err.decode()
+    assert "WRONG-token" not in err.decode()
