@@ -36,7 +36,9 @@ from bot.timeline import is_exportable
 
 log = logging.getLogger(__name__)
 POLL_CONCURRENCY = 8
-MAX_DELIVERY_ATTEMPTS = 5  # polls that may retry a cut delivery (by link) before it is given up
+# Polls that may retry a cut delivery (by link) while Telegram keeps failing (an hour at the default
+# interval); a chat that refuses for good (blocked, gone) ends it at once.
+MAX_DELIVERY_ATTEMPTS = 120
 CAPTION_LIMIT = 1024  # Telegram's limit for a media caption
 
 
