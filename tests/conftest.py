@@ -6,8 +6,9 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import fakeredis
 import httpx
@@ -19,6 +20,7 @@ from bot.projects import Projects
 from bot.store import Store
 from tests.emulator import NemoEmulator
 from tests.fake_telegram import FakeTelegram
+from tests.harness import Harness
 
 MEDIA = Path(__file__).parent / "media"
 ATTRIBUTION = Attribution("maker-online-free", "1.0.0", "unknown")
@@ -133,3 +135,22 @@ async def fake() -> AsyncIterator[FakeTelegram]:
         yield server
     finally:
         await server.stop()
+
+
+MakeHarness = Callable[..., Awaitable[Harness]]
+
+
+@pytest.fixture
+async def make_harness(fake: FakeTelegram, emulator: NemoEmulator) -> AsyncIterator[MakeHarness]:
+    """Start Harnesses with given settings; every one is stopped after the test."""
+    started: list[Harness] = []
+
+    async def make(**settings: Any) -> Harness:
+        harness = Harness(fake, emulator, **settings)
+        await harness.start()
+        started.append(harness)
+        return harness
+
+    yield make
+    for harness in started:
+        await harness.stop()

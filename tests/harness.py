@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from telegram import Update
@@ -11,7 +12,7 @@ from bot.app import build_application, on_shutdown, on_start, on_stop
 from bot.services import Services
 from bot.settings import Settings
 from tests.emulator import NemoEmulator
-from tests.fake_telegram import FakeTelegram
+from tests.fake_telegram import FakeTelegram, User
 
 FAST_SETTINGS: dict[str, Any] = {
     "render_poll_seconds": 0.05,
@@ -62,3 +63,26 @@ class Harness:
     async def send(self, update: dict[str, Any]) -> None:
         """Process one update as the polling loop would."""
         await self.app.process_update(Update.de_json(update, self.app.bot))
+
+
+async def user_says(bot: Harness, chat: int, text: str, user: User) -> int:
+    """A user writes `text`; returns the message index to wait after."""
+    mark = bot.fake.message_count(chat)
+    await bot.send(bot.fake.send_text(chat, text, user=user))
+    return mark
+
+
+async def connect(bot: Harness, chat: int, user: User) -> str:
+    """Connect the chat (as /start does) and return its session id."""
+    await bot.send(bot.fake.send_command(chat, "/start", user=user))
+    await bot.fake.wait_for_message(chat, "Connected and ready")
+    return (await bot.services.store.load_chat(str(chat))).session_id
+
+
+async def turn_over(bot: Harness, chat: int) -> None:
+    """Until the chat's running turn has closed (bounded)."""
+    for _ in range(100):
+        if await bot.services.store.current_turn(str(chat)) is None:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the turn did not close")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from tests.conftest import MEDIA
-from tests.emulator import NemoEmulator, Turn, sample_draft
+from tests.conftest import MEDIA, MakeHarness
+from tests.emulator import Turn, sample_draft
 from tests.fake_telegram import FakeTelegram, User
 from tests.harness import Harness
 
@@ -20,23 +19,6 @@ BEN = User(12, "Ben", "ben", language_code="en")
 BOSS = User(13, "Boss", "boss", language_code="en")
 OUTSIDER = User(66, "Eve", "eve", language_code="en")
 BOT = "@nemo_test_bot"
-
-MakeHarness = Callable[..., Awaitable[Harness]]
-
-
-@pytest.fixture
-async def make_harness(fake: FakeTelegram, emulator: NemoEmulator) -> AsyncIterator[MakeHarness]:
-    started: list[Harness] = []
-
-    async def make(**settings: Any) -> Harness:
-        harness = Harness(fake, emulator, **settings)
-        await harness.start()
-        started.append(harness)
-        return harness
-
-    yield make
-    for harness in started:
-        await harness.stop()
 
 
 @pytest.fixture

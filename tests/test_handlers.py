@@ -3,37 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from bot.profiles import PROFILES
-from tests.conftest import MEDIA
+from tests.conftest import MEDIA, MakeHarness
 from tests.emulator import NemoEmulator, Turn, sample_draft
-from tests.fake_telegram import FakeTelegram, User
-from tests.harness import Harness
+from tests.fake_telegram import User
+from tests.harness import Harness, connect, turn_over, user_says
 
 CHAT = 777
 ADA = User(CHAT, "Ada", "ada", language_code="en")
 LI = User(CHAT, "Li", "li", language_code="zh-hans")
-
-MakeHarness = Callable[..., Awaitable[Harness]]
-
-
-@pytest.fixture
-async def make_harness(fake: FakeTelegram, emulator: NemoEmulator) -> AsyncIterator[MakeHarness]:
-    started: list[Harness] = []
-
-    async def make(**settings: Any) -> Harness:
-        harness = Harness(fake, emulator, **settings)
-        await harness.start()
-        started.append(harness)
-        return harness
-
-    yield make
-    for harness in started:
-        await harness.stop()
 
 
 @pytest.fixture
@@ -42,30 +24,15 @@ async def bot(make_harness: MakeHarness) -> Harness:
 
 
 async def say(bot: Harness, text: str, user: User = ADA, chat: int = CHAT) -> int:
-    """The user writes `text`; returns the message index to wait after."""
-    mark = bot.fake.message_count(chat)
-    await bot.send(bot.fake.send_text(chat, text, user=user))
-    return mark
+    return await user_says(bot, chat, text, user)
 
 
 def add_beach(draft: dict[str, Any]) -> None:
     draft.setdefault("t", []).append({"tt": 0, "sg": [{"d": 5000, "m": {"name": "beach"}}]})
 
 
-async def turn_over(bot: Harness, chat: int = CHAT) -> None:
-    """Until the chat's running turn has closed (bounded)."""
-    for _ in range(100):
-        if await bot.services.store.current_turn(str(chat)) is None:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the turn did not close")
-
-
 async def connected(bot: Harness, chat: int = CHAT) -> str:
-    """Connect the chat (as /start does) and return its session id."""
-    await bot.send(bot.fake.send_command(chat, "/start", user=ADA))
-    await bot.fake.wait_for_message(chat, "Connected and ready")
-    return (await bot.services.store.load_chat(str(chat))).session_id
+    return await connect(bot, chat, ADA)
 
 
 # -- start, help, connection ------------------------------------------------------------------
@@ -203,7 +170,7 @@ async def test_cancel_stops_waiting_for_the_turn(bot: Harness) -> None:
     await bot.fake.wait_for_message(CHAT, "Stopped waiting", after=mark)
     mark = await say(bot, "next request")
     await bot.fake.wait_for_message(CHAT, "on the timeline", after=mark)
-    await turn_over(bot)
+    await turn_over(bot, CHAT)
     await bot.send(bot.fake.send_command(CHAT, "/cancel", user=ADA))
     await bot.fake.wait_for_message(CHAT, "Nothing is running", after=mark)
 

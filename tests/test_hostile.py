@@ -26,7 +26,7 @@ from bot.telegram_io import ChatGone
 from tests.conftest import MEDIA
 from tests.emulator import NemoEmulator, Turn, sample_draft
 from tests.fake_telegram import FakeTelegram, User
-from tests.harness import Harness
+from tests.harness import Harness, connect, turn_over, user_says
 
 CHAT = 4242
 OTHER = 4343
@@ -77,24 +77,11 @@ def _chat_gone(record: logging.LogRecord) -> bool:
 
 
 async def say(bot: Harness, text: str, user: User = ADA, chat: int = CHAT) -> int:
-    """The user writes `text`; returns the message index to wait after."""
-    mark = bot.fake.message_count(chat)
-    await bot.send(bot.fake.send_text(chat, text, user=user))
-    return mark
+    return await user_says(bot, chat, text, user)
 
 
 async def connected(bot: Harness, chat: int = CHAT, user: User = ADA) -> str:
-    await bot.send(bot.fake.send_command(chat, "/start", user=user))
-    await bot.fake.wait_for_message(chat, "Connected and ready")
-    return (await bot.services.store.load_chat(str(chat))).session_id
-
-
-async def turn_over(bot: Harness, chat: int = CHAT) -> None:
-    for _ in range(100):
-        if await bot.services.store.current_turn(str(chat)) is None:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the turn did not close")
+    return await connect(bot, chat, user)
 
 
 async def send_file(bot: Harness, data: bytes, name: str, mime: str | None = "video/mp4") -> int:
@@ -233,7 +220,7 @@ async def test_a_message_at_telegrams_limit_goes_to_the_agent(
     await bot.fake.wait_for_message(CHAT, "on the timeline", after=mark)
     session = next(iter(bot.emulator.sessions.values()))
     assert session.messages == [text]  # the whole text, unchanged
-    await turn_over(bot)
+    await turn_over(bot, CHAT)
     no_crash(bot, caplog)
 
 
@@ -248,7 +235,7 @@ async def test_control_zero_width_and_bidi_characters_reach_the_agent_unchanged(
     mark = await say(bot, text)
     await bot.fake.wait_for_message(CHAT, "on the timeline", after=mark)
     assert next(iter(bot.emulator.sessions.values())).messages == [text]
-    await turn_over(bot)
+    await turn_over(bot, CHAT)
     no_crash(bot, caplog)
 
 
@@ -429,7 +416,7 @@ async def test_agent_text_that_looks_like_html_is_shown_literally(
     await connected(bot)
     bot.emulator.script("markup", Turn(texts=[text]))
     mark = await say(bot, "markup please")
-    await turn_over(bot)
+    await turn_over(bot, CHAT)
     replies = [m for m in bot.fake.bot_messages(CHAT)[mark:] if m.kind == "text"]
     assert replies and replies[0].entities == []  # nothing became formatting, links or spoilers
     assert replies[0].text == REPHRASED.get(text, text)  # shown exactly as written (GUI talk rephrased)
@@ -452,7 +439,7 @@ async def test_a_lone_surrogate_in_agent_text_does_not_lose_the_reply(
     mark = await say(bot, "half an emoji")
     reply = await bot.fake.wait_for_message(CHAT, "rest of the reply", after=mark)
     assert reply.text == "broken emoji \ufffd here, rest of the reply"
-    await turn_over(bot)
+    await turn_over(bot, CHAT)
     no_crash(bot, caplog)
 
 
@@ -492,7 +479,7 @@ async def test_a_button_on_a_deleted_message_acts_on_the_current_project(
     bot.emulator.script("gui", Turn(texts=["Done! Click the Export button."]))
     mark = await say(bot, "gui please")
     old = await bot.fake.wait_for_message(CHAT, "Done!", after=mark)
-    await turn_over(bot)
+    await turn_over(bot, CHAT)
     assert await bot.app.bot.delete_message(CHAT, old.message_id)
     mark = bot.fake.message_count(CHAT)
     update = bot.fake.press_button(CHAT, old.message_id, "act:status", user=ADA, check=False)
@@ -527,7 +514,7 @@ async def test_an_old_export_button_after_a_new_project_says_what_to_do(
     bot.emulator.script("gui", Turn(texts=["Ready. Click the Export button."]))
     mark = await say(bot, "gui please")
     old = await bot.fake.wait_for_message(CHAT, "Ready.", after=mark)
-    await turn_over(bot)
+    await turn_over(bot, CHAT)
     await bot.send(bot.fake.send_command(CHAT, "/new", user=ADA))
     await bot.fake.wait_for_message(CHAT, "fresh project", after=mark)
     mark = bot.fake.message_count(CHAT)
@@ -545,7 +532,7 @@ async def test_an_edited_message_is_ignored_even_when_it_now_says_export(
     sent = bot.fake.send_text(CHAT, "hello there", user=ADA)
     await bot.send(sent)
     await bot.fake.wait_for_message(CHAT, "on the timeline")
-    await turn_over(bot)
+    await turn_over(bot, CHAT)
     mark = bot.fake.message_count(CHAT)
     await bot.send(bot.fake.edit_text(CHAT, sent["message"]["message_id"], "export"))
     await asyncio.sleep(0.3)
@@ -562,7 +549,7 @@ async def test_an_edited_caption_does_not_upload_again(
     await bot.send(sent)
     await bot.fake.wait_for_message(CHAT, "Added to your project")
     await bot.fake.wait_for_message(CHAT, "on the timeline")  # the caption ran as a chat turn
-    await turn_over(bot)
+    await turn_over(bot, CHAT)
     mark = bot.fake.message_count(CHAT)
     await bot.send(bot.fake.edit_text(CHAT, sent["message"]["message_id"], "make a promo from this"))
     await asyncio.sleep(0.3)
@@ -582,7 +569,7 @@ async def test_a_user_blocking_the_bot_mid_turn_does_not_disturb_anyone(
     mark = await say(bot, "slow edit please")
     await bot.fake.wait_for_message(CHAT, "First part.", after=mark)
     bot.fake.block_bot(CHAT)
-    await turn_over(bot)  # the turn ends by itself instead of hanging or failing loudly
+    await turn_over(bot, CHAT)  # the turn ends by itself instead of hanging or failing loudly
     assert not [m for m in bot.fake.bot_messages(CHAT)[mark:] if "Second part." in m.text]
     assert [c for c in bot.fake.calls if c.status == 403]  # the bot did hit the block
     other = await say(bot, "hello from bob", user=BOB, chat=OTHER)
@@ -643,7 +630,7 @@ async def test_messages_from_a_chat_that_blocked_the_bot_do_not_stop_it(
     for text in ("status", "credits", "upload", "hello"):
         await say(bot, text)
     await bot.send(raw_message(OTHER_CONTENT["dice"]))
-    await turn_over(bot)
+    await turn_over(bot, CHAT)
     await asyncio.sleep(0.2)
     bot.fake.unblock_bot(CHAT)
     mark = await say(bot, "status")
@@ -662,7 +649,7 @@ async def test_blocking_the_bot_mid_turn_logs_no_error(
     mark = await say(bot, "slow edit please")
     await bot.fake.wait_for_message(CHAT, "First part.", after=mark)
     bot.fake.block_bot(CHAT)
-    await turn_over(bot)
+    await turn_over(bot, CHAT)
     await asyncio.sleep(0.1)
     gc.collect()  # the unretrieved exception is reported when the finished task is collected
     no_crash(bot, caplog)
