@@ -111,26 +111,25 @@ class Projects:
             connection = await self.connect(chat, language)
             try:
                 return await op(connection)
-            except TokenExpired as err:
-                if self._operator_token is not None:
+            except (TokenExpired, SessionNotFound, RateLimited) as err:
+                if isinstance(err, TokenExpired) and self._operator_token is not None:
                     raise OperatorTokenRejected("NEMO_TOKEN was refused", code=err.code) from err
-                if TokenExpired in recovered:
+                if type(err) in recovered:
                     raise
-                recovered.add(TokenExpired)
-                log.info("chat %s: token refused, renewing", chat.key)
-                await self.store.drop_token(chat.key)
-            except SessionNotFound:
-                if SessionNotFound in recovered:
-                    raise
-                recovered.add(SessionNotFound)
-                log.info("chat %s: session lost, creating a new one", chat.key)
-                await self.store.forget_session(chat.key)
-            except RateLimited:
-                if RateLimited in recovered:
-                    raise
-                recovered.add(RateLimited)
-                log.info("chat %s: rate limited, waiting %.0fs", chat.key, self._rate_limit_wait)
-                await self._sleep(self._rate_limit_wait)
+                recovered.add(type(err))
+                await self._recover(chat, err)
+
+    async def _recover(self, chat: ChatRef, err: NemoError) -> None:
+        """Put right what the error says is stale: the token, the session, or the moment (429)."""
+        if isinstance(err, TokenExpired):
+            log.info("chat %s: token refused, renewing", chat.key)
+            await self.store.drop_token(chat.key)
+        elif isinstance(err, SessionNotFound):
+            log.info("chat %s: session lost, creating a new one", chat.key)
+            await self.store.forget_session(chat.key)
+        else:
+            log.info("chat %s: rate limited, waiting %.0fs", chat.key, self._rate_limit_wait)
+            await self._sleep(self._rate_limit_wait)
 
     @asynccontextmanager
     async def open_turn(
