@@ -184,3 +184,58 @@ async def test_a_token_telegram_refuses_is_a_clear_error(fake: FakeTelegram, tmp
     _, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 2 and "refused TELEGRAM_BOT_TOKEN" in err.decode()
     assert "WRONG-token" not in err.decode()
+
+
+async def test_a_group_conversation_with_a_topic_an_admin_and_an_outsider(
+    fake: FakeTelegram, emulator: NemoEmulator, tmp_path: Path
+) -> None:
+    """The real bot in a forum supergroup with privacy mode on: two members, an admin, an outsider."""
+    group, ann, ben, boss, eve = (
+        -1005550001,
+        User(21, "Ann", "ann"),
+        User(22, "Ben", "ben"),
+        User(23, "Boss", "boss"),
+        User(66, "Eve", "eve"),
+    )
+    fake.set_chat(group, "supergroup", title="Launch team", is_forum=True)
+    fake.set_member_status(group, boss.id, "administrator")
+    topic = fake.create_topic(group, "Launch video", user=boss)
+    bot = BotProcess(
+        fake,
+        emulator,
+        tmp_path,
+        ALLOWED_USER_IDS=f"{ann.id},{ben.id}",
+        ADMIN_USER_IDS=str(boss.id),
+        GROUP_ADMIN_ONLY="true",
+        GROUP_MERGE_SECONDS="0.3",
+    )
+    await bot.start()
+    try:
+        fake.send_text(group, "@nemo_test_bot make a 10 second launch teaser", user=ann, thread_id=topic)
+        reply = await fake.wait_for_message(group, "on the timeline", timeout=20)
+        assert reply.thread_id == topic
+
+        fake.send_text(group, "looks good to me", user=ben, thread_id=topic)  # not for the bot
+        fake.send_text(group, "@nemo_test_bot status", user=ben, thread_id=topic)
+        timeline = await fake.wait_for_message(group, "Timeline (", timeout=10)
+        assert timeline.thread_id == topic and len(emulator.sessions) == 1  # the topic's one project
+
+        mark = fake.message_count(group)
+        fake.send_text(group, "@nemo_test_bot export", user=ben, thread_id=topic)
+        await fake.wait_for_message(group, "only admins can", after=mark, timeout=10)
+
+        fake.send_text(group, "@nemo_test_bot export", user=eve, thread_id=topic)
+        await fake.wait_for_message(group, "this bot is private", after=mark, timeout=10)
+        fake.send_text(group, "@nemo_test_bot export please", user=eve, thread_id=topic)
+
+        fake.send_command(group, "/export@nemo_test_bot", user=boss, thread_id=topic)
+        video = await fake.wait_for_message(group, kind="video", after=mark, timeout=20)
+        assert video.thread_id == topic
+
+        await asyncio.sleep(0.5)
+        texts = [m.text for m in fake.bot_messages(group)]
+        assert sum("this bot is private" in t for t in texts) == 1  # one refusal, not one per message
+        assert not [t for t in texts if "looks good" in t]
+        assert len(emulator.calls("render_start")) == 1
+    finally:
+        assert await bot.stop() == 0
