@@ -122,6 +122,13 @@ class Renders:
             lambda c: self.projects.client.start_render(c.token, c.session_id, record.render_id, draft),
         )
 
+    async def _status(self, chat: ChatRef, record: RenderRecord) -> RenderStatus:
+        return await self.projects.call(
+            chat,
+            record.session_language,
+            lambda c: self.projects.client.render_status(c.token, record.render_id),
+        )
+
     async def _resume_start(self, chat: ChatRef, record: RenderRecord, out: ChatOutput) -> None:
         """A render recorded by a process that stopped before (or while) starting it.
 
@@ -129,11 +136,7 @@ class Renders:
         start it now, under the same id, from the project's current draft.
         """
         try:
-            status = await self.projects.call(
-                chat,
-                record.session_language,
-                lambda c: self.projects.client.render_status(c.token, record.render_id),
-            )
+            status = await self._status(chat, record)
         except BackendRejected as err:
             if err.http_status != 404:
                 raise
@@ -230,11 +233,7 @@ class Renders:
                 await self._resume_start(chat, record, out)
             return
         try:
-            status = await self.projects.call(
-                chat,
-                record.session_language,
-                lambda c: self.projects.client.render_status(c.token, record.render_id),
-            )
+            status = await self._status(chat, record)
         except NemoError as err:
             log.warning("render %s: status unavailable: %s", record.render_id, err.describe())
             return
