@@ -11,6 +11,7 @@ import asyncio
 import html
 import logging
 import re
+import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from telegram import (
 )
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TimedOut
+from telegram.warnings import PTBDeprecationWarning
 
 from bot.agent_text import split_html
 from bot.texts import Lang, say, sendable
@@ -207,7 +209,9 @@ class ChatOutput:
             except RetryAfter as err:  # the rate limiter already retried; one more honest wait
                 if attempt == NETWORK_ATTEMPTS:
                     raise
-                delay = err.retry_after
+                with warnings.catch_warnings():  # PTB warns that the type will become timedelta
+                    warnings.simplefilter("ignore", PTBDeprecationWarning)
+                    delay = err.retry_after
                 await asyncio.sleep(delay if isinstance(delay, int | float) else delay.total_seconds())
             except NetworkError as err:  # TimedOut included
                 if attempt == NETWORK_ATTEMPTS or (isinstance(err, TimedOut) and not retry_timeouts):
