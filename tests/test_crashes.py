@@ -65,6 +65,13 @@ async def promo_on_timeline(bots: Restartable) -> None:
     await bots.fake.wait_for_message(CHAT, "on the timeline", timeout=20)
 
 
+async def export_pending(bots: Restartable, polls_per_step: int) -> None:
+    """Ask for an export that stays unfinished for `polls_per_step` status polls per step."""
+    bots.emulator.render_polls_per_step = polls_per_step
+    bots.fake.send_text(CHAT, "export", user=USER)
+    await bots.fake.wait_for_message(CHAT, "Export queued")
+
+
 def count(fake: FakeTelegram, text: str | None = None, kind: str | None = None) -> int:
     return sum(
         1
@@ -76,9 +83,7 @@ def count(fake: FakeTelegram, text: str | None = None, kind: str | None = None) 
 async def test_kill_during_a_render_then_restart_delivers_it_once(bots: Restartable) -> None:
     first = await bots.start()
     await promo_on_timeline(bots)
-    bots.emulator.render_polls_per_step = 10_000
-    bots.fake.send_text(CHAT, "export", user=USER)
-    await bots.fake.wait_for_message(CHAT, "Export queued")
+    await export_pending(bots, 10_000)
     for _ in range(100):  # until the backend has the render
         if bots.emulator.renders:
             break
@@ -206,9 +211,7 @@ async def test_redis_outage_is_explained_and_the_bot_recovers_with_its_state(bot
 async def test_a_user_who_blocked_the_bot_is_recorded_and_left_alone(bots: Restartable) -> None:
     process = await bots.start()
     await promo_on_timeline(bots)
-    bots.emulator.render_polls_per_step = 5
-    bots.fake.send_text(CHAT, "export", user=USER)
-    await bots.fake.wait_for_message(CHAT, "Export queued")
+    await export_pending(bots, 5)
     bots.fake.block_bot(CHAT)
     await asyncio.sleep(3)
     sends = [c for c in bots.fake.calls if c.method == "sendVideo"]
