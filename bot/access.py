@@ -39,6 +39,13 @@ class Quota:
     per_chat: int
     window_seconds: int
 
+    def counters(self, user_id: int | None, chat_key: str) -> dict[str, int]:
+        """The counters an attempt by this user in this chat must fit, with their limits (0 = none)."""
+        limits = {f"{self.kind}:chat:{chat_key}": self.per_chat}
+        if user_id is not None:
+            limits[f"{self.kind}:user:{user_id}"] = self.per_user
+        return {name: limit for name, limit in limits.items() if limit > 0}
+
 
 USAGE_KINDS = ("turns", "uploads", "renders", "delivered", "failures")
 
@@ -60,19 +67,12 @@ class Guard:
         }
 
     async def wait_needed(self, kind: str, user_id: int | None, chat_key: str, amount: int = 1) -> int:
-        """Seconds until `kind` is allowed again for this user and chat (0: go ahead, and counted)."""
+        """Seconds until `kind` is allowed again for this user and chat (0: go ahead, and counted).
+        A refused attempt counts against neither the user nor the chat."""
         quota = self.quotas[kind]
-        checks = [(f"{kind}:chat:{chat_key}", quota.per_chat)]
-        if user_id is not None:
-            checks.append((f"{kind}:user:{user_id}", quota.per_user))
-        wait = 0
-        for name, limit in checks:
-            if limit <= 0:
-                continue
-            used, reset_in = await self.store.hit(name, quota.window_seconds, amount)
-            if used > limit:
-                wait = max(wait, reset_in)
-        return wait
+        return await self.store.take_allowance(
+            quota.counters(user_id, chat_key), quota.window_seconds, amount
+        )
 
     async def first_refusal(self, user_id: int | None, chat_id: int) -> bool:
         return await self.store.first_refusal(f"u{user_id}" if user_id is not None else f"c{chat_id}")

@@ -8,9 +8,10 @@ import logging
 
 from redis.exceptions import RedisError
 from telegram import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeAllPrivateChats
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+from telegram.ext import Application, ApplicationBuilder
 
 from bot.aio import cancel_and_wait
+from bot.flood import FloodLimiter, FloodLimits
 from bot.services import Services, build_services
 from bot.settings import Settings
 
@@ -97,8 +98,20 @@ async def on_shutdown(application: Application) -> None:  # type: ignore[type-ar
     services: Services | None = application.bot_data.get("services")
     if services is None:
         return
-    await services.http.aclose()
+    for http in services.http:
+        await http.aclose()
     await services.store.redis.aclose()
+
+
+def flood_limits(settings: Settings) -> FloodLimits:
+    return FloodLimits(
+        global_per_second=settings.telegram_global_per_second,
+        chat_burst=settings.telegram_chat_burst,
+        chat_per_second=settings.telegram_chat_per_second,
+        group_per_minute=settings.telegram_group_per_minute,
+        margin_seconds=settings.telegram_limit_margin_seconds,
+        retries=settings.telegram_flood_retries,
+    )
 
 
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
@@ -110,8 +123,12 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
         .base_url(settings.telegram_base_url)
         .base_file_url(settings.telegram_base_file_url)
         .local_mode(settings.telegram_local_mode)
-        .rate_limiter(AIORateLimiter(max_retries=3))
-        .concurrent_updates(True)
+        .rate_limiter(FloodLimiter(flood_limits(settings)))
+        .concurrent_updates(settings.concurrent_updates)
+        # Requests wait for the FloodLimiter before they take a connection, so the pool holds only
+        # requests in flight; waiting for one is bounded generously (a busy pool is not an error).
+        .connection_pool_size(settings.telegram_connections)
+        .pool_timeout(settings.telegram_pool_timeout_seconds)
         # Two connections for getUpdates: at shutdown PTB confirms the last updates with one more call
         # while the cancelled long poll may still hold the first; with one, updates would come again.
         .get_updates_connection_pool_size(2)

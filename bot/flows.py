@@ -22,6 +22,7 @@ from bot.errors import (
     StreamDropped,
     StreamIdle,
 )
+from bot.flood import Thinned
 from bot.media import ACCEPTED_LIST
 from bot.projects import ChatRef, OperatorTokenRejected, Projects
 from bot.settings import Settings
@@ -109,13 +110,17 @@ class Flows:
         """Connect a chat on first use, saying so briefly; False (after telling the user) on failure."""
         if await self.projects.is_connected(ctx.chat):
             return True
-        notice = await ctx.out.say("setting_up")
+        try:  # a notice, not an answer: under load it is dropped, and so is its "ready"
+            notice = await ctx.out.say("setting_up", cosmetic=True)
+        except Thinned:
+            notice = None
         try:
             await self.projects.connect(ctx.chat, ctx.session_lang)
         except Exception as err:
             await self.explain(ctx, err, message_id=notice.message_id if notice else None)
             return False
-        await ctx.out.edit_or_send(notice.message_id if notice else None, say(ctx.lang, "ready"))
+        if notice is not None:
+            await ctx.out.edit_or_send(notice.message_id, say(ctx.lang, "ready"))
         return True
 
     async def greet(self, ctx: ChatContext) -> None:

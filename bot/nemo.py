@@ -122,8 +122,10 @@ class NemoClient:
         *,
         idle_timeout: float = 300.0,
         retry: RetryPolicy | None = None,
+        streams: httpx.AsyncClient | None = None,
     ):
         self._http = http
+        self._streams = streams or http  # chat turns' SSE streams (a pool of their own in the bot)
         self._attribution = attribution
         self._idle_timeout = idle_timeout
         self._retry = retry or RetryPolicy()
@@ -227,12 +229,15 @@ class NemoClient:
             "session_id": session_id,
             "new_message": {"parts": [{"text": text}]},
         }
-        timeout = httpx.Timeout(self._http.timeout.connect or 30.0, read=self._idle_timeout)
+        base = self._streams.timeout
+        timeout = httpx.Timeout(base.connect or 30.0, read=self._idle_timeout, pool=base.pool)
         headers = self._headers(token, Accept="text/event-stream")
         async with AsyncExitStack() as stack:
             try:
                 source = await stack.enter_async_context(
-                    aconnect_sse(self._http, "POST", "/run_sse", json=body, headers=headers, timeout=timeout)
+                    aconnect_sse(
+                        self._streams, "POST", "/run_sse", json=body, headers=headers, timeout=timeout
+                    )
                 )
             except httpx.TimeoutException as err:
                 raise BackendUnavailable("run_sse: timed out") from err

@@ -80,8 +80,7 @@ class Projects:
         """The chat's token and session, creating or renewing whatever is missing."""
         lock = self._locks.setdefault(chat.key, asyncio.Lock())
         async with lock:
-            record = await self.store.load_chat(chat.key)
-            await self.store.touch_chat(chat.key)
+            record = await self.store.load_chat(chat.key, touch=True)
             user_id = record.user_id
             if self._operator_token is not None:
                 token = self._operator_token

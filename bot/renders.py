@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from redis.exceptions import RedisError
-from telegram import Bot
 from telegram.error import TelegramError
+from telegram.ext import ExtBot
 
 from bot.access import today
 from bot.errors import BackendRejected, NemoError
+from bot.flood import Thinned
 from bot.flows import ChatContext, Flows
 from bot.media import human_size
 from bot.nemo import RenderStatus
@@ -61,7 +62,7 @@ def progress_text(status: RenderStatus, lang: Lang) -> str:
 
 
 class Renders:
-    def __init__(self, flows: Flows, bot: Bot, timings: RenderTimings, *, upload_limit_mb: int):
+    def __init__(self, flows: Flows, bot: ExtBot[Any], timings: RenderTimings, *, upload_limit_mb: int):
         self.flows = flows
         self.projects = flows.projects
         self.store = flows.projects.store
@@ -253,10 +254,13 @@ class Renders:
             )
             log.info("render %s failed: %s", record.render_id, reason)
         elif (status.status, status.progress) != (record.status, record.progress):
+            try:  # progress is cosmetic: dropped under load, shown at a later poll
+                record.progress_message_id = await out.edit_or_send(
+                    record.progress_message_id, progress_text(status, lang), cosmetic=True
+                )
+            except Thinned:
+                return
             record.status, record.progress = status.status, status.progress
-            record.progress_message_id = await out.edit_or_send(
-                record.progress_message_id, progress_text(status, lang)
-            )
             await self.store.save_render(record)
 
     async def _deliver(self, record: RenderRecord, out: ChatOutput, status: RenderStatus | None) -> None:

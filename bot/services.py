@@ -7,12 +7,13 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
-from redis.asyncio import Redis
-from telegram import Bot
+from redis.asyncio import BlockingConnectionPool, Redis
 from telegram.constants import ChatMemberStatus
 from telegram.error import TelegramError
+from telegram.ext import ExtBot
 
 from bot.access import Guard
 from bot.flows import ChatContext, Flows
@@ -35,13 +36,13 @@ class Services:
 
     settings: Settings
     store: Store
-    http: httpx.AsyncClient
+    http: list[httpx.AsyncClient]  # closed at shutdown
     flows: Flows
     turns: Turns
     renders: Renders
     uploads: Uploads
     guard: Guard
-    bot: Bot
+    bot: ExtBot[Any]
     background: list[asyncio.Task[None]] = field(default_factory=list)
     _admin_cache: dict[tuple[int, int], tuple[bool, float]] = field(default_factory=dict)
 
@@ -112,14 +113,19 @@ class Services:
 
 def connect_redis(settings: Settings) -> Redis:
     if settings.redis_url:
-        # Short timeouts: with Redis down, a user hears "briefly unavailable" at once, not after minutes.
-        return Redis.from_url(
+        # A blocking pool: past its size a command waits for a free connection (redis-py's default
+        # pool refuses at once with MaxConnectionsError). Short socket timeouts: with Redis down, a
+        # user hears "briefly unavailable" at once, not after minutes.
+        pool = BlockingConnectionPool.from_url(
             settings.redis_url,
+            max_connections=settings.redis_max_connections,
+            timeout=settings.redis_pool_timeout_seconds,
             decode_responses=True,
             health_check_interval=30,
             socket_connect_timeout=settings.redis_timeout_seconds,
             socket_timeout=settings.redis_timeout_seconds,
         )
+        return Redis.from_pool(pool)
     import fakeredis
 
     log.warning(
@@ -130,17 +136,28 @@ def connect_redis(settings: Settings) -> Redis:
     return embedded
 
 
-def build_services(settings: Settings, bot: Bot) -> Services:
-    store = Store(connect_redis(settings), f"nvb:{settings.bot_id}", settings.chat_ttl_days * 24 * 3600)
-    http = httpx.AsyncClient(
+def backend_client(settings: Settings, connections: int) -> httpx.AsyncClient:
+    """An HTTP client for the NemoVideo API whose pool waits (bounded) rather than refuses."""
+    return httpx.AsyncClient(
         base_url=settings.nemo_api_base,
-        timeout=httpx.Timeout(settings.http_timeout_seconds),
+        timeout=httpx.Timeout(settings.http_timeout_seconds, pool=settings.nemo_pool_timeout_seconds),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=min(connections, 100)),
         follow_redirects=True,
         headers={"User-Agent": "nemo-video-bot"},
     )
+
+
+def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
+    store = Store(connect_redis(settings), f"nvb:{settings.bot_id}", settings.chat_ttl_days * 24 * 3600)
+    http = backend_client(settings, settings.nemo_max_connections)
+    # Chat turns hold a connection for minutes each: they get a pool of their own, sized to the
+    # number of turns that may stream at once, so they never starve the short calls.
+    streams = backend_client(settings, settings.max_live_turns)
     attribution = Attribution(settings.nemo_skill, settings.nemo_skill_version, settings.nemo_skill_platform)
     retry = RetryPolicy(settings.http_retries, settings.http_retry_base_seconds)
-    client = NemoClient(http, attribution, idle_timeout=settings.sse_idle_seconds, retry=retry)
+    client = NemoClient(
+        http, attribution, idle_timeout=settings.sse_idle_seconds, retry=retry, streams=streams
+    )
     operator_token = settings.nemo_token.get_secret_value() if settings.nemo_token else None
     projects = Projects(
         client, store, operator_token=operator_token, rate_limit_wait=settings.rate_limit_wait_seconds
@@ -156,6 +173,7 @@ def build_services(settings: Settings, bot: Bot) -> Services:
             dropped_polls=settings.dropped_turn_polls,
             busy_grace=settings.turn_busy_grace_seconds,
             merge_seconds=settings.group_merge_seconds,
+            max_live=settings.max_live_turns,
         ),
         bot,
     )
@@ -173,6 +191,8 @@ def build_services(settings: Settings, bot: Bot) -> Services:
         UploadLimits(settings.upload_limit_mb, settings.telegram_download_limit_mb),
         album_wait=settings.album_wait_seconds,
     )
-    services = Services(settings, store, http, flows, turns, renders, uploads, Guard(settings, store), bot)
+    services = Services(
+        settings, store, [http, streams], flows, turns, renders, uploads, Guard(settings, store), bot
+    )
     uploads.on_caption = services.act_on_text
     return services

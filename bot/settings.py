@@ -36,6 +36,22 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     chat_ttl_days: int = Field(default=30, gt=0)
     redis_timeout_seconds: float = Field(default=3, gt=0)
+    redis_max_connections: int = Field(default=64, ge=1, le=10_000)
+    redis_pool_timeout_seconds: float = Field(default=30, gt=0)  # a busy pool waits this long
+
+    # Load: pools, concurrency and Telegram's flood limits
+    concurrent_updates: int = Field(default=256, ge=1, le=100_000)
+    max_live_turns: int = Field(default=1000, ge=1, le=100_000)  # SSE streams open at once
+    nemo_max_connections: int = Field(default=100, ge=1, le=10_000)  # for calls other than streams
+    nemo_pool_timeout_seconds: float = Field(default=60, gt=0)
+    telegram_connections: int = Field(default=256, ge=1, le=10_000)
+    telegram_pool_timeout_seconds: float = Field(default=30, gt=0)
+    telegram_global_per_second: int = Field(default=29, ge=1, le=1000)
+    telegram_chat_burst: int = Field(default=3, ge=1, le=100)
+    telegram_chat_per_second: float = Field(default=1.0, gt=0)
+    telegram_group_per_minute: int = Field(default=20, ge=1, le=1000)
+    telegram_limit_margin_seconds: float = Field(default=0.05, ge=0)
+    telegram_flood_retries: int = Field(default=3, ge=0, le=20)
 
     render_poll_seconds: float = Field(default=30, gt=0)
     render_max_seconds: float = Field(default=1800, gt=0)

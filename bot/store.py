@@ -118,6 +118,44 @@ def _decode(cls: type[T], raw: str | bytes) -> T:
     return cls(**{k: v for k, v in data.items() if k in known})
 
 
+# Moves that must not interleave with another process's, each one atomic round trip in Redis.
+SCRIPTS = {
+    # KEYS: the counters; ARGV: amount, window, then each counter's limit. Returns 0 or a wait.
+    "take_allowance": """
+        local amount, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+        for i, key in ipairs(KEYS) do
+            local used = tonumber(redis.call('GET', key) or '0')
+            if used + amount > tonumber(ARGV[i + 2]) then
+                local ttl = redis.call('TTL', key)
+                if ttl < 1 then ttl = 1 end
+                return ttl
+            end
+        end
+        for _, key in ipairs(KEYS) do
+            redis.call('INCRBY', key, amount)
+            redis.call('EXPIRE', key, window, 'NX')
+        end
+        return 0
+    """,
+    # KEYS: the turn; ARGV: started_at. Deletes the record only while it is that turn's.
+    "end_turn": """
+        local raw = redis.call('GET', KEYS[1])
+        if raw and tostring(cjson.decode(raw)['started_at']) == tostring(tonumber(ARGV[1])) then
+            return redis.call('DEL', KEYS[1])
+        end
+        return 0
+    """,
+    # KEYS: the turn; ARGV: started_at, the new record. Replaces it only while it is that turn's.
+    "replace_turn": """
+        local raw = redis.call('GET', KEYS[1])
+        if raw and tostring(cjson.decode(raw)['started_at']) == tostring(tonumber(ARGV[1])) then
+            return redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+        end
+        return 0
+    """,
+}
+
+
 class Store:
     """Typed access to the bot's keys; the Redis client must use `decode_responses=True`."""
 
@@ -125,15 +163,22 @@ class Store:
         self.redis = redis
         self.keys = Keys(namespace)
         self._chat_ttl = chat_ttl_seconds
+        self._scripts = {name: redis.register_script(source) for name, source in SCRIPTS.items()}
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
 
     # -- chats ----------------------------------------------------------------------------------
 
-    async def load_chat(self, chat_key: str) -> ChatRecord:
-        raw, token = await self._pipe(
-            lambda p: (p.hgetall(self.keys.chat(chat_key)), p.hgetall(self.keys.token(chat_key)))
+    async def load_chat(self, chat_key: str, *, touch: bool = False) -> ChatRecord:
+        """The chat's record; with `touch`, the chat is in use and kept `chat_ttl` from now (one round trip)."""
+        key = self.keys.chat(chat_key)
+        raw, token, *_ = await self._pipe(
+            lambda p: (
+                p.hgetall(key),
+                p.hgetall(self.keys.token(chat_key)),
+                *((p.expire(key, self._chat_ttl),) if touch else ()),
+            )
         )
         record = ChatRecord()
         for item in fields(ChatRecord):
@@ -158,10 +203,6 @@ class Store:
             )
         )
 
-    async def touch_chat(self, chat_key: str) -> None:
-        """The chat is in use: its project is kept `chat_ttl` from now."""
-        await self.redis.expire(self.keys.chat(chat_key), self._chat_ttl)
-
     async def drop_token(self, chat_key: str) -> None:
         await self.redis.delete(self.keys.token(chat_key))
 
@@ -177,24 +218,24 @@ class Store:
         )
         return bool(ok)
 
-    async def note_turn_timeline(self, chat_key: str, before: list[dict[str, Any]]) -> None:
-        """Keep the timeline a turn started from with its record (same expiry)."""
-        turn = await self.current_turn(chat_key)
-        if turn is not None:
-            turn.before = before
-            await self.redis.set(self.keys.turn(chat_key), _encode(asdict(turn)), xx=True, keepttl=True)
+    async def note_turn_timeline(self, chat_key: str, turn: TurnRecord) -> None:
+        """Keep the timeline a turn started from (`turn.before`) with its record, while it is that
+        turn's (same expiry)."""
+        await self._scripts["replace_turn"](
+            keys=[self.keys.turn(chat_key)], args=[turn.started_at, _encode(asdict(turn))]
+        )
 
     async def current_turn(self, chat_key: str) -> TurnRecord | None:
         raw = await self.redis.get(self.keys.turn(chat_key))
         return _decode(TurnRecord, raw) if raw else None
 
     async def end_turn(self, chat_key: str, started_at: float | None = None) -> None:
-        """Close the chat's turn record; with `started_at`, only if it is still that turn's."""
-        if started_at is not None:
-            current = await self.current_turn(chat_key)
-            if current is None or current.started_at != started_at:
-                return  # expired, and a newer turn holds the slot now
-        await self.redis.delete(self.keys.turn(chat_key))
+        """Close the chat's turn record; with `started_at`, only if it is still that turn's (it may
+        have expired, and a newer turn hold the slot now)."""
+        if started_at is None:
+            await self.redis.delete(self.keys.turn(chat_key))
+        else:
+            await self._scripts["end_turn"](keys=[self.keys.turn(chat_key)], args=[started_at])
 
     async def interrupted_turns(self) -> list[tuple[str, TurnRecord]]:
         """Turns recorded by a process that is gone (used at start-up)."""
@@ -273,13 +314,18 @@ class Store:
 
     # -- limits, refusals and usage --------------------------------------------------------------
 
-    async def hit(self, name: str, window_seconds: int, amount: int = 1) -> tuple[int, int]:
-        """Count uses in a fixed window; (uses so far, seconds until the window resets)."""
-        key = self.keys.counter(name)
-        count, _, ttl = await self._pipe(
-            lambda p: (p.incrby(key, amount), p.expire(key, window_seconds, nx=True), p.ttl(key))
+    async def take_allowance(self, limits: dict[str, int], window_seconds: int, amount: int = 1) -> int:
+        """Count `amount` against every named counter (fixed windows), but only if each stays within
+        its limit: a refused attempt uses up nobody's allowance. 0 when taken, else the seconds
+        until the first full counter resets. One atomic round trip."""
+        if not limits:
+            return 0
+        names = list(limits)
+        wait = await self._scripts["take_allowance"](
+            keys=[self.keys.counter(name) for name in names],
+            args=[amount, window_seconds, *(limits[name] for name in names)],
         )
-        return int(count), max(int(ttl), 1)
+        return int(wait)
 
     async def first_refusal(self, who: str, keep_seconds: int = 24 * 3600) -> bool:
         """True once per day per outsider: they hear one polite refusal, not one per message."""

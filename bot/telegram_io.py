@@ -2,7 +2,8 @@
 
 Every message the bot sends goes through `ChatOutput`, so escaping, the 4096-character limit,
 "message is not modified", transient network errors and a user who blocked the bot are handled
-in one place. (Flood waits are retried by PTB's AIORateLimiter, configured in bot.app.)
+in one place. Pacing and flood waits belong to `bot.flood.FloodLimiter`: what is sent with
+`cosmetic=True` may be dropped there under load (`Thinned`), so the caller decides what that means.
 """
 
 from __future__ import annotations
@@ -11,13 +12,11 @@ import asyncio
 import html
 import logging
 import re
-import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from telegram import (
-    Bot,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     LinkPreviewOptions,
@@ -26,9 +25,10 @@ from telegram import (
 )
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TimedOut
-from telegram.warnings import PTBDeprecationWarning
+from telegram.ext import ExtBot
 
 from bot.agent_text import split_html
+from bot.flood import COSMETIC, Priority, Thinned
 from bot.texts import Lang, say, sendable
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,13 @@ def plain(html_text: str) -> str:
 
 class ChatOutput:
     def __init__(
-        self, bot: Bot, chat_id: int, lang: Lang, *, thread_id: int | None = None, reply_to: int | None = None
+        self,
+        bot: ExtBot[Any],
+        chat_id: int,
+        lang: Lang,
+        *,
+        thread_id: int | None = None,
+        reply_to: int | None = None,
     ):
         self.bot = bot
         self.chat_id = chat_id
@@ -81,20 +87,30 @@ class ChatOutput:
         self.thread_id = thread_id
         self.reply_to = reply_to
 
-    async def say(self, key: str, *, buttons: Sequence[str] = (), **values: object) -> Message | None:
-        return await self.send(say(self.lang, key, **values), buttons=buttons)
+    async def say(
+        self, key: str, *, buttons: Sequence[str] = (), cosmetic: bool = False, **values: object
+    ) -> Message | None:
+        return await self.send(say(self.lang, key, **values), buttons=buttons, cosmetic=cosmetic)
 
-    async def send(self, html_text: str, *, buttons: Sequence[str] = ()) -> Message | None:
-        """Send HTML, split to Telegram's limit; buttons go under the last part. The last Message."""
+    async def send(
+        self, html_text: str, *, buttons: Sequence[str] = (), cosmetic: bool = False
+    ) -> Message | None:
+        """Send HTML, split to Telegram's limit; buttons go under the last part. The last Message.
+
+        Cosmetic text (a notice, not an answer) may be dropped under load: it raises `Thinned`."""
         parts = split_html(sendable(html_text)) or [html_text]
         last = None
         for index, part in enumerate(parts):
             markup = keyboard(buttons, self.lang) if index == len(parts) - 1 else None
-            last = await self._send_text(part, markup)
+            last = await self._send_text(part, markup, _priority(cosmetic))
         return last
 
-    async def edit(self, message_id: int, html_text: str, *, buttons: Sequence[str] = ()) -> bool:
-        """Replace a message's text; False when it is gone (then the caller may send anew)."""
+    async def edit(
+        self, message_id: int, html_text: str, *, buttons: Sequence[str] = (), cosmetic: bool = False
+    ) -> bool:
+        """Replace a message's text; False when it is gone (then the caller may send anew).
+
+        A cosmetic edit (progress) may be dropped under load: it raises `Thinned`."""
         markup = keyboard(buttons, self.lang)
         html_text = sendable(html_text)
         try:
@@ -106,6 +122,7 @@ class ChatOutput:
                 parse_mode=ParseMode.HTML,
                 reply_markup=markup,
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
+                rate_limit_args=_priority(cosmetic),
             )
         except BadRequest as err:
             text = str(err).lower()
@@ -118,19 +135,24 @@ class ChatOutput:
         return True
 
     async def edit_or_send(
-        self, message_id: int | None, html_text: str, *, buttons: Sequence[str] = ()
+        self, message_id: int | None, html_text: str, *, buttons: Sequence[str] = (), cosmetic: bool = False
     ) -> int | None:
         """Edit a progress message, or send a new one when it cannot be edited. The message id."""
-        if message_id is not None and await self.edit(message_id, html_text, buttons=buttons):
+        if message_id is not None and await self.edit(
+            message_id, html_text, buttons=buttons, cosmetic=cosmetic
+        ):
             return message_id
-        message = await self.send(html_text, buttons=buttons)
+        message = await self.send(html_text, buttons=buttons, cosmetic=cosmetic)
         return message.message_id if message else None
 
     async def typing(self) -> None:
+        """Show "typing…" if Telegram's budget has room for it; it is never worth a wait."""
         try:
-            await self.bot.send_chat_action(self.chat_id, ChatAction.TYPING, message_thread_id=self.thread_id)
-        except (NetworkError, RetryAfter) as err:
-            log.debug("chat %s: chat action skipped: %s", self.chat_id, err)
+            await self.bot.send_chat_action(
+                self.chat_id, ChatAction.TYPING, message_thread_id=self.thread_id, rate_limit_args=COSMETIC
+            )
+        except (NetworkError, RetryAfter, Thinned) as err:
+            log.debug("chat %s: chat action skipped: %s", self.chat_id, type(err).__name__)
         except Forbidden as err:
             raise ChatGone(str(err)) from err
 
@@ -162,13 +184,16 @@ class ChatOutput:
             return None
         return ReplyParameters(message_id=self.reply_to, allow_sending_without_reply=True)
 
-    async def _send_text(self, text: str, markup: InlineKeyboardMarkup | None) -> Message | None:
+    async def _send_text(
+        self, text: str, markup: InlineKeyboardMarkup | None, priority: Priority
+    ) -> Message | None:
         kwargs: dict[str, Any] = {
             "chat_id": self.chat_id,
             "message_thread_id": self.thread_id,
             "reply_markup": markup,
             "reply_parameters": self._reply(),
             "link_preview_options": LinkPreviewOptions(is_disabled=True),
+            "rate_limit_args": priority,
         }
         try:
             message = await self._retry(self.bot.send_message, text=text, parse_mode=ParseMode.HTML, **kwargs)
@@ -196,7 +221,8 @@ class ChatOutput:
         self, method: Callable[..., Awaitable[T]], *, retry_timeouts: bool = True, **kwargs: Any
     ) -> T:
         """Call a Bot method, retrying transient network errors; a chat the bot can no longer
-        write to (blocked, kicked, closed topic, migrated group) raises ChatGone."""
+        write to (blocked, kicked, closed topic, migrated group) raises ChatGone. (Flood waits
+        were already honoured and retried by the FloodLimiter: a RetryAfter here is final.)"""
         for attempt in range(1, NETWORK_ATTEMPTS + 1):
             try:
                 return await method(**kwargs)
@@ -206,15 +232,12 @@ class ChatOutput:
                 if any(reason in str(err).lower() for reason in GONE_REASONS):
                     raise ChatGone(str(err)) from err
                 raise
-            except RetryAfter as err:  # the rate limiter already retried; one more honest wait
-                if attempt == NETWORK_ATTEMPTS:
-                    raise
-                with warnings.catch_warnings():  # PTB warns that the type will become timedelta
-                    warnings.simplefilter("ignore", PTBDeprecationWarning)
-                    delay = err.retry_after
-                await asyncio.sleep(delay if isinstance(delay, int | float) else delay.total_seconds())
             except NetworkError as err:  # TimedOut included
                 if attempt == NETWORK_ATTEMPTS or (isinstance(err, TimedOut) and not retry_timeouts):
                     raise
                 await asyncio.sleep(0.5 * attempt)
         raise AssertionError("unreachable")
+
+
+def _priority(cosmetic: bool) -> Priority:
+    return COSMETIC if cosmetic else Priority.ANSWER

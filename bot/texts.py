@@ -42,6 +42,11 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     "nothing_to_cancel": ("Nothing is running right now.", "当前没有正在进行的请求。"),
     "still_working": ("⏳ Still working…", "⏳ 仍在处理中…"),
+    "turn_queued": (
+        "⏳ Lots of people are making videos right now: you're next in line, and I'll start as soon as "
+        "the agent is free.",
+        "⏳ 现在有很多人在制作视频：你已在队列中，AI 一空闲我就开始。",
+    ),
     "turn_changes": (
         "✅ Done. What changed on the timeline:\n{changes}",
         "✅ 完成。时间线的变化：\n{changes}",

@@ -8,17 +8,20 @@ bot watches the timeline instead and reports what changed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from redis.exceptions import RedisError
-from telegram import Bot
 from telegram.error import TelegramError
+from telegram.ext import ExtBot
 
 from bot.agent_text import ChatText, to_chat
 from bot.aio import cancel_and_wait
 from bot.errors import StreamDropped, StreamIdle
+from bot.flood import Thinned
 from bot.flows import ChatContext, Flows
 from bot.projects import ChatRef
 from bot.sse import AgentEvent
@@ -39,6 +42,7 @@ class TurnTimings:
     dropped_polls: int
     busy_grace: float = 1.0
     merge_seconds: float = 3.0
+    max_live: int = 1000  # turns streaming at once; more wait in line
 
 
 @dataclass
@@ -51,13 +55,14 @@ class _Progress:
 
 
 class Turns:
-    def __init__(self, flows: Flows, timings: TurnTimings, bot: Bot):
+    def __init__(self, flows: Flows, timings: TurnTimings, bot: ExtBot[Any]):
         self.flows = flows
         self.projects = flows.projects
         self.store = flows.projects.store
         self.timings = timings
         self.bot = bot
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._live = asyncio.Semaphore(timings.max_live)  # one backend stream each
         self._handing_over = False  # set at shutdown: cut turns stay recorded for the next process
 
     async def start(self, ctx: ChatContext, text: str) -> asyncio.Task[None] | None:
@@ -74,7 +79,7 @@ class Turns:
             if not await self.store.start_turn(ctx.chat.key, record, ttl):
                 await ctx.out.say("busy")
                 return None
-        task = asyncio.create_task(self._guarded(ctx, text, record.started_at), name=f"turn {ctx.chat.key}")
+        task = asyncio.create_task(self._guarded(ctx, text, record), name=f"turn {ctx.chat.key}")
         self._tasks[ctx.chat.key] = task
         return task
 
@@ -125,37 +130,46 @@ class Turns:
         except Exception as err:
             log.info("chat %s: could not report an interrupted turn: %s", chat_key, type(err).__name__)
 
-    async def _guarded(self, ctx: ChatContext, text: str, started_at: float) -> None:
+    async def _guarded(self, ctx: ChatContext, text: str, record: TurnRecord) -> None:
         try:
-            await self.run(ctx, text)
+            await self.run(ctx, text, record)
         except ChatGone as err:
             log.info("chat %s: gone during a turn: %s", ctx.chat.key, err)
         except Exception as err:
             await self._explain_safely(ctx, err)
         finally:
-            self._tasks.pop(ctx.chat.key, None)
             if not self._handing_over:
                 try:
-                    await self.store.end_turn(ctx.chat.key, started_at)
+                    await self.store.end_turn(ctx.chat.key, record.started_at)
                 except RedisError as err:  # the record expires on its own (TTL)
                     log.warning(
                         "chat %s: could not close the turn record: %s", ctx.chat.key, type(err).__name__
                     )
+            # Only now: a quick follow-up waits for this task, and must find the slot free after it.
+            if self._tasks.get(ctx.chat.key) is asyncio.current_task():
+                del self._tasks[ctx.chat.key]
 
-    async def run(self, ctx: ChatContext, text: str) -> None:
-        """Send one message to the agent and show its replies as they come."""
+    async def run(self, ctx: ChatContext, text: str, record: TurnRecord) -> None:
+        """Send one message to the agent (the turn `record` holds the chat's slot) and show its
+        replies as they come."""
         if not await self.flows.ensure_connected(ctx):
             return
         before = await self._tracks(ctx)  # read first: a silent turn may change the draft at once
         if before is not None:  # kept with the turn, so a restarted bot can report what changed
-            await self.store.note_turn_timeline(ctx.chat.key, [asdict(t) for t in before])
+            record.before = [asdict(t) for t in before]
+            await self.store.note_turn_timeline(ctx.chat.key, record)
         progress = _Progress()
         ticker = asyncio.create_task(self._tick(ctx, progress))
         try:
-            async with asyncio.timeout(self.timings.max_seconds):
-                async with self.projects.open_turn(ctx.chat, ctx.session_lang, text) as events:
-                    async for event in events:
-                        await self._show(ctx, event, progress)
+            if self._live.locked():
+                await ctx.out.say("turn_queued")
+            async with (
+                self._live,  # acquired first: waiting in line does not count toward the turn's limit
+                asyncio.timeout(self.timings.max_seconds),
+                self.projects.open_turn(ctx.chat, ctx.session_lang, text) as events,
+            ):
+                async for event in events:
+                    await self._show(ctx, event, progress)
         except StreamIdle:
             log.info("chat %s: stream idle, turn ends", ctx.chat.key)
         except TimeoutError:
@@ -227,7 +241,8 @@ class Turns:
             if progress.merged and now - progress.merged_since >= self.timings.merge_seconds:
                 await self._flush(ctx, progress)
             if now - progress.quiet_since >= self.timings.still_working:
-                await ctx.out.say("still_working")
+                with contextlib.suppress(Thinned):  # under load, the next interval says it
+                    await ctx.out.say("still_working", cosmetic=True)
                 progress.quiet_since = now
             await asyncio.sleep(step)
 

@@ -17,10 +17,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from telegram import Bot
 from telegram.error import TelegramError
+from telegram.ext import ExtBot
 
 from bot.errors import FileTooLarge, UnsupportedFile
+from bot.flood import Thinned
 from bot.flows import ChatContext, Flows
 from bot.media import ACCEPTED_LIST, KINDS, check_name, content_type, human_size, inspect_file, safe_filename
 from bot.nemo import LocalFile, UploadedMedia
@@ -70,7 +71,7 @@ class Uploads:
     def __init__(
         self,
         flows: Flows,
-        bot: Bot,
+        bot: ExtBot[Any],
         limits: UploadLimits,
         *,
         album_wait: float,
@@ -164,8 +165,7 @@ class Uploads:
         """Check, download and forward files with one progress message and one reply."""
         if not await self.flows.ensure_connected(ctx):
             return False
-        notice = await ctx.out.say("uploading", count=len(files))
-        notice_id = notice.message_id if notice else None
+        notice_id = await _notice(ctx, len(files))
         refused: list[str] = []
         with tempfile.TemporaryDirectory(prefix="nemo-upload-") as folder:
             ready: list[tuple[IncomingFile, LocalFile]] = []
@@ -212,8 +212,7 @@ class Uploads:
             return False
         if not await self.flows.ensure_connected(ctx):
             return False
-        notice = await ctx.out.say("uploading", count=len(urls))
-        notice_id = notice.message_id if notice else None
+        notice_id = await _notice(ctx, len(urls))
         try:
             uploaded = await self.projects.call(
                 ctx.chat,
@@ -263,6 +262,15 @@ class Uploads:
             )
         filename = safe_filename(file.name, verdict.extension, f"{file.kind}_{index + 1}")
         return LocalFile(path=path, filename=filename, content_type=content_type(verdict.extension))
+
+
+async def _notice(ctx: ChatContext, count: int) -> int | None:
+    """The "uploading" notice's id; under load it is dropped and the summary comes alone."""
+    try:
+        notice = await ctx.out.say("uploading", count=count, cosmetic=True)
+    except Thinned:
+        return None
+    return notice.message_id if notice else None
 
 
 def _pending(ctx: ChatContext, file: IncomingFile, album: str | None, caption: str | None) -> dict[str, Any]:

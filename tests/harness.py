@@ -27,6 +27,10 @@ FAST_SETTINGS: dict[str, Any] = {
     "turn_busy_grace_seconds": 0.3,
     "http_retry_base_seconds": 0.01,
     "shutdown_grace_seconds": 1,
+    # Telegram's per-chat pacing scaled to the intervals above (the load tests use the real limits).
+    "telegram_chat_per_second": 100,
+    "telegram_limit_margin_seconds": 0.01,
+    "telegram_group_per_minute": 1000,
 }
 
 

@@ -104,9 +104,7 @@ async def test_kill_while_the_video_is_being_sent_gives_no_duplicate_and_no_sile
     await promo_on_timeline(bots)
     bots.fake.delay_next("sendVideo", 30)  # the upload hangs: the kill lands mid-delivery
     bots.fake.send_text(CHAT, "export", user=USER)
-    await bots.fake.wait_for(
-        lambda call: call.method == "getFile" or call.method == "sendChatAction", timeout=5
-    )
+    await bots.fake.wait_for_message(CHAT, "Export queued", timeout=5)
     for _ in range(200):
         if any(call.method == "sendVideo" for call in bots.fake.calls) or bots.emulator.calls("render_file"):
             break

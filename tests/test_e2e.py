@@ -41,12 +41,14 @@ async def test_a_user_walks_the_whole_flow(
         assert "image" in added.text
 
         mark = fake.message_count(CHAT)
+        emulator.event_delay = 1.5  # a turn long enough for "typing…" between the agent's replies
         fake.send_text(
             CHAT, "combine these images into a 30-second promo video with music and text", user=USER
         )
         await fake.wait_for_message(CHAT, "Sure, give me a moment.", after=mark)
         await fake.wait_for_message(CHAT, "on the timeline", after=mark)
         assert any(c.method == "sendChatAction" for c in fake.calls)
+        emulator.event_delay = 0
 
         mark = fake.message_count(CHAT)
         fake.send_text(CHAT, "status", user=USER)
