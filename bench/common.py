@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.bot_process import BotProcess
+from tests.bot_process import FAST, BotProcess
 from tests.conftest import MEDIA, RedisServer
 from tests.emulator import NemoEmulator
 from tests.fake_telegram import FakeTelegram
@@ -89,18 +89,23 @@ class Stack:
     workdir: Path
 
     def bot(self, **settings: str) -> BotProcess:
-        """The real bot process on this stack (start it with `await bot.start()`)."""
-        return BotProcess(self.fake, self.emulator, self.workdir, REDIS_URL=self.redis.url, **settings)
+        """The real bot process on this stack, with production settings unless given (start it with
+        `await bot.start()`)."""
+        process = BotProcess(self.fake, self.emulator, self.workdir, REDIS_URL=self.redis.url)
+        process.env = {k: v for k, v in process.env.items() if k not in FAST} | {"LOG_LEVEL": "WARNING"}
+        process.env.update(settings)
+        return process
 
 
 @asynccontextmanager
-async def stack() -> AsyncIterator[Stack]:
-    """A real redis-server, the emulator and the fake Bot API; all stopped at the end."""
+async def stack(*, flood_limits: bool = False) -> AsyncIterator[Stack]:
+    """A real redis-server, the emulator and the fake Bot API (with Telegram's flood limits when
+    asked); all stopped at the end."""
     with tempfile.TemporaryDirectory(prefix="nvb-bench-") as folder:
         redis = RedisServer(Path(folder), appendonly=False)
         redis.start()
         emulator = NemoEmulator(render_file=MEDIA / "clip.mp4")
-        fake = FakeTelegram()
+        fake = FakeTelegram(flood_limits=flood_limits)
         try:
             await emulator.start()
             await fake.start()

@@ -106,6 +106,7 @@ async def on_shutdown(application: Application) -> None:  # type: ignore[type-ar
 def flood_limits(settings: Settings) -> FloodLimits:
     return FloodLimits(
         global_per_second=settings.telegram_global_per_second,
+        global_burst=settings.telegram_global_burst,
         chat_burst=settings.telegram_chat_burst,
         chat_per_second=settings.telegram_chat_per_second,
         group_per_minute=settings.telegram_group_per_minute,

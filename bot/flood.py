@@ -76,6 +76,7 @@ class FloodLimits:
     """Telegram's limits as the bot plans for them (see Settings for each number's meaning)."""
 
     global_per_second: int = 29
+    global_burst: int = 5  # at most this many at once: a paced stream reaches Telegram evenly
     chat_burst: int = 3
     chat_per_second: float = 1.0
     group_per_minute: int = 20
@@ -160,7 +161,13 @@ class FloodLimiter(BaseRateLimiter[Priority]):
         self.limits = limits
         self._clock = clock
         margin = limits.margin_seconds
-        self._global = Window(limits.global_per_second, 1.0 + margin)
+        second = 1.0 + margin
+        # The second's budget, and a short window that paces it: 29 requests released at once would
+        # reach Telegram unevenly and spill into the next second's count.
+        self._global = [
+            Window(limits.global_per_second, second),
+            Window(limits.global_burst, second * limits.global_burst / limits.global_per_second),
+        ]
         self._global_lock = asyncio.Lock()
         self._global_blocked_until = 0.0
         self._chats: dict[int | str, _Chat] = {}
@@ -206,15 +213,19 @@ class FloodLimiter(BaseRateLimiter[Priority]):
         if priority is COSMETIC:
             now = self._clock()
             blocked = max(self._global_blocked_until, chat.blocked_until if chat else 0.0)
-            if now < blocked or not cosmetic_may_go([*windows, self._global], now):
+            if now < blocked or not cosmetic_may_go([*windows, *self._global], now):
                 self._thin()
-            self._take([*windows, self._global], now)
+            self._take([*windows, *self._global], now)
             return
         if chat is not None:
             await self._sleep_until(max(chat.blocked_until, *(w.slot(self._clock()) for w in windows)))
         async with self._global_lock:  # one queue for the whole bot, in order of arrival
-            await self._sleep_until(max(self._global_blocked_until, self._global.slot(self._clock())))
-            self._take([*windows, self._global], self._clock())
+            await self._sleep_until(self._global_slot())
+            self._take([*windows, *self._global], self._clock())
+
+    def _global_slot(self) -> float:
+        now = self._clock()
+        return max(self._global_blocked_until, *(window.slot(now) for window in self._global))
 
     def _take(self, windows: list[Window], now: float) -> None:
         for window in windows:

@@ -417,8 +417,8 @@ def multipart_length(files: Sequence[LocalFile], boundary: str) -> int:
 async def _multipart_stream(files: Sequence[LocalFile], boundary: str) -> AsyncIterator[bytes]:
     for file in files:
         yield _part_header(file, boundary)
-        with file.path.open("rb") as handle:
-            while chunk := handle.read(UPLOAD_CHUNK):
+        with file.path.open("rb") as handle:  # read off the event loop: a cold disk must not stall chats
+            while chunk := await asyncio.to_thread(handle.read, UPLOAD_CHUNK):
                 yield chunk
         yield b"\r\n"
     yield f"--{boundary}--\r\n".encode()

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     telegram_connections: int = Field(default=256, ge=1, le=10_000)
     telegram_pool_timeout_seconds: float = Field(default=30, gt=0)
     telegram_global_per_second: int = Field(default=29, ge=1, le=1000)
+    telegram_global_burst: int = Field(default=5, ge=1, le=1000)
     telegram_chat_burst: int = Field(default=3, ge=1, le=100)
     telegram_chat_per_second: float = Field(default=1.0, gt=0)
     telegram_group_per_minute: int = Field(default=20, ge=1, le=1000)

@@ -231,6 +231,16 @@ class Uploads:
         await ctx.out.edit_or_send(notice_id, _summary(ctx, lines, []))
         return bool(lines)
 
+    async def _fetch(self, file: IncomingFile, path: Path) -> Path:
+        """The file's bytes on local disk: with a local Bot API server, its own copy, read in place
+        (copying gigabytes would stall every chat); else downloaded to `path`."""
+        telegram_file = await self.bot.get_file(file.file_id)
+        served = Path(telegram_file.file_path or "")
+        if self.bot.local_mode and served.is_absolute() and await asyncio.to_thread(served.is_file):
+            return served
+        await telegram_file.download_to_drive(path, read_timeout=120)
+        return path
+
     async def _prepare(self, ctx: ChatContext, file: IncomingFile, path: Path, index: int) -> LocalFile | str:
         """A checked local copy of the file, or the line that says why it was refused."""
         lang, name = ctx.lang, file.display_name
@@ -245,8 +255,7 @@ class Uploads:
                 lang, "telegram_too_large", name=name, size=size, limit=self.limits.telegram_download_mb
             )
         try:
-            telegram_file = await self.bot.get_file(file.file_id)
-            await telegram_file.download_to_drive(path, read_timeout=120)
+            path = await self._fetch(file, path)
         except TelegramError as err:
             log.warning("chat %s: download of a %s failed: %s", ctx.chat.key, file.kind, type(err).__name__)
             if "too big" in str(err).lower():

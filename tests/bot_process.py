@@ -43,6 +43,7 @@ class BotProcess:
             **settings,
         }
         self.workdir = workdir
+        self.args = ["-m", "bot"]  # what the interpreter runs (a benchmark may run another bot)
         self.process: asyncio.subprocess.Process | None = None
         self.output = bytearray()
         self._reader: asyncio.Task[None] | None = None
@@ -50,8 +51,7 @@ class BotProcess:
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
-            "-m",
-            "bot",
+            *self.args,
             cwd=self.workdir,
             env=self.env,
             stdout=asyncio.subprocess.PIPE,

@@ -53,6 +53,11 @@ Conventions (documented choices where the brief left room):
   a ``reply_to_message`` that is the topic's ``forum_topic_created`` service message, as Telegram sends.
 - Photo updates have three PhotoSize entries; only the largest serves the real bytes (the two
   thumbnails serve a short placeholder), so a bot that picks the wrong size is caught.
+- Local Bot API mode (``telegram-bot-api --local``): ``FakeTelegram(local_mode=True, files_dir=...)``
+  or ``use_local_mode()``. getFile then answers an absolute ``file_path`` on this machine (bytes
+  registered in memory are written under ``files_dir`` first), the limits are 2000 MB both ways, and
+  the bot may send ``file://`` URIs. ``add_file_path`` / ``send_video_path`` register a large file by
+  its path, never read into memory (without local mode it is served from disk over HTTP).
 - Raw ``&`` that does not start an entity is accepted in HTML, as tdlib (the Bot API server) does;
   set ``strict_html_ampersand = True`` to reject it.
 - Like Telegram, ``editMessageText``/``editMessageCaption`` without ``reply_markup`` remove the inline
@@ -61,7 +66,21 @@ Conventions (documented choices where the brief left room):
   are capped at ``max_poll_timeout`` (1 s) so the bot stops quickly.
 - Faults on demand: ``fail_next`` (any code; 429 carries ``retry_after``), ``delay_next``,
   ``block_bot`` (403), and opt-in per-chat flood control with ``set_flood_limit``.
-- ``BotCall.at`` and flood-control timestamps use ``time.monotonic()``.
+- Telegram's own flood limits, opt-in (``FakeTelegram(flood_limits=True)`` or
+  ``enable_flood_limits()``), with the numbers in ``flood`` (a ``FloodLimits``): at most 30 counted
+  requests in any 1 s sliding window for the bot; per chat a token bucket of 3 refilled at 1/s; and in
+  groups, supergroups and channels (negative ids) at most 20 in any 60 s window. Counted methods are
+  ``FLOOD_COUNTED_METHODS`` (sends, copies, forwards, edits, deletes, chat actions, reactions); getUpdates,
+  getMe, getFile, answerCallbackQuery and the get*/set* configuration calls never count. A request over
+  a limit is 429 "Too Many Requests: retry after N" with ``parameters.retry_after`` N = the whole seconds
+  until it would be admitted (at least 1), and a refused request counts toward nothing.
+- Load-test counters (kept whether or not limits are on): ``too_many_requests`` (every 429 answered) and
+  ``too_many_requests_by_chat``, ``counted_requests`` (admitted counted requests per method),
+  ``request_times(chat_id, method)``, ``bot_message_times``, ``first_reply_after``; ``users(n)`` makes
+  private users cheaply.
+- Update ids start at a random number in [10**8, 10**9) (``first_update_id=`` to choose) and step by
+  ``1 + update_id_gap``; ``skip_update_ids(n)`` makes one jump, as Telegram's ids may.
+- ``BotCall.at``, ``Message.sent_at`` and flood-control timestamps use ``time.monotonic()``.
 """
 
 from __future__ import annotations
@@ -70,24 +89,34 @@ import asyncio
 import contextlib
 import copy
 import json
+import math
 import mimetypes
+import os
+import random
 import re
+import shutil
 import socket
 import struct
+import tempfile
 import time
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from aiohttp import web
 
 __all__ = [
     "DEFAULT_GROUP_USER",
     "DEFAULT_TOKEN",
+    "FLOOD_COUNTED_METHODS",
     "BotCall",
     "EntityParseError",
     "FakeTelegram",
+    "FloodLimits",
     "Message",
     "UploadedFile",
     "User",
@@ -101,6 +130,7 @@ MAX_MESSAGE_LENGTH = 4096
 MAX_CAPTION_LENGTH = 1024
 DOWNLOAD_LIMIT = 20 * 1024 * 1024  # cloud Bot API getFile limit
 UPLOAD_LIMIT = 50 * 1024 * 1024  # cloud Bot API multipart upload limit
+LOCAL_MODE_LIMIT = 2000 * 1024 * 1024  # local Bot API server (--local): both ways
 MAX_POLL_TIMEOUT = 1.0  # server-side cap on getUpdates long polling, so bot shutdown is quick
 
 NOT_MODIFIED = (
@@ -183,6 +213,7 @@ class UploadedFile:
     filename: str
     content_type: str
     data: bytes
+    path: str | None = None  # local mode: a file:// upload too large to keep in memory (data is b"")
 
 
 @dataclass
@@ -243,6 +274,7 @@ class Message:
     reactions: list[dict[str, Any]] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)  # the Bot API Message object as it is now
     sent_text: str = ""
+    sent_at: float = 0.0  # time.monotonic() when the fake stored it
 
     @property
     def history(self) -> list[str]:
@@ -254,6 +286,18 @@ class Message:
         """Inline keyboard buttons, flattened."""
         rows = (self.reply_markup or {}).get("inline_keyboard") or []
         return [button for row in rows for button in row]
+
+
+@dataclass
+class FloodLimits:
+    """Telegram's flood limits as the fake enforces them (when on); every number may be changed."""
+
+    global_limit: int = 30  # counted requests of the whole bot ...
+    global_window: float = 1.0  # ... in any window of this many seconds
+    chat_burst: int = 3  # per chat: token bucket capacity ...
+    chat_rate: float = 1.0  # ... refilled at this many requests per second
+    group_limit: int = 20  # groups, supergroups, channels (negative ids): counted requests ...
+    group_window: float = 60.0  # ... in any window of this many seconds
 
 
 class EntityParseError(ValueError):
@@ -288,6 +332,7 @@ class _StoredFile:
     file_name: str | None = None
     mime_type: str | None = None
     file_path: str | None = None
+    local_path: str | None = None  # the bytes live in this file on disk (data is None)
 
 
 @dataclass
@@ -890,6 +935,24 @@ _INLINE_BUTTON_KINDS = (
     "pay",
 )
 _SENDING_PREFIXES = ("send", "edit", "copy", "forward")
+# Requests Telegram's flood limits count (canonical spelling); every other method never gets a flood 429.
+FLOOD_COUNTED_METHODS = frozenset(
+    {
+        "sendMessage",
+        *_MEDIA_METHODS,
+        "sendMediaGroup",
+        "copyMessage",
+        "forwardMessage",
+        "editMessageText",
+        "editMessageCaption",
+        "editMessageMedia",
+        "editMessageReplyMarkup",
+        "deleteMessage",
+        "sendChatAction",
+        "setMessageReaction",
+    }
+)
+_UPDATES_KEY = "updates"  # the wait key of getUpdates long polls (chat waits are keyed by chat id)
 
 Handler = Callable[[str, dict[str, Any], dict[str, UploadedFile]], Awaitable[Any]]
 
@@ -909,6 +972,12 @@ class FakeTelegram:
         *,
         privacy_mode: bool = True,
         max_poll_timeout: float = MAX_POLL_TIMEOUT,
+        local_mode: bool = False,
+        files_dir: str | os.PathLike[str] | None = None,
+        flood_limits: bool = False,
+        flood: FloodLimits | None = None,
+        first_update_id: int | None = None,
+        update_id_gap: int = 0,
     ) -> None:
         self.token = token
         self.bot_username = bot_username
@@ -931,8 +1000,17 @@ class FakeTelegram:
         self.webhook_url = ""
         self.reactions: dict[tuple[int, int], list[dict[str, Any]]] = {}  # (chat, message) -> bot's reaction
 
+        self.flood_limits = flood_limits  # Telegram's flood limits on/off (enable_flood_limits)
+        self.flood = flood if flood is not None else FloodLimits()  # their numbers, changeable any time
+        self.update_id_gap = update_id_gap  # ids step by 1 + gap
+        self.too_many_requests = 0  # every 429 answered (flood limits, set_flood_limit, fail_next)
+        self.too_many_requests_by_chat: Counter[int] = Counter()
+        self.counted_requests: Counter[str] = Counter()  # admitted requests of FLOOD_COUNTED_METHODS
+
         self._pending: list[dict[str, Any]] = []
-        self._next_update_id = 1
+        self._next_update_id = (
+            first_update_id if first_update_id is not None else random.randrange(10**8, 10**9)
+        )
         self._allowed_updates: frozenset[str] = DEFAULT_ALLOWED_UPDATES
         self._poll_generation = 0
         self._chats: dict[int, dict[str, Any]] = {}
@@ -953,11 +1031,23 @@ class FakeTelegram:
         self._blocked: set[int] = set()
         self._flood: tuple[int, float, int] | None = None
         self._flood_log: dict[int, list[float]] = {}
+        self._global_log: deque[float] = deque()  # admitted counted requests in the global window
+        self._buckets: dict[int, tuple[float, float]] = {}  # chat -> (tokens, monotonic of last refill)
+        self._group_logs: dict[int, deque[float]] = {}  # negative chat -> admitted in the group window
+        self._request_log: dict[int, list[tuple[float, str]]] = {}  # chat -> (monotonic, method) admitted
+        self._bot_message_index: dict[tuple[int, int], Message] = {}
+        self._next_user_id = 7_000_000_001  # users(n)
+        self._keyed_events: dict[object, asyncio.Event] = {}  # chat id / _UPDATES_KEY -> waiters' event
         self._changed = asyncio.Event()
         self._closing = False
         self._runner: web.AppRunner | None = None
         self._request: web.Request | None = None
         self._handlers: dict[str, Handler] = self._build_handlers()
+        self.local_mode = False
+        self.files_dir: Path | None = None  # local mode: where getFile puts bytes held in memory
+        self._own_files_dir: str | None = None
+        if local_mode:
+            self.use_local_mode(files_dir)
 
     # ---------------------------------------------------------------- lifecycle and addresses
 
@@ -979,9 +1069,13 @@ class FakeTelegram:
         """Wake pending long polls and shut the server down."""
         self._closing = True
         self._notify()
+        self._wake(_UPDATES_KEY)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._own_files_dir is not None:
+            shutil.rmtree(self._own_files_dir, ignore_errors=True)
+            self._own_files_dir = self.files_dir = None
 
     async def __aenter__(self) -> FakeTelegram:
         await self.start()
@@ -1067,6 +1161,45 @@ class FakeTelegram:
         self._flood = None if max_messages is None else (max_messages, per_seconds, retry_after)
         self._flood_log.clear()
 
+    def enable_flood_limits(self, enabled: bool = True, **limits: float) -> None:
+        """Switch Telegram's flood limits on (``False``: off), from empty windows and full buckets.
+
+        Keyword arguments change numbers in ``flood`` (see ``FloodLimits``), e.g.
+        ``enable_flood_limits(global_limit=2, global_window=0.2)``. Counters are not reset.
+        """
+        self.flood_limits = enabled
+        if limits:
+            self.flood = replace(self.flood, **limits)
+        self._global_log.clear()
+        self._buckets.clear()
+        self._group_logs.clear()
+
+    def reset_counters(self) -> None:
+        """Zero ``too_many_requests``, ``counted_requests`` and the ``request_times`` logs."""
+        self.too_many_requests = 0
+        self.too_many_requests_by_chat.clear()
+        self.counted_requests.clear()
+        self._request_log.clear()
+
+    def skip_update_ids(self, count: int) -> None:
+        """The next update id jumps ``count`` ids further (Telegram's update ids may have gaps)."""
+        self._next_update_id += count
+
+    def users(self, n: int, *, language_code: str | None = "en") -> list[User]:
+        """``n`` new private users with distinct ids, each with its private chat registered (the chat id
+        is the user id), cheaply: for load tests, e.g. ``fake.send_text(user.id, "hi", user=user)``."""
+        made: list[User] = []
+        for _ in range(n):
+            while self._next_user_id in self._chats:
+                self._next_user_id += 1
+            user_id = self._next_user_id
+            self._next_user_id += 1
+            user = User(user_id, f"Load{user_id}", f"load{user_id}", language_code=language_code)
+            self._private_users[user_id] = user
+            self.set_chat(user_id, "private")
+            made.append(user)
+        return made
+
     def set_chat(
         self,
         chat_id: int,
@@ -1120,6 +1253,103 @@ class FakeTelegram:
     def file_bytes(self, file_id: str) -> bytes | None:
         stored = self._files.get(file_id)
         return stored.data if stored else None
+
+    def use_local_mode(self, files_dir: str | os.PathLike[str] | None = None) -> None:
+        """Act as a local Bot API server (``telegram-bot-api --local``) from now on: getFile answers
+        absolute paths, the bot may send ``file://`` URIs, and both limits are 2000 MB.
+
+        ``files_dir``: where bytes registered in memory are written for getFile (default: a temporary
+        folder removed by ``stop``). Call it before ``start`` for multipart uploads over 66 MB to fit
+        the server's request size limit (in local mode PTB sends paths as ``file://`` URIs anyway).
+        """
+        self.local_mode = True
+        self.download_limit = self.upload_limit = LOCAL_MODE_LIMIT
+        if files_dir is not None:
+            self.files_dir = Path(files_dir)
+            self.files_dir.mkdir(parents=True, exist_ok=True)
+
+    def add_file_path(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        kind: str = "document",
+        file_name: str | None = None,
+        mime_type: str | None = None,
+    ) -> tuple[str, str]:
+        """Register a file on disk by its path (never read into memory); returns (file_id,
+        file_unique_id). In local mode getFile answers this absolute path; otherwise the file is
+        served from disk at its file URL. ``file_name`` defaults to the file's own name."""
+        stored = self._store_path(path, _FOLDERS.get(kind, kind), file_name, mime_type)
+        return stored.file_id, stored.file_unique_id
+
+    def send_video_path(
+        self,
+        chat_id: int,
+        path: str | os.PathLike[str],
+        *,
+        file_name: str | None = None,
+        duration: int = 2,
+        mime_type: str | None = "video/mp4",
+        width: int = 1280,
+        height: int = 720,
+        caption: str | None = None,
+        media_group_id: str | None = None,
+        **kw: Any,
+    ) -> dict[str, Any]:
+        """``send_video`` for a (large) file on disk: its size is the file's, its bytes never loaded."""
+        stored = self._store_path(path, "videos", file_name, mime_type)
+        video = self._media_object("video", stored, duration=duration, width=width, height=height)
+        return self._user_media(chat_id, {"video": video}, caption, media_group_id, **kw)
+
+    def _store_path(
+        self, path: str | os.PathLike[str], folder: str, file_name: str | None, mime_type: str | None
+    ) -> _StoredFile:
+        local = Path(path).absolute()
+        stored = self._store_file(
+            None, folder, size=local.stat().st_size, file_name=file_name or local.name, mime_type=mime_type
+        )
+        stored.local_path = str(local)
+        return stored
+
+    def _local_dir(self) -> Path:
+        if self.files_dir is None:
+            self._own_files_dir = tempfile.mkdtemp(prefix="fake-telegram-files-")
+            self.files_dir = Path(self._own_files_dir)
+        return self.files_dir
+
+    def _local_file_path(self, stored: _StoredFile) -> str:
+        """Local mode: the absolute path of a file's bytes (written to ``files_dir`` on first use)."""
+        if stored.local_path is None:
+            if stored.data is None:
+                raise _bad("wrong file_id or the file is temporarily unavailable")
+            self._path_counter += 1
+            ext = _extension(stored)
+            name = f"file_{self._path_counter}{'.' + ext if ext else ''}"
+            target = self._local_dir() / stored.folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(stored.data)
+            stored.local_path = str(target)
+        return stored.local_path
+
+    def _local_upload(self, uri: str, kind: str) -> UploadedFile:
+        """A ``file://`` URI the bot sent in local mode, read as the server would during the request:
+        small files into ``data`` (as a multipart upload would be), larger ones copied to disk."""
+        path = Path(unquote(urlparse(uri).path))
+        if not path.is_file():
+            raise _bad("file not found")
+        size = path.stat().st_size
+        if size == 0:
+            raise _bad("file must be non-empty")
+        if size > self.upload_limit:
+            raise _ApiError(413, "Request Entity Too Large")
+        mime = mimetypes.guess_type(path.name)[0] or _DEFAULT_MIME.get(kind, "application/octet-stream")
+        if size <= UPLOAD_LIMIT:
+            return UploadedFile(path.name, mime, path.read_bytes(), path=None)
+        self._path_counter += 1
+        copy_to = self._local_dir() / "uploads" / f"file_{self._path_counter}_{path.name}"
+        copy_to.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, copy_to)
+        return UploadedFile(path.name, mime, b"", path=str(copy_to))
 
     # ---------------------------------------------------------------- users act
 
@@ -1397,6 +1627,26 @@ class FakeTelegram:
         """Number of bot messages in the chat so far: pass it as ``after=`` to wait for newer ones."""
         return len(self._bot_messages.get(chat_id, []))
 
+    def bot_message_times(self, chat_id: int) -> list[float]:
+        """``Message.sent_at`` (``time.monotonic()``) of each bot message in the chat, oldest first."""
+        return [message.sent_at for message in self._bot_messages.get(chat_id, [])]
+
+    def first_reply_after(self, chat_id: int, mark: int) -> float | None:
+        """When (monotonic) the bot sent its first message in the chat with index >= ``mark`` (a
+        ``message_count`` taken before the user acted); None while there is none. To wait for it, use
+        ``wait_for_message(chat_id, after=mark)`` and read ``sent_at``."""
+        messages = self._bot_messages.get(chat_id, [])
+        return messages[mark].sent_at if len(messages) > mark else None
+
+    def request_times(self, chat_id: int, method: str | None = None) -> list[float]:
+        """Arrival times (monotonic) of the admitted counted requests (``FLOOD_COUNTED_METHODS``) for the
+        chat, only ``method``'s if given: the bot's cadence, e.g. of ``sendChatAction``."""
+        log = self._request_log.get(chat_id, [])
+        if method is None:
+            return [at for at, _ in log]
+        name = _CANONICAL.get(method.lower(), method)
+        return [at for at, logged in log if logged == name]
+
     def chat_message(self, chat_id: int, message_id: int) -> dict[str, Any] | None:
         """Any message of the chat (user's or bot's) as Bot API JSON."""
         message = self._messages.get((chat_id, message_id))
@@ -1418,15 +1668,22 @@ class FakeTelegram:
         *,
         since: int = 0,
     ) -> BotCall:
-        """The first answered call (index >= ``since``, past or future) matching ``predicate``."""
+        """The first answered call (index >= ``since``, past or future) matching ``predicate``; a call
+        still unanswered (e.g. a held ``getUpdates``) does not hide the answered calls after it."""
         deadline = time.monotonic() + timeout
-        checked = since
+        scanned = since
+        unanswered: list[int] = []  # indices below ``scanned`` to look at again once answered
         while True:
-            while checked < len(self.calls) and self.calls[checked].status is not None:
-                call = self.calls[checked]
-                checked += 1
-                if predicate(call):
+            unanswered.extend(range(scanned, len(self.calls)))
+            scanned = len(self.calls)
+            still: list[int] = []
+            for index in unanswered:
+                call = self.calls[index]
+                if call.status is None:
+                    still.append(index)
+                elif predicate(call):
                     return call
+            unanswered = still
             if not await self._wait_change(deadline):
                 raise TimeoutError(f"no matching Bot API call within {timeout}s.\n{self.dump_calls()}")
 
@@ -1450,7 +1707,7 @@ class FakeTelegram:
                 texts = [*message.history, message.source]
                 if needle is None or any(needle in text.casefold() for text in texts):
                     return message
-            if not await self._wait_change(deadline):
+            if not await self._wait_change(deadline, chat_id):  # woken by calls for this chat only
                 shown = "\n".join(
                     f"  #{i} id={m.message_id} {m.kind}{' (deleted)' if m.deleted else ''}: {m.history!r}"
                     for i, m in enumerate(self._bot_messages.get(chat_id, []))
@@ -1485,6 +1742,8 @@ class FakeTelegram:
                 {"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401
             )
         stored = self._paths.get(request.match_info["path"])
+        if stored is not None and stored.data is None and stored.local_path is not None:
+            return web.FileResponse(stored.local_path, headers={"Content-Type": "application/octet-stream"})
         if stored is None or stored.data is None:
             return web.json_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)
         return web.Response(body=stored.data, content_type="application/octet-stream")
@@ -1517,7 +1776,14 @@ class FakeTelegram:
         except _ApiError as err:
             status, payload = err.code, err.payload()
         call.status, call.response = status, payload
+        chat_key = self._chat_key(params)
+        if status == 429:
+            self.too_many_requests += 1
+            if chat_key is not None:
+                self.too_many_requests_by_chat[chat_key] += 1
         self._notify()
+        if chat_key is not None:
+            self._wake(chat_key)  # wait_for_message waits per chat: 1,000 waiters do not all wake
         return web.json_response(payload, status=status)
 
     async def _read_params(self, request: web.Request) -> tuple[dict[str, Any], dict[str, UploadedFile]]:
@@ -1558,10 +1824,12 @@ class FakeTelegram:
         raise _ApiError(failure.error_code, failure.description, failure.parameters)
 
     def _check_blocked_and_flood(self, method: str, params: dict[str, Any]) -> None:
-        if not method.startswith(_SENDING_PREFIXES) or "chat_id" not in params:
+        counted = method in FLOOD_COUNTED_METHODS
+        sending = method.startswith(_SENDING_PREFIXES) and "chat_id" in params
+        if not counted and not sending:
             return
-        chat_id = self._chat_id(params)
-        if chat_id in self._blocked:
+        chat_id = self._chat_id(params) if "chat_id" in params else None
+        if sending and chat_id in self._blocked:
             chat_type = self._chats.get(chat_id, {}).get("type", "private")
             raise _ApiError(
                 403,
@@ -1571,28 +1839,77 @@ class FakeTelegram:
                     "supergroup": "Forbidden: bot was kicked from the supergroup chat",
                 }.get(chat_type, "Forbidden: bot is not a member of the channel chat"),
             )
-        if self._flood is not None:
+        now = time.monotonic()
+        tokens = self._flood_verdict(chat_id, now) if counted and self.flood_limits else 0.0
+        if sending and chat_id is not None and self._flood is not None:  # set_flood_limit
             limit, window, retry_after = self._flood
-            now = time.monotonic()
             log = [t for t in self._flood_log.get(chat_id, []) if now - t < window]
+            self._flood_log[chat_id] = log
             if len(log) >= limit:
-                self._flood_log[chat_id] = log
                 raise _ApiError(
                     429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after}
                 )
             log.append(now)
-            self._flood_log[chat_id] = log
+        if not counted:
+            return
+        if self.flood_limits:  # admitted: count it in every window
+            self._global_log.append(now)
+            if chat_id is not None:
+                self._buckets[chat_id] = (tokens - 1, now)
+                if chat_id < 0:
+                    self._group_logs.setdefault(chat_id, deque()).append(now)
+        self.counted_requests[method] += 1
+        if chat_id is not None:
+            self._request_log.setdefault(chat_id, []).append((now, method))
+
+    def _flood_verdict(self, chat_id: int | None, now: float) -> float:
+        """Telegram's limits: raise 429 (counting nothing) if a limit refuses the request now, else return
+        the chat's bucket tokens before it is admitted."""
+        limits = self.flood
+        wait = _window_wait(self._global_log, limits.global_limit, limits.global_window, now)
+        tokens = 0.0
+        if chat_id is not None:
+            tokens, last = self._buckets.get(chat_id, (float(limits.chat_burst), now))
+            tokens = min(float(limits.chat_burst), tokens + (now - last) * limits.chat_rate)
+            if tokens < 1 - 1e-9:
+                wait = max(wait, (1 - tokens) / limits.chat_rate)
+            group_log = self._group_logs.get(chat_id) if chat_id < 0 else None
+            if group_log is not None:
+                wait = max(wait, _window_wait(group_log, limits.group_limit, limits.group_window, now))
+        if wait > 0:
+            retry_after = max(1, math.ceil(wait - 1e-9))
+            raise _ApiError(
+                429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after}
+            )
+        return tokens
 
     def _notify(self) -> None:
         event, self._changed = self._changed, asyncio.Event()
         event.set()
 
-    async def _wait_change(self, deadline: float) -> bool:
-        """Wait for any state change until ``deadline``; False once the deadline has passed."""
+    def _wake(self, key: object) -> None:
+        """Wake the waiters on one key: a chat id (its bot messages may have changed) or _UPDATES_KEY."""
+        event = self._keyed_events.pop(key, None)
+        if event is not None:
+            event.set()
+
+    def _chat_key(self, params: dict[str, Any]) -> int | None:
+        """The request's chat id as an int, cheaply; None when absent or unknown."""
+        value = params.get("chat_id")
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value:
+            with contextlib.suppress(_ApiError, ValueError):
+                return self._chat_id(params) if value.startswith("@") else int(value)
+        return None
+
+    async def _wait_change(self, deadline: float, key: object = None) -> bool:
+        """Wait for a state change until ``deadline`` (any change, or only those woken for ``key``);
+        False once the deadline has passed."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
-        event = self._changed
+        event = self._changed if key is None else self._keyed_events.setdefault(key, asyncio.Event())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), remaining)
         return True
@@ -1680,6 +1997,7 @@ class FakeTelegram:
         elif offset < 0:
             self._pending = self._pending[offset:]
         self._notify()
+        self._wake(_UPDATES_KEY)  # an older poll ends (409)
         self._poll_generation += 1
         generation = self._poll_generation
         request = self._request
@@ -1697,7 +2015,7 @@ class FakeTelegram:
                     "Conflict: terminated by other getUpdates request; "
                     "make sure that only one bot instance is running",
                 )
-            if not await self._wait_change(deadline):
+            if not await self._wait_change(deadline, _UPDATES_KEY):  # not woken by every bot call
                 return []
 
     async def _h_commands(self, method: str, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
@@ -1967,6 +2285,13 @@ class FakeTelegram:
             raise _bad("invalid file_id")
         if stored.size > self.download_limit:
             raise _bad("file is too big")
+        if self.local_mode:  # an absolute path on this machine, which PTB copies instead of downloading
+            return {
+                "file_id": stored.file_id,
+                "file_unique_id": stored.file_unique_id,
+                "file_size": stored.size,
+                "file_path": self._local_file_path(stored),
+            }
         if stored.file_path is None:
             self._path_counter += 1
             ext = _extension(stored)
@@ -2142,8 +2467,10 @@ class FakeTelegram:
             media_group_id=media_group_id,
             raw=raw,
             sent_text=text,
+            sent_at=time.monotonic(),
         )
         self._bot_messages.setdefault(chat_id, []).append(message)
+        self._bot_message_index.setdefault((chat_id, message_id), message)
         return message
 
     def _reply_target(self, chat_id: int, params: dict[str, Any]) -> int | None:
@@ -2215,6 +2542,18 @@ class FakeTelegram:
             stored = self._store_file(upload.data, _FOLDERS[kind], file_name=upload.filename, mime_type=mime)
             return stored, upload
         assert isinstance(value, str)
+        if self.local_mode and value.startswith("file://"):
+            local = self._local_upload(value, kind)
+            size = len(local.data) if local.path is None else os.path.getsize(local.path)
+            stored = self._store_file(
+                local.data or None,
+                _FOLDERS[kind],
+                size=size,
+                file_name=local.filename,
+                mime_type=local.content_type,
+            )
+            stored.local_path = local.path
+            return stored, local
         if value in self._files:
             stored = self._files[value]
             data = stored.data or b""
@@ -2364,10 +2703,7 @@ class FakeTelegram:
         return DEFAULT_GROUP_USER
 
     def _find_bot_message(self, chat_id: int, message_id: int) -> Message | None:
-        for message in self._bot_messages.get(chat_id, []):
-            if message.message_id == message_id:
-                return message
-        return None
+        return self._bot_message_index.get((chat_id, message_id))
 
     def _embed(self, chat_id: int, message_id: int) -> dict[str, Any]:
         stored = self._messages.get((chat_id, message_id))
@@ -2506,14 +2842,26 @@ class FakeTelegram:
 
     def _queue_update(self, key: str, payload: dict[str, Any], visible: bool) -> dict[str, Any]:
         update = {"update_id": self._next_update_id, key: copy.deepcopy(payload)}
-        self._next_update_id += 1
+        self._next_update_id += 1 + max(0, self.update_id_gap)
         if visible:
             self._pending.append(update)
             self.updates.append(update)
         else:
             self.hidden_updates.append(update)
         self._notify()
+        self._wake(_UPDATES_KEY)
         return update
+
+
+def _window_wait(log: deque[float], limit: int, window: float, now: float) -> float:
+    """Seconds until a sliding window of ``limit`` requests per ``window`` s admits one more (0: now).
+    ``log`` holds admitted times, oldest first; those out of the window are dropped."""
+    while log and now - log[0] >= window:
+        log.popleft()
+    limit = max(1, limit)
+    if len(log) < limit:
+        return 0.0
+    return log[len(log) - limit] + window - now
 
 
 def _update_kind(update: dict[str, Any]) -> str:

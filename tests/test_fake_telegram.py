@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import httpx
 import pytest
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, Update
@@ -321,6 +322,231 @@ async def test_fail_next_429_and_block(fake: FakeTelegram, bot: Bot) -> None:
     assert await bot.send_chat_action(CHAT, "upload_video")
 
 
+# -- Telegram's flood limits, counters and update ids ---------------------------------------------
+
+
+async def _send(
+    client: httpx.AsyncClient, fake: FakeTelegram, chat_id: int, text: str = "hi"
+) -> httpx.Response:
+    return await client.post(
+        f"{fake.base_url}{fake.token}/sendMessage", data={"chat_id": chat_id, "text": text}
+    )
+
+
+async def _send_many(fake: FakeTelegram, chat_ids: list[int]) -> list[int]:
+    """One sendMessage per chat id, all at once; the HTTP statuses, sorted (arrival order may vary)."""
+    async with httpx.AsyncClient() as client:
+        responses = await asyncio.gather(*(_send(client, fake, chat_id) for chat_id in chat_ids))
+    return sorted(response.status_code for response in responses)
+
+
+def _too_many(retry_after: int) -> dict[str, object]:
+    return {
+        "ok": False,
+        "error_code": 429,
+        "description": f"Too Many Requests: retry after {retry_after}",
+        "parameters": {"retry_after": retry_after},
+    }
+
+
+async def test_flood_limits_are_off_by_default_but_requests_are_counted(fake: FakeTelegram, bot: Bot) -> None:
+    assert not fake.flood_limits
+    assert await _send_many(fake, [CHAT] * 12) == [200] * 12
+    assert await bot.send_chat_action(CHAT, "typing")
+    await bot.get_me()
+    assert fake.counted_requests == {"sendMessage": 12, "sendChatAction": 1}
+    times = fake.request_times(CHAT)
+    assert len(times) == 13 and times == sorted(times)
+    assert fake.request_times(CHAT, "sendchataction") == times[-1:]
+    assert fake.too_many_requests == 0
+    fake.reset_counters()
+    assert not fake.counted_requests and fake.request_times(CHAT) == []
+
+
+async def test_flood_per_chat_bucket_passes_a_burst_of_three_then_one_per_second(fake: FakeTelegram) -> None:
+    fake.enable_flood_limits()
+    assert await _send_many(fake, [CHAT] * 3) == [200] * 3
+    async with httpx.AsyncClient() as client:
+        fourth = await _send(client, fake, CHAT)
+        assert fourth.status_code == 429 and fourth.json() == _too_many(1)
+        assert (await _send(client, fake, CHAT + 1)).status_code == 200, "every chat has its own bucket"
+    assert fake.too_many_requests == 1 and fake.too_many_requests_by_chat == {CHAT: 1}
+    assert fake.counted_requests["sendMessage"] == 4
+
+    fake.enable_flood_limits(chat_rate=5)  # refilled every 0.2 s: the sustained rate without long sleeps
+    assert await _send_many(fake, [CHAT] * 4) == [200, 200, 200, 429]
+    await asyncio.sleep(0.21)
+    assert await _send_many(fake, [CHAT] * 2) == [200, 429]
+    fake.enable_flood_limits(False)
+    assert await _send_many(fake, [CHAT] * 5) == [200] * 5
+
+
+async def test_flood_global_limit_is_30_per_sliding_second(fake: FakeTelegram) -> None:
+    fake.enable_flood_limits()
+    chats = [user.id for user in fake.users(31)]
+    assert await _send_many(fake, chats[:30]) == [200] * 30
+    async with httpx.AsyncClient() as client:
+        refused = await _send(client, fake, chats[30])
+    assert refused.status_code == 429 and refused.json() == _too_many(1)
+    assert fake.too_many_requests_by_chat == {chats[30]: 1}
+
+    fake.enable_flood_limits(global_limit=3, global_window=0.3)
+    assert await _send_many(fake, chats[:4]) == [200, 200, 200, 429]
+    await asyncio.sleep(0.31)
+    assert await _send_many(fake, chats[4:8]) == [200, 200, 200, 429], "the window slides"
+
+
+async def test_flood_groups_get_20_per_minute(fake: FakeTelegram) -> None:
+    group = -1001234
+    fake.set_chat(group, "supergroup")
+    fake.enable_flood_limits(chat_burst=100, global_limit=1000)  # only the group limit is in the way
+    assert await _send_many(fake, [group] * 20) == [200] * 20
+    async with httpx.AsyncClient() as client:
+        refused = await _send(client, fake, group)
+    assert refused.status_code == 429
+    retry_after = refused.json()["parameters"]["retry_after"]
+    assert retry_after in (59, 60) and refused.json() == _too_many(retry_after)
+    assert await _send_many(fake, [CHAT] * 25) == [200] * 25, "private chats have no per-minute limit"
+
+    fake.enable_flood_limits(chat_burst=100, global_limit=1000, group_limit=2, group_window=0.3)
+    for chat_id, chat_type in [(-1009, "channel"), (-555, "group")]:
+        fake.set_chat(chat_id, chat_type)
+        assert await _send_many(fake, [chat_id] * 3) == [200, 200, 429], chat_type
+    await asyncio.sleep(0.31)
+    assert await _send_many(fake, [-1009, -555]) == [200, 200]
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")  # RetryAfter.__init__
+async def test_flood_retry_after_is_the_whole_seconds_until_admitted(fake: FakeTelegram, bot: Bot) -> None:
+    fake.enable_flood_limits(chat_burst=1, chat_rate=0.4)  # the next token in 2.5 s
+    await bot.send_message(CHAT, "one")
+    with pytest.raises(RetryAfter) as err:
+        await bot.send_message(CHAT, "two")
+    assert "retry in 3" in str(err.value).lower()
+    assert fake.calls[-1].response == _too_many(3)
+    fake.enable_flood_limits(chat_burst=1, chat_rate=0.25)
+    await bot.edit_message_text("one!", chat_id=CHAT, message_id=fake.bot_messages(CHAT)[0].message_id)
+    with pytest.raises(RetryAfter):
+        await bot.delete_message(CHAT, fake.bot_messages(CHAT)[0].message_id)
+    assert fake.calls[-1].response == _too_many(4)
+    assert not fake.bot_messages(CHAT)[0].deleted, "a refused request does nothing"
+
+
+async def test_flood_refused_requests_count_toward_nothing(fake: FakeTelegram) -> None:
+    fake.enable_flood_limits(global_limit=1, global_window=0.3, chat_burst=100)
+    assert await _send_many(fake, [CHAT]) == [200]
+    assert await _send_many(fake, [CHAT] * 5) == [429] * 5
+    await asyncio.sleep(max(0.0, fake.request_times(CHAT)[0] + 0.31 - time.monotonic()))
+    assert await _send_many(fake, [CHAT, CHAT]) == [200, 429], "the refused ones were not in the window"
+    assert fake.counted_requests["sendMessage"] == 2 and len(fake.request_times(CHAT)) == 2
+    assert fake.too_many_requests == 6 == fake.too_many_requests_by_chat[CHAT]
+
+    fake.enable_flood_limits(global_limit=1000, chat_burst=1, chat_rate=5)
+    assert await _send_many(fake, [CHAT]) == [200]
+    assert await _send_many(fake, [CHAT] * 3) == [429] * 3
+    await asyncio.sleep(0.21)
+    assert await _send_many(fake, [CHAT]) == [200], "refused requests took no tokens"
+
+
+async def test_uncounted_methods_never_get_a_flood_429(fake: FakeTelegram, bot: Bot) -> None:
+    from telegram import BotCommand
+
+    sent = await bot.send_message(
+        CHAT,
+        "pick",
+        reply_markup=InlineKeyboardMarkup.from_button(InlineKeyboardButton("A", callback_data="a")),
+    )
+    query = Update.de_json(fake.press_button(CHAT, sent.message_id, "a"), bot).callback_query
+    assert query is not None
+    file_id, _ = fake.add_file(b"data")
+    fake.enable_flood_limits(global_limit=1, chat_burst=1, chat_rate=0.01)
+    assert await _send_many(fake, [CHAT, CHAT]) == [200, 429]
+    for _ in range(3):
+        await bot.get_me()
+        await bot.get_updates(timeout=0)
+        assert (await bot.get_file(file_id)).file_size == 4
+        assert await bot.set_my_commands([BotCommand("start", "Start")])
+        await bot.get_my_commands()
+        await bot.get_chat(CHAT)
+        await bot.get_chat_member(CHAT, CHAT)
+        assert await bot.delete_webhook()
+    assert await query.answer("ok")
+    assert fake.too_many_requests == 1
+    assert set(fake.counted_requests) == {"sendMessage"}
+
+
+async def test_update_ids_start_high_and_may_jump(fake: FakeTelegram, bot: Bot) -> None:
+    first = fake.send_text(CHAT, "one")["update_id"]
+    assert 10**8 <= first < 10**9, "Telegram's update ids do not start at 1"
+    second = fake.send_text(CHAT, "two")["update_id"]
+    fake.skip_update_ids(1000)
+    third = fake.send_text(CHAT, "three")["update_id"]
+    fake.update_id_gap = 6
+    fourth = fake.send_text(CHAT, "four")["update_id"]
+    fifth = fake.send_text(CHAT, "five")["update_id"]
+    assert (second - first, third - second, fourth - third, fifth - fourth) == (1, 1001, 1, 7)
+    updates = await bot.get_updates()
+    assert [u.update_id for u in updates] == [first, second, third, fourth, fifth]
+    confirmed = await bot.get_updates(offset=second + 1)
+    assert [u.message.text for u in confirmed if u.message] == ["three", "four", "five"]
+    assert await bot.get_updates(offset=fifth + 1) == ()
+
+    chosen = FakeTelegram(first_update_id=5, update_id_gap=2)
+    assert [chosen.send_text(CHAT, str(i))["update_id"] for i in range(3)] == [5, 8, 11]
+
+
+async def test_users_and_reply_times(fake: FakeTelegram, bot: Bot) -> None:
+    users = fake.users(3)
+    assert len({user.id for user in users}) == 3 and all(user.id > 0 for user in users)
+    chat = await bot.get_chat(users[0].id)
+    assert chat.type == "private" and chat.first_name == users[0].first_name
+    mark = fake.message_count(users[1].id)
+    update = Update.de_json(fake.send_text(users[1].id, "hi"), bot)
+    assert update.message is not None and update.message.from_user is not None
+    assert update.message.from_user.id == users[1].id
+    assert fake.first_reply_after(users[1].id, mark) is None
+    before = time.monotonic()
+    await bot.send_message(users[1].id, "hello")
+    await bot.send_message(users[1].id, "again")
+    reply = await fake.wait_for_message(users[1].id, after=mark)
+    assert fake.first_reply_after(users[1].id, mark) == reply.sent_at >= before
+    assert fake.bot_message_times(users[1].id) == sorted(fake.bot_message_times(users[1].id))
+    assert len(fake.bot_message_times(users[1].id)) == 2 and fake.bot_message_times(users[2].id) == []
+
+
+async def test_a_thousand_chats_at_once(fake: FakeTelegram) -> None:
+    """1,000 users write at once, a poller answers each, 1,000 waiters see their replies."""
+    users = fake.users(1000)
+    marks = {user.id: fake.message_count(user.id) for user in users}
+    for user in users:
+        fake.send_text(user.id, "hello", user=user)
+    waiters = [
+        asyncio.create_task(fake.wait_for_message(user.id, "re:", after=marks[user.id])) for user in users
+    ]
+    api = f"{fake.base_url}{fake.token}"
+    started = time.monotonic()
+
+    async def reply(session: aiohttp.ClientSession, chat_id: int) -> int:
+        async with session.post(f"{api}/sendMessage", data={"chat_id": chat_id, "text": "re: hello"}) as sent:
+            return sent.status
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=50)) as session:  # httpx: 4x slower
+        offset = 0
+        while True:
+            async with session.post(f"{api}/getUpdates", data={"offset": offset}) as response:
+                updates = (await response.json())["result"]
+            if not updates:
+                break
+            offset = updates[-1]["update_id"] + 1
+            statuses = await asyncio.gather(*(reply(session, u["message"]["chat"]["id"]) for u in updates))
+            assert set(statuses) == {200}
+    replies = await asyncio.gather(*waiters)
+    assert len({reply.chat_id for reply in replies}) == 1000
+    assert all(fake.first_reply_after(user.id, marks[user.id]) is not None for user in users)
+    assert fake.counted_requests["sendMessage"] == 1000
+    assert time.monotonic() - started < 30
+
+
 async def test_wait_for_message_sent_later(fake: FakeTelegram, bot: Bot) -> None:
     async def later() -> None:
         await asyncio.sleep(0.2)
@@ -436,3 +662,59 @@ def test_markup_parsers() -> None:
     text, entities = parse_markdown_v2(r"*bold* and \. [link](https://a.b/c)")
     assert text == "bold and . link"
     assert [e["type"] for e in entities] == ["bold", "text_link"]
+
+
+async def test_local_mode_paths_both_ways(tmp_path: Path) -> None:
+    """Local Bot API mode: getFile answers absolute paths (PTB copies them), the bot sends file:// URIs."""
+    big = tmp_path / "big.mp4"
+    with big.open("wb") as handle:
+        handle.truncate(60 * 1024 * 1024)  # sparse: past the cloud limits both ways, never in memory
+    server_dir = tmp_path / "server"
+    async with (
+        FakeTelegram(local_mode=True, files_dir=server_dir) as fake,
+        Bot(fake.token, base_url=fake.base_url, base_file_url=fake.base_file_url, local_mode=True) as bot,
+    ):
+        video = fake.send_video_path(CHAT, big)["message"]["video"]
+        assert video["file_size"] == big.stat().st_size and video["file_name"] == "big.mp4"
+        telegram_file = await bot.get_file(video["file_id"])
+        assert telegram_file.file_path == str(big)
+        copied = await telegram_file.download_to_drive(tmp_path / "copy.mp4")
+        assert copied.stat().st_size == big.stat().st_size
+
+        file_id, _ = fake.add_file(b"hello", kind="document", file_name="a.txt")
+        small = await bot.get_file(file_id)
+        assert small.file_path and Path(small.file_path).parent.parent == server_dir
+        assert _read(small.file_path) == b"hello"
+
+        clip = MEDIA / "clip.mp4"
+        await bot.send_video(CHAT, clip)
+        sent = fake.bot_messages(CHAT)[-1]
+        assert sent.file_ref == clip.absolute().as_uri()
+        assert sent.file is not None and sent.file.data == clip.read_bytes()
+        await bot.send_document(CHAT, big)
+        sent = fake.bot_messages(CHAT)[-1]
+        assert sent.file is not None and sent.file.data == b"" and sent.file.path
+        assert _size(sent.file.path) == big.stat().st_size
+    assert server_dir.is_dir()  # a files_dir the test chose is left in place
+
+
+def _read(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def _size(path: str) -> int:
+    return Path(path).stat().st_size
+
+
+async def test_file_paths_without_local_mode(fake: FakeTelegram, bot: Bot, tmp_path: Path) -> None:
+    on_disk = tmp_path / "clip.mp4"
+    on_disk.write_bytes((MEDIA / "clip.mp4").read_bytes())
+    file_id, _ = fake.add_file_path(on_disk, kind="video")
+    telegram_file = await bot.get_file(file_id)
+    assert telegram_file.file_path and telegram_file.file_path.startswith(fake.base_file_url)
+    assert bytes(await telegram_file.download_as_bytearray()) == on_disk.read_bytes()
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{fake.base_url}{fake.token}/sendVideo", data={"chat_id": CHAT, "video": on_disk.as_uri()}
+        )
+    assert response.status_code == 400  # a cloud Bot API server takes no file:// URIs

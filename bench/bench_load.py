@@ -1,0 +1,323 @@
+"""Load: a burst of chats, and a thousand chat turns streaming at once, at Telegram's own limits.
+
+    .venv/bin/python bench/bench_load.py                    # 300-chat bursts, 1,000 turns
+    .venv/bin/python bench/bench_load.py --chats 100 --turns 200 --turn-seconds 20
+
+Everything runs on loopback: a real redis-server, the NemoVideo emulator, the fake Bot API with
+Telegram's flood limits switched on (30 a second for the bot, bursts of 3 then 1 a second per chat,
+20 a minute per group: a request past them gets 429), and the real `python -m bot` with its
+production settings.
+
+1. Burst: N new chats each send "credits" at the same moment (cold: each is connected first), then
+   the same N again (warm). Beside it, the same bursts for a naive PTB bot (bench/naive_bot.py: the
+   default ApplicationBuilder, one handler, a new HTTP client per update) in the same run.
+2. Turns: M connected chats each start a chat turn at once; each stream stays open `turn_seconds`
+   (the agent's first words at once, its last at the end). While they stream, K other chats ask for
+   their credits.
+
+Figures only: nothing here asserts a timing (tests/test_load.py checks the behaviour).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `bench` and `tests` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from redis.asyncio import Redis
+
+from bench.common import Stack, machine, peak_rss_mb, percentile, rss_mb, stack, table
+from bot.store import Store
+from bot.texts import say
+from tests.bot_process import BotProcess
+from tests.fake_telegram import FakeTelegram, User
+
+TELEGRAM_RATE = 30  # messages a second Telegram allows a bot: the ceiling of every burst
+FAILURES = tuple(say("en", key)[:30] for key in ("storage_unavailable", "backend_unavailable", "unexpected"))
+CREDITS = "Credits"  # in every credits answer, ours and the naive bot's
+FIRST_WORDS, LAST_WORDS = "Sure, give me a moment.", "on the timeline"
+
+
+@dataclass
+class Outcome:
+    """What the chats of one scenario saw."""
+
+    scenario: str
+    chats: int
+    answered: int = 0
+    failures: int = 0  # chats told the bot is unavailable, or that something went wrong
+    latencies: list[float] = field(default_factory=list)  # burst -> each chat's answer, seconds
+    flood_429s: int = 0
+
+    @property
+    def last(self) -> float:
+        return max(self.latencies, default=0.0)
+
+    def row(self) -> list[object]:
+        ceiling = self.chats / TELEGRAM_RATE
+        share = (self.answered / self.last) / TELEGRAM_RATE if self.last else 0.0
+        return [
+            self.scenario,
+            self.chats,
+            self.answered,
+            self.failures,
+            percentile(self.latencies, 50),
+            percentile(self.latencies, 99),
+            self.last,
+            ceiling,
+            f"{share:.0%}",
+            self.flood_429s,
+        ]
+
+
+BURST_HEADERS = (
+    "scenario",
+    "chats",
+    "answered",
+    "told unavailable / failed",
+    "first answer p50 s",
+    "p99 s",
+    "last answer s",
+    "ceiling N/30 s",
+    "of 30 msg/s",
+    "429s",
+)
+
+
+async def answers(
+    fake: FakeTelegram, marks: dict[int, int], contains: str, started: float, within: float
+) -> Outcome:
+    """Wait (bounded) until every chat has a bot message containing `contains` after its mark."""
+    outcome = Outcome("", len(marks))
+    waiting = dict(marks)
+    deadline = time.monotonic() + within
+    while waiting and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        for chat, mark in list(waiting.items()):
+            found = next((m for m in fake.bot_messages(chat)[mark:] if contains in m.text), None)
+            if found is not None:
+                outcome.latencies.append(found.sent_at - started)
+                del waiting[chat]
+    outcome.answered = len(outcome.latencies)
+    outcome.failures = sum(
+        any(failure in m.text for m in fake.bot_messages(chat)[mark:] for failure in FAILURES)
+        for chat, mark in marks.items()
+    )
+    return outcome
+
+
+async def burst(
+    fake: FakeTelegram, users: list[User], text: str, contains: str, within: float, *, rested: bool = True
+) -> Outcome:
+    """Every user sends `text` at the same moment; each chat's first answer containing `contains`."""
+    if rested:
+        fake.enable_flood_limits()  # fresh windows: the burst starts from a rested bot
+    before = fake.too_many_requests
+    marks = {user.id: fake.message_count(user.id) for user in users}
+    started = time.monotonic()
+    for user in users:
+        fake.send_text(user.id, text, user=user)
+    outcome = await answers(fake, marks, contains, started, within)
+    outcome.flood_429s = fake.too_many_requests - before
+    return outcome
+
+
+async def run_bursts(chats: int, *, within: float = 120) -> list[Outcome]:
+    """Cold and warm bursts of `chats` new chats, for nemo-video-bot and for the naive bot."""
+    outcomes = []
+    async with stack(flood_limits=True) as s:
+        bot = s.bot()
+        await bot.start()
+        try:
+            await wait_ready(s.fake)
+            users = s.fake.users(chats)
+            for name in ("nemo-video-bot, cold", "nemo-video-bot, warm"):
+                outcome = await burst(s.fake, users, "credits", CREDITS, within)
+                outcome.scenario = name
+                outcomes.append(outcome)
+        finally:
+            await bot.stop()
+        naive = naive_bot(s)
+        await naive.start()
+        try:
+            await wait_ready(s.fake)
+            users = s.fake.users(chats)
+            for name in ("naive PTB bot, cold", "naive PTB bot, warm"):
+                outcome = await burst(s.fake, users, "credits", CREDITS, within)
+                outcome.scenario = name
+                outcomes.append(outcome)
+        finally:
+            await naive.stop()
+    return outcomes
+
+
+def naive_bot(s: Stack) -> BotProcess:
+    process = s.bot()
+    process.args = [str(Path(__file__).with_name("naive_bot.py").resolve())]
+    return process
+
+
+async def wait_ready(fake: FakeTelegram, within: float = 30) -> None:
+    """Until the bot polls for updates (it is up and listening)."""
+    deadline = time.monotonic() + within
+    while not fake.calls_to("getUpdates"):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the bot did not start polling")
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+
+
+# -- 2. concurrent turns ------------------------------------------------------------------------
+
+
+@dataclass
+class TurnsOutcome:
+    turns: int
+    first_text: list[float] = field(default_factory=list)
+    finished: int = 0
+    failures: int = 0
+    peak_rss: float = 0.0
+    chat_actions: int = 0
+    flood_429s: int = 0
+    side: Outcome | None = None  # other chats asking for credits meanwhile
+
+
+async def connect_directly(s: Stack, users: list[User]) -> None:
+    """Give each chat a token and an agent session, as if it had been used before (no messages)."""
+    store = Store(Redis.from_url(s.redis.url, decode_responses=True), f"nvb:{s.fake.bot_id}", 3600)
+    expires = time.time() + 7 * 24 * 3600
+    for user in users:
+        account = s.emulator.add_account(f"client-{user.id}")
+        session = s.emulator.add_session(account.user_id)
+        key = str(user.id)
+        await store.save_chat(
+            key,
+            client_id=account.client_id,
+            session_id=session.session_id,
+            task_id=session.task_id,
+            language="en",
+            user_id=account.user_id,
+        )
+        await store.save_token(key, account.token, expires)
+    await store.redis.aclose()
+
+
+class RssSampler:
+    """Samples a process's resident memory every 0.1 s on a thread (bounded by `stop`)."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak, self._stop = pid, 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            try:
+                self.peak = max(self.peak, rss_mb(self.pid))
+            except OSError:
+                return
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+async def run_turns(turns: int, *, turn_seconds: float, side_chats: int, within: float = 600) -> TurnsOutcome:
+    """`turns` chats start a turn at once; `side_chats` others ask for credits while they stream."""
+    async with stack(flood_limits=True) as s:
+        users = s.fake.users(turns + side_chats)
+        talkers, others = users[:turns], users[turns:]
+        await connect_directly(s, users)
+        s.emulator.event_delay = turn_seconds / 3  # 4 events: first words at once, last at the end
+        s.emulator.keepalive_interval = 15.0  # a keep-alive every 15 s inside the long gaps
+        bot = s.bot()
+        await bot.start()
+        assert bot.process is not None
+        outcome = TurnsOutcome(turns)
+        try:
+            await wait_ready(s.fake)
+            with RssSampler(bot.process.pid) as sampler:
+                before = s.fake.too_many_requests
+                marks = {user.id: s.fake.message_count(user.id) for user in talkers}
+                started = time.monotonic()
+                for index, user in enumerate(talkers):
+                    s.fake.send_text(user.id, f"make a 10-second teaser about product {index}", user=user)
+                first = await answers(s.fake, marks, FIRST_WORDS, started, within)
+                outcome.first_text = first.latencies
+                if others:
+                    side = await burst(s.fake, others, "credits", CREDITS, within, rested=False)
+                    side.scenario = f"{len(others)} other chats ask for credits meanwhile"
+                    outcome.side = side
+                last = await answers(s.fake, marks, LAST_WORDS, started, within)
+                outcome.finished, outcome.failures = last.answered, first.failures + last.failures
+                outcome.flood_429s = s.fake.too_many_requests - before
+                outcome.peak_rss = max(sampler.peak, peak_rss_mb(bot.process.pid))
+            outcome.chat_actions = len(s.fake.calls_to("sendChatAction"))
+        finally:
+            await bot.stop()
+    return outcome
+
+
+def turns_table(outcome: TurnsOutcome) -> str:
+    ceiling = outcome.turns / TELEGRAM_RATE
+    rows = [
+        [
+            outcome.turns,
+            f"{len(outcome.first_text)}/{outcome.finished}",
+            outcome.failures,
+            percentile(outcome.first_text, 50),
+            percentile(outcome.first_text, 99),
+            ceiling,
+            outcome.peak_rss,
+            outcome.chat_actions,
+            outcome.flood_429s,
+        ]
+    ]
+    headers = (
+        "turns at once",
+        "first text / finished",
+        "failed",
+        "first text p50 s",
+        "p99 s",
+        "ceiling N/30 s",
+        "peak RSS MB",
+        "chat actions",
+        "429s",
+    )
+    text = table("Concurrent chat turns", headers, rows)
+    if outcome.side is not None:
+        text += table("Meanwhile", BURST_HEADERS, [outcome.side.row()])
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--chats", type=int, default=300, help="chats in each burst")
+    parser.add_argument("--turns", type=int, default=1000, help="chat turns streaming at once")
+    parser.add_argument("--turn-seconds", type=float, default=60, help="how long each stream stays open")
+    parser.add_argument("--side-chats", type=int, default=50, help="chats asking for credits meanwhile")
+    args = parser.parse_args()
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # thousands of loopback sockets
+    print(machine())
+    outcomes = asyncio.run(run_bursts(args.chats))
+    table(f"Burst of {args.chats} chats asking for credits", BURST_HEADERS, [o.row() for o in outcomes])
+    turns = asyncio.run(run_turns(args.turns, turn_seconds=args.turn_seconds, side_chats=args.side_chats))
+    turns_table(turns)
+
+
+if __name__ == "__main__":
+    main()
