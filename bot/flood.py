@@ -55,6 +55,7 @@ COUNTED = frozenset(
         "setMessageReaction",
     }
 )
+CATCH_UP_SECONDS = 0.005  # how late a paced request may be and still count at its planned moment
 COSMETIC_SHARE = 0.5  # cosmetic traffic may use a window only while it is less than half full
 IDLE_SWEEP_SECONDS = 60.0  # how often windows of chats gone quiet are forgotten
 
@@ -75,8 +76,8 @@ class Thinned(Exception):
 class FloodLimits:
     """Telegram's limits as the bot plans for them (see Settings for each number's meaning)."""
 
-    global_per_second: int = 29
-    global_burst: int = 5  # at most this many at once: a paced stream reaches Telegram evenly
+    global_per_second: int = 30
+    global_burst: int = 1  # at most this many at once: a paced stream reaches Telegram evenly
     chat_burst: int = 3
     chat_per_second: float = 1.0
     group_per_minute: int = 20
@@ -220,8 +221,11 @@ class FloodLimiter(BaseRateLimiter[Priority]):
         if chat is not None:
             await self._sleep_until(max(chat.blocked_until, *(w.slot(self._clock()) for w in windows)))
         async with self._global_lock:  # one queue for the whole bot, in order of arrival
-            await self._sleep_until(self._global_slot())
-            self._take([*windows, *self._global], self._clock())
+            slot = self._global_slot()
+            await self._sleep_until(slot)
+            # A wake-up a moment late keeps its planned slot, so small delays do not add up; a long
+            # one does not, so a stalled loop never releases a catch-up burst.
+            self._take([*windows, *self._global], max(slot, self._clock() - CATCH_UP_SECONDS))
 
     def _global_slot(self) -> float:
         now = self._clock()
