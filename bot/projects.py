@@ -20,7 +20,7 @@ from typing import TypeVar
 from bot.errors import MissingClientId, NemoError, RateLimited, SessionNotFound, TokenExpired
 from bot.nemo import NemoClient, ProjectState
 from bot.sse import AgentEvent
-from bot.store import Store
+from bot.store import ChatRecord, Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,6 +60,7 @@ class Projects:
         *,
         operator_token: str | None,
         rate_limit_wait: float,
+        setups_at_once: int = 16,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ):
         self.client = client
@@ -68,6 +69,7 @@ class Projects:
         self._rate_limit_wait = rate_limit_wait
         self._sleep = sleep
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._setups = asyncio.Semaphore(setups_at_once)
 
     @property
     def anonymous(self) -> bool:
@@ -81,27 +83,33 @@ class Projects:
         lock = self._locks.setdefault(chat.key, asyncio.Lock())
         async with lock:
             record = await self.store.load_chat(chat.key, touch=True)
-            user_id = record.user_id
-            if self._operator_token is not None:
-                token = self._operator_token
-            elif record.token and self._token_fresh(record.token_expires_at):
+            token = self._operator_token
+            if token is None and record.token and self._token_fresh(record.token_expires_at):
                 token = record.token
-            else:
-                token, user_id = await self._grant(chat, record.client_id)
-            session_id = record.session_id
-            if not session_id:
-                session = await self.client.create_session(token, language)
-                session_id = session.session_id
-                user_id = user_id or session.user_id
-                await self.store.save_chat(
-                    chat.key,
-                    session_id=session_id,
-                    task_id=session.task_id,
-                    language=language,
-                    user_id=user_id,
-                )
-                log.info("chat %s: new agent session", chat.key)
-            return Connection(token, session_id, user_id, self.anonymous)
+            if token is not None and record.session_id:
+                return Connection(token, record.session_id, record.user_id, self.anonymous)
+            # A crowd of new chats is set up a few at a time, first come first served: the first
+            # answers go out at once instead of every chat finishing late together.
+            async with self._setups:
+                return await self._set_up(chat, record, token, language)
+
+    async def _set_up(
+        self, chat: ChatRef, record: ChatRecord, token: str | None, language: str
+    ) -> Connection:
+        """Get what the chat lacks: an anonymous token, an agent session, or both."""
+        user_id = record.user_id
+        if token is None:
+            token, user_id = await self._grant(chat, record.client_id)
+        session_id = record.session_id
+        if not session_id:
+            session = await self.client.create_session(token, language)
+            session_id = session.session_id
+            user_id = user_id or session.user_id
+            await self.store.save_chat(
+                chat.key, session_id=session_id, task_id=session.task_id, language=language, user_id=user_id
+            )
+            log.info("chat %s: new agent session", chat.key)
+        return Connection(token, session_id, user_id, self.anonymous)
 
     async def call(self, chat: ChatRef, language: str, op: Callable[[Connection], Awaitable[T]]) -> T:
         """Run `op` with the chat's connection, recovering once from each recoverable error."""

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import secrets
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,19 +26,22 @@ from telegram.error import TelegramError
 from telegram.ext import ExtBot
 
 from bot.access import today
-from bot.errors import BackendRejected, NemoError
+from bot.errors import BackendRejected, NemoError, SessionNotFound, TokenExpired
 from bot.flood import Thinned
 from bot.flows import ChatContext, Flows
 from bot.media import human_size
 from bot.nemo import RenderStatus
-from bot.projects import ChatRef
+from bot.projects import ChatRef, Connection
 from bot.store import RenderRecord
 from bot.telegram_io import ChatGone, ChatOutput
 from bot.texts import Lang, language_of, say
 from bot.timeline import is_exportable
 
 log = logging.getLogger(__name__)
-POLL_CONCURRENCY = 8
+POLL_CONCURRENCY = 8  # render status polls at once, per process
+DELIVERY_CONCURRENCY = 8  # videos downloaded and uploaded at once, per process (within those polls)
+LEASE_BATCH = 100  # renders leased and read per Redis round trip, just ahead of their polls
+LATE_NOTICE_SECONDS = 600  # at most one "a round took longer than the interval" warning this often
 # Polls that may retry a cut delivery (by link) while Telegram keeps failing (an hour at the default
 # interval); a chat that refuses for good (blocked, gone) ends it at once.
 MAX_DELIVERY_ATTEMPTS = 120
@@ -62,16 +67,31 @@ def progress_text(status: RenderStatus, lang: Lang) -> str:
 
 
 class Renders:
-    def __init__(self, flows: Flows, bot: ExtBot[Any], timings: RenderTimings, *, upload_limit_mb: int):
+    def __init__(
+        self,
+        flows: Flows,
+        bot: ExtBot[Any],
+        timings: RenderTimings,
+        *,
+        upload_limit_mb: int,
+        poll_concurrency: int = POLL_CONCURRENCY,
+        delivery_concurrency: int = DELIVERY_CONCURRENCY,
+    ):
         self.flows = flows
         self.projects = flows.projects
         self.store = flows.projects.store
         self.bot = bot
         self.timings = timings
         self._upload_limit = upload_limit_mb * 1024 * 1024
+        self._concurrency = poll_concurrency  # status polls at once (each may lead to a delivery)
+        self._delivery_slots = asyncio.Semaphore(delivery_concurrency)  # videos downloaded and sent at once
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._stopping = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
+        # Each chat's connection as its last status poll used it, so the next poll needs no Redis
+        # reads for the token; dropped when the backend refuses it, and with the chat's render.
+        self._connections: dict[str, Connection] = {}
+        self._late_noted = -math.inf
 
     # -- starting -------------------------------------------------------------------------------
 
@@ -124,11 +144,24 @@ class Renders:
         )
 
     async def _status(self, chat: ChatRef, record: RenderRecord) -> RenderStatus:
-        return await self.projects.call(
-            chat,
-            record.session_language,
-            lambda c: self.projects.client.render_status(c.token, record.render_id),
-        )
+        """The render's status, with the connection the chat's last poll used when there is one.
+
+        A refused token or lost session takes the full path, `Projects.call`, which reloads the
+        chat's connection from Redis and renews what is stale; other errors are the caller's (a
+        rate-limited poll is retried at the next round).
+        """
+        known = self._connections.get(chat.key)
+        if known is not None:
+            try:
+                return await self.projects.client.render_status(known.token, record.render_id)
+            except (TokenExpired, SessionNotFound):
+                self._connections.pop(chat.key, None)
+
+        def status(connection: Connection) -> Awaitable[RenderStatus]:
+            self._connections[chat.key] = connection
+            return self.projects.client.render_status(connection.token, record.render_id)
+
+        return await self.projects.call(chat, record.session_language, status)
 
     async def _resume_start(self, chat: ChatRef, record: RenderRecord, out: ChatOutput) -> None:
         """A render recorded by a process that stopped before (or while) starting it.
@@ -153,16 +186,38 @@ class Renders:
     # -- watching -------------------------------------------------------------------------------
 
     async def watch(self) -> None:
-        """Poll every active render each `poll_seconds` until `stop`."""
+        """Poll every active render each `poll_seconds` until `stop`.
+
+        Rounds start `poll_seconds` apart (not `poll_seconds` after the previous round ended), so a
+        render is polled every `poll_seconds` however long a round over many renders takes; a
+        round longer than that is followed by the next at once, and logged.
+        """
         while not self._stopping.is_set():
+            started = time.monotonic()
+            polled = 0
             try:
-                await self.poll_all()
+                polled = await self.poll_all()
             except RedisError as err:
                 log.warning("render watcher: Redis unavailable (%s), retrying", type(err).__name__)
             except Exception:
                 log.exception("render watcher: poll round failed")
+            elapsed = time.monotonic() - started
+            self._note_round(polled, elapsed)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.timings.poll_seconds)
+                await asyncio.wait_for(self._stopping.wait(), max(0.0, self.timings.poll_seconds - elapsed))
+
+    def _note_round(self, polled: int, elapsed: float) -> None:
+        log.debug("render watcher: %d renders polled in %.2fs", polled, elapsed)
+        now = time.monotonic()
+        if elapsed > self.timings.poll_seconds and now - self._late_noted > LATE_NOTICE_SECONDS:
+            self._late_noted = now
+            log.warning(
+                "render watcher: polling %d renders took %.1fs, longer than RENDER_POLL_SECONDS (%gs): "
+                "each render is polled (and delivered) that much later",
+                polled,
+                elapsed,
+                self.timings.poll_seconds,
+            )
 
     async def stop(self, grace: float) -> None:
         """Let the poll round in hand (a delivery, say) finish, for up to `grace` seconds."""
@@ -174,35 +229,75 @@ class Renders:
         self._watcher = asyncio.create_task(self.watch(), name="render watcher")
         return self._watcher
 
-    async def poll_all(self) -> None:
-        limit = asyncio.Semaphore(POLL_CONCURRENCY)
+    async def poll_all(self) -> int:
+        """Poll every active render once, `poll_concurrency` at a time; the number polled.
 
-        async def one(render_id: str) -> None:
-            async with limit:
-                await self.poll(render_id)
+        Renders are leased (and their records read) a batch at a time just ahead of their polls,
+        and released a batch at a time after them. Once `stop` is called no more are leased: the
+        polls in hand finish, and the rest is left to the next round or process.
+        """
+        render_ids = await self.store.active_renders()
+        slots = asyncio.Semaphore(self._concurrency)
+        polled: list[str] = []  # their leases not yet released
+        leased: list[tuple[str, RenderRecord | None]] = []
+        chats: set[str] = set()
+        failure: RedisError | None = None
+        started = 0
 
-        await asyncio.gather(*(one(render_id) for render_id in await self.store.active_renders()))
+        async def one(render_id: str, record: RenderRecord | None) -> None:
+            try:
+                await self._poll_leased(render_id, record)
+            finally:
+                polled.append(render_id)
+                slots.release()
 
-    async def poll(self, render_id: str) -> None:
-        """Advance one render: show progress, and deliver or report its end."""
-        if not await self.store.lease_render(render_id, self._owner, self.timings.lease_seconds):
-            return
         try:
-            record = await self.store.get_render(render_id)
+            async with asyncio.TaskGroup() as group:
+                for first in range(0, len(render_ids), LEASE_BATCH):
+                    if self._stopping.is_set():
+                        break
+                    try:
+                        leased = await self.store.lease_renders(
+                            render_ids[first : first + LEASE_BATCH], self._owner, self.timings.lease_seconds
+                        )
+                    except RedisError as err:  # the polls in hand go on; the round ends with them
+                        failure = err
+                        break
+                    while leased and not self._stopping.is_set():
+                        await slots.acquire()
+                        render_id, record = leased.pop(0)
+                        if record is not None:
+                            chats.add(record.chat_key)
+                        group.create_task(one(render_id, record))
+                        started += 1
+                    if len(polled) >= LEASE_BATCH:
+                        done, polled[:] = polled[:], []
+                        with contextlib.suppress(RedisError):  # a lease not released just expires
+                            await self.store.release_renders(done)
+        finally:
+            with contextlib.suppress(RedisError):
+                await self.store.release_renders(polled + [render_id for render_id, _ in leased])
+        if failure is not None:
+            raise failure
+        if not self._stopping.is_set():  # a whole round: forget the chats whose render has ended
+            self._connections = {key: c for key, c in self._connections.items() if key in chats}
+        return started
+
+    async def _poll_leased(self, render_id: str, record: RenderRecord | None) -> None:
+        """Advance one render this process holds: show progress, and deliver or report its end."""
+        try:
             if record is None:
-                await self.store.redis.srem(self.store.keys.active_renders(), render_id)
+                log.error("render %s: its record cannot be read", render_id)
                 return
             await self._advance(record)
         except ChatGone as err:
             log.info("render %s: chat gone, not delivered: %s", render_id, err)
-            record = await self.store.get_render(render_id)
-            if record is not None:
-                record.status = "undeliverable"
-                await self.store.close_render(record)
+            current = await self.store.get_render(render_id)
+            if current is not None:
+                current.status = "undeliverable"
+                await self.store.close_render(current)
         except Exception:
             log.exception("render %s: poll failed", render_id)
-        finally:
-            await self.store.release_render(render_id)
 
     async def _advance(self, record: RenderRecord) -> None:
         out = self._output(record)
@@ -272,10 +367,19 @@ class Renders:
         size = status.size if status else None
         sent = False
         if size is None or size <= self._upload_limit:
-            record.status = "delivering"
-            await self.store.save_render(record)
-            await self.store.lease_render(record.render_id, self._owner, self.timings.lease_seconds)
-            sent = await self._send_file(record, out, caption, status)
+            async with self._delivery_slots:  # each holds a downloaded video while it is uploaded
+                # The lease is renewed for the upload; if it lapsed while this waited for a slot,
+                # the process holding it now delivers (the record still says "completed").
+                if not await self.store.lease_render(
+                    record.render_id, self._owner, self.timings.lease_seconds
+                ):
+                    log.warning(
+                        "render %s: lease lapsed before delivery, left to its holder", record.render_id
+                    )
+                    return
+                record.status = "delivering"
+                await self.store.save_render(record)
+                sent = await self._send_file(record, out, caption, status)
         if not sent and size is not None and size > self._upload_limit:
             await out.send(say(lang, "video_ready_link", url=record.url, size=human_size(size)))
         elif not sent:

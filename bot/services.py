@@ -160,7 +160,11 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
     )
     operator_token = settings.nemo_token.get_secret_value() if settings.nemo_token else None
     projects = Projects(
-        client, store, operator_token=operator_token, rate_limit_wait=settings.rate_limit_wait_seconds
+        client,
+        store,
+        operator_token=operator_token,
+        rate_limit_wait=settings.rate_limit_wait_seconds,
+        setups_at_once=settings.setups_at_once,
     )
     flows = Flows(settings, projects)
     turns = Turns(

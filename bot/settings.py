@@ -41,6 +41,7 @@ class Settings(BaseSettings):
 
     # Load: pools, concurrency and Telegram's flood limits
     concurrent_updates: int = Field(default=256, ge=1, le=100_000)
+    setups_at_once: int = Field(default=16, ge=1, le=10_000)  # new chats connected at once
     max_live_turns: int = Field(default=1000, ge=1, le=100_000)  # SSE streams open at once
     nemo_max_connections: int = Field(default=100, ge=1, le=10_000)  # for calls other than streams
     nemo_pool_timeout_seconds: float = Field(default=60, gt=0)
