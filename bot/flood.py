@@ -165,10 +165,9 @@ class FloodLimiter(BaseRateLimiter[Priority]):
         second = 1.0 + margin
         # The second's budget, and a short window that paces it: 29 requests released at once would
         # reach Telegram unevenly and spill into the next second's count.
-        self._global = [
-            Window(limits.global_per_second, second),
-            Window(limits.global_burst, second * limits.global_burst / limits.global_per_second),
-        ]
+        self._second = Window(limits.global_per_second, second)
+        self._pacing = Window(limits.global_burst, second * limits.global_burst / limits.global_per_second)
+        self._global = [self._second, self._pacing]
         self._global_lock = asyncio.Lock()
         self._global_blocked_until = 0.0
         self._chats: dict[int | str, _Chat] = {}
@@ -209,16 +208,20 @@ class FloodLimiter(BaseRateLimiter[Priority]):
         raise AssertionError("unreachable")
 
     async def _wait_turn(self, chat: _Chat | None, priority: Priority) -> None:
-        """Sleep until the request may go, its place taken in every window; cosmetic: now or never."""
+        """Sleep until the request may go, its place taken in every window. Cosmetic traffic goes
+        only while no answer is in line, and its chat and the bot's second have room to spare
+        (else `Thinned`); then it waits for the pacing alone."""
         windows = chat.windows() if chat is not None else []
         if priority is COSMETIC:
             now = self._clock()
             blocked = max(self._global_blocked_until, chat.blocked_until if chat else 0.0)
-            if now < blocked or not cosmetic_may_go([*windows, *self._global], now):
+            if (
+                now < blocked
+                or self._global_lock.locked()
+                or not cosmetic_may_go([*windows, self._second], now)
+            ):
                 self._thin()
-            self._take([*windows, *self._global], now)
-            return
-        if chat is not None:
+        elif chat is not None:
             await self._sleep_until(max(chat.blocked_until, *(w.slot(self._clock()) for w in windows)))
         async with self._global_lock:  # one queue for the whole bot, in order of arrival
             slot = self._global_slot()
