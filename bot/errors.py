@@ -51,15 +51,15 @@ class FileTooLarge(NemoError):
 
 
 class MissingClientId(NemoError):
-    """HTTP 400 on the anonymous-token call: no usable X-Client-Id."""
+    """400 on the anonymous-token call: no usable X-Client-Id."""
 
 
 class ExportNotAllowed(NemoError):
-    """HTTP 402: the plan cannot export (not a credit problem)."""
+    """402: the plan cannot export (not a credit problem)."""
 
 
 class RateLimited(NemoError):
-    """HTTP 429: too many requests."""
+    """429: too many requests."""
 
 
 class BackendUnavailable(NemoError):
@@ -78,19 +78,24 @@ class BackendRejected(NemoError):
     """Any other refusal: an unknown business code or a 4xx the contract does not name."""
 
 
-BUSINESS_CODES: dict[int, type[NemoError]] = {
+# The contract's error list, read alike from the envelope's `code` and from the HTTP status: the
+# skills list 402 and 429 beside the business codes, and the backend may send any of them either way.
+CODES: dict[int, type[NemoError]] = {
     1001: TokenExpired,
     1002: SessionNotFound,
     2001: OutOfCredits,
     4001: UnsupportedFile,
     4002: FileTooLarge,
-}
-
-HTTP_STATUSES: dict[int, type[NemoError]] = {
-    401: TokenExpired,
     402: ExportNotAllowed,
     429: RateLimited,
 }
+
+
+def _kind(number: int, *, anonymous_token_call: bool) -> type[NemoError] | None:
+    """The error a code or status names; 400 is "missing X-Client-Id" on the call that sends one."""
+    if number == 400:
+        return MissingClientId if anonymous_token_call else None
+    return CODES.get(number)
 
 
 def _detail(body: Any) -> str:
@@ -105,24 +110,25 @@ def _detail(body: Any) -> str:
 def error_for(http_status: int, body: Any, *, anonymous_token_call: bool = False) -> NemoError | None:
     """The error an answer stands for, or None when it is a success.
 
-    The business `code` is read from 2xx and 4xx bodies alike (the contract leaves the HTTP status
-    of a non-zero code undocumented), and takes precedence over the status.
+    The envelope's `code` is read from 2xx and 4xx bodies alike (the contract leaves the HTTP status
+    of a non-zero code undocumented), and takes precedence over the status; both are read through
+    the same table, so `{"code": 429}` and HTTP 429 mean the same.
     """
     detail = _detail(body)
     code = body.get("code") if isinstance(body, dict) else None
     if isinstance(code, int) and not isinstance(code, bool) and code != 0:
-        kind = BUSINESS_CODES.get(code, BackendRejected)
-        return kind(detail, code=code, http_status=http_status)
+        named = _kind(code, anonymous_token_call=anonymous_token_call) or BackendRejected
+        return named(detail, code=code, http_status=http_status)
     if isinstance(body, dict) and body.get("success") is False:
         return BackendRejected(detail or "success=false", http_status=http_status)
     if 200 <= http_status < 300:
         return None
-    if http_status == 400 and anonymous_token_call:
-        return MissingClientId(detail, http_status=http_status)
+    if http_status == 401:
+        return TokenExpired(detail, http_status=http_status)
     if http_status == 404 and detail.lower().startswith("session not found"):
         return SessionNotFound(detail, http_status=http_status)
-    if http_status in HTTP_STATUSES:
-        return HTTP_STATUSES[http_status](detail, http_status=http_status)
+    if status_kind := _kind(http_status, anonymous_token_call=anonymous_token_call):
+        return status_kind(detail, http_status=http_status)
     if http_status >= 500:
         return BackendUnavailable(detail, http_status=http_status)
     return BackendRejected(detail, http_status=http_status)
