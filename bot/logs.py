@@ -41,6 +41,15 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class LibraryAbortFilter(logging.Filter):
+    """Drops PTB's report (with a library traceback) of a retry loop it gave up on: the error reaches
+    `python -m bot`, which says in one line what the operator should do."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("Retry Loop" in message and "Abort" in message)
+
+
 def setup_logging(level: str, secrets: Iterable[str]) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -48,6 +57,7 @@ def setup_logging(level: str, secrets: Iterable[str]) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger("telegram.ext").addFilter(LibraryAbortFilter())
     # httpx logs every request URL at INFO, and Bot API URLs hold the bot token: keep it quiet
     # unless debugging (and then the filter above masks the token anyway).
     for noisy in ("httpx", "httpcore", "telegram.ext.Updater", "apscheduler"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import sys
 from pathlib import Path
 
@@ -186,6 +187,25 @@ async def test_a_token_telegram_refuses_is_a_clear_error(fake: FakeTelegram, tmp
     _, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 2 and "refused TELEGRAM_BOT_TOKEN" in err.decode()
     assert "WRONG-token" not in err.decode()
+    assert len(err.decode().strip().splitlines()) == 1  # one clear line, no library traceback
+
+
+async def test_an_unreachable_bot_api_is_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as closed:  # a loopback port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "NEMO_", "REDIS_"))},
+        "TELEGRAM_BOT_TOKEN": "123456:ABC-unreachable",
+        "TELEGRAM_BASE_URL": f"http://127.0.0.1:{port}/bot",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    lines = err.decode().strip().splitlines()
+    assert process.returncode == 1 and len(lines) == 1, lines
+    assert "cannot reach the Telegram Bot API" in lines[0] and "Traceback" not in err.decode()
 
 
 async def test_a_group_conversation_with_a_topic_an_admin_and_an_outsider(
