@@ -226,6 +226,22 @@ async def test_turn_limits_say_when_to_come_back_and_spare_other_chats(
     await fake.wait_for_message(BEN.id, "on the timeline")
 
 
+async def test_a_member_at_their_own_limit_does_not_use_up_the_groups_allowance(
+    make_harness: MakeHarness, fake: FakeTelegram
+) -> None:
+    bot = await make_harness(turns_per_user=1, turns_per_chat=2, turn_busy_grace_seconds=0)
+    await group_says(bot, f"{BOT} make clip one", user=ANN)
+    await fake.wait_for_message(GROUP, "on the timeline")
+    await asyncio.sleep(0.3)
+    for attempt in range(3):  # refused each time: her own limit
+        mark = fake.message_count(GROUP)
+        await group_says(bot, f"{BOT} make clip {attempt}", user=ANN)
+        await fake.wait_for_message(GROUP, "try again in", after=mark)
+    mark = fake.message_count(GROUP)
+    await group_says(bot, f"{BOT} make clip for ben", user=BEN)  # the group's second turn is still there
+    await fake.wait_for_message(GROUP, "on the timeline", after=mark)
+
+
 async def test_upload_limits(make_harness: MakeHarness, fake: FakeTelegram) -> None:
     bot = await make_harness(uploads_per_chat=1)
     photo = (MEDIA / "photo.jpg").read_bytes()
