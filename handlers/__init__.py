@@ -13,7 +13,7 @@ from telegram.ext import (
 )
 
 from handlers import access, buttons, chat, credits, dedupe, errors, export, start, status, upload, usage
-from handlers.common import ADDRESSED
+from handlers.addressing import ADDRESSED
 
 NEW_POSTS = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST  # edits never re-run anything
 MEDIA = (

@@ -7,10 +7,10 @@ groups nothing at all unless they address the bot.
 from __future__ import annotations
 
 from telegram import Update
-from telegram.constants import ChatType
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
-from handlers.common import chat_context, mentions_bot, services_of
+from handlers.addressing import is_addressed
+from handlers.common import chat_context, services_of
 
 
 async def gate(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -22,15 +22,7 @@ async def gate(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     chat = update.effective_chat
     if services.guard.policy.allows(user.id if user else None, chat.id):
         return
-    message = update.effective_message
-    addressed = (
-        chat.type == ChatType.PRIVATE
-        or update.callback_query is not None
-        or (
-            message is not None
-            and (bool(message.text and message.text.startswith("/")) or mentions_bot(message))
-        )
-    )
+    addressed = is_addressed(chat, update.effective_message, button=update.callback_query is not None)
     if update.callback_query is not None:
         await update.callback_query.answer()
     if addressed and await services.guard.first_refusal(user.id if user else None, chat.id):

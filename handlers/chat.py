@@ -5,7 +5,8 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from handlers.common import chat_context, services_of, without_mention
+from handlers.addressing import without_mention
+from handlers.common import chat_context, services_of
 
 
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

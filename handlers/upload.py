@@ -6,7 +6,8 @@ from telegram import Message, Update
 from telegram.ext import ContextTypes
 
 from bot.uploads import IncomingFile
-from handlers.common import chat_context, services_of, without_mention
+from handlers.addressing import without_mention
+from handlers.common import chat_context, services_of
 
 
 def incoming_file(message: Message) -> IncomingFile | None:
