@@ -38,8 +38,6 @@ from bot.texts import Lang, language_of, say
 from bot.timeline import is_exportable
 
 log = logging.getLogger(__name__)
-POLL_CONCURRENCY = 8  # render status polls at once, per process
-DELIVERY_CONCURRENCY = 8  # videos downloaded and uploaded at once, per process (within those polls)
 LEASE_BATCH = 100  # renders leased and read per Redis round trip, just ahead of their polls
 LATE_NOTICE_SECONDS = 600  # at most one "a round took longer than the interval" warning this often
 # Polls that may retry a cut delivery (by link) while Telegram keeps failing (an hour at the default
@@ -74,8 +72,8 @@ class Renders:
         timings: RenderTimings,
         *,
         upload_limit_mb: int,
-        poll_concurrency: int = POLL_CONCURRENCY,
-        delivery_concurrency: int = DELIVERY_CONCURRENCY,
+        poll_concurrency: int,
+        delivery_concurrency: int,
     ):
         self.flows = flows
         self.projects = flows.projects

@@ -188,6 +188,8 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
             settings.render_poll_seconds, settings.render_max_seconds, settings.render_lease_seconds
         ),
         upload_limit_mb=settings.telegram_upload_limit_mb,
+        poll_concurrency=settings.render_poll_concurrency,
+        delivery_concurrency=settings.render_delivery_concurrency,
     )
     uploads = Uploads(
         flows,

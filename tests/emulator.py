@@ -128,6 +128,8 @@ class RecordedRequest:
     form: dict[str, str] = field(default_factory=dict)  # multipart non-file fields
     raw: bytes = b""  # the body bytes when not multipart
     status: int | None = None  # the HTTP status answered (200 for streams)
+    at: float = 0.0  # time.monotonic() when the request arrived (for benchmarks)
+    body_read_at: float | None = None  # time.monotonic() once the whole body was read
 
 
 @dataclass
@@ -205,6 +207,11 @@ class Render:
     progress: int = 0
     cancelled: bool = False
     error: str | None = None
+    # For benchmarks: when set, the render keeps its status until this time.monotonic() moment and
+    # completes at its first poll after it (``render_polls_per_step`` is ignored). ``poll_times``:
+    # the time.monotonic() moment of every status poll.
+    complete_at: float | None = None
+    poll_times: list[float] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -444,6 +451,7 @@ class NemoEmulator:
         self.render_shape: str = "output"
         self.render_polls_per_step: int = 1
         self.render_fail: str | None = None
+        self.render_status_delay: float = 0.0  # seconds each status answer waits (a distant backend)
         self.keepalive: str = "heartbeat"  # "comment" | "empty" | "heartbeat" | "none"
         self.keepalive_interval: float = 1.0  # at most this long between keep-alives inside a gap
         self.framing: str = "adk"  # "adk" | "legacy"
@@ -624,6 +632,7 @@ class NemoEmulator:
             json=None,
             endpoint=name,
             query=dict(request.query),
+            at=time.monotonic(),
         )
         self.requests.append(rec)
         try:
@@ -664,6 +673,7 @@ class NemoEmulator:
             rec.raw = await request.read()
             with contextlib.suppress(ValueError):
                 rec.json = json.loads(rec.raw)
+        rec.body_read_at = time.monotonic()
         return parts
 
     def _take_fault(self, endpoint: str) -> Fault | None:
@@ -1114,8 +1124,14 @@ class NemoEmulator:
     async def _render_status(self, request: web.Request, call: _Call) -> web.StreamResponse:
         self._authorize(request)
         render = self._render(request.match_info["rid"])
+        if self.render_status_delay:
+            await asyncio.sleep(self.render_status_delay)
         render.polls += 1
-        if not render.finished:
+        render.poll_times.append(time.monotonic())
+        if not render.finished and render.complete_at is not None:
+            if time.monotonic() >= render.complete_at:
+                render.status, render.progress = "completed", 100
+        elif not render.finished:
             per_step = self.render_polls_per_step
             stage = 2 if per_step <= 0 else min(2, (render.polls - 1) // per_step)
             if stage == 1:
