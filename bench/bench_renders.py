@@ -1,6 +1,7 @@
 """Renders in flight: what the render watcher costs per poll interval, and how late a video arrives.
 
     .venv/bin/python bench/bench_renders.py                      # 1,000 and 10,000 renders, 5 s interval
+    .venv/bin/python bench/bench_renders.py --renders 10000 --poll 30 --intervals 3 --latency 0.1
     .venv/bin/python bench/bench_renders.py --renders 10000 --poll 3 --intervals 5
 
 N chats each have one render in flight, seeded as the bot writes them: the chat's client id, token
@@ -374,7 +375,9 @@ async def main() -> None:
     parser.add_argument("--completions", type=int, default=20, help="renders completing per interval")
     parser.add_argument("--processes", type=int, default=1, help="bot processes on one Redis")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds each status poll takes")
+    parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="bot settings")
     args = parser.parse_args()
+    settings = dict(item.split("=", 1) for item in args.set)
     print(machine(), flush=True)
     rows: list[Row] = []
     for renders in args.renders:
@@ -385,6 +388,7 @@ async def main() -> None:
             completions_per_interval=args.completions,
             processes=args.processes,
             latency=args.latency,
+            settings=settings,
         )
     processes = f"{args.processes} bot process{'es' if args.processes > 1 else ''}"
     title = f"Renders in flight ({processes}, backend answers in {args.latency * 1000:.0f} ms)"

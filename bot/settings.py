@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     render_poll_seconds: float = Field(default=30, gt=0)
     render_max_seconds: float = Field(default=1800, gt=0)
     render_lease_seconds: float = Field(default=60, gt=0)
-    render_poll_concurrency: int = Field(default=32, ge=1, le=1000)  # status polls at once
+    render_poll_concurrency: int = Field(default=40, ge=1, le=1000)  # status polls at once
     render_delivery_concurrency: int = Field(default=8, ge=1, le=1000)  # videos fetched and sent at once
     still_working_seconds: float = Field(default=120, gt=0)
     sse_max_seconds: float = Field(default=900, gt=0)
