@@ -132,30 +132,26 @@ async def burst(
 
 async def run_bursts(chats: int, *, within: float = 120) -> list[Outcome]:
     """Cold and warm bursts of `chats` new chats, for nemo-video-bot and for the naive bot."""
-    outcomes = []
     async with stack(flood_limits=True) as s:
-        bot = s.bot()
-        await bot.start()
-        try:
-            await wait_ready(s.fake)
-            users = s.fake.users(chats)
-            for name in ("nemo-video-bot, cold", "nemo-video-bot, warm"):
-                outcome = await burst(s.fake, users, "credits", CREDITS, within)
-                outcome.scenario = name
-                outcomes.append(outcome)
-        finally:
-            await bot.stop()
-        naive = naive_bot(s)
-        await naive.start()
-        try:
-            await wait_ready(s.fake)
-            users = s.fake.users(chats)
-            for name in ("naive PTB bot, cold", "naive PTB bot, warm"):
-                outcome = await burst(s.fake, users, "credits", CREDITS, within)
-                outcome.scenario = name
-                outcomes.append(outcome)
-        finally:
-            await naive.stop()
+        ours = await cold_and_warm(s, s.bot(), "nemo-video-bot", chats, within)
+        naive = await cold_and_warm(s, naive_bot(s), "naive PTB bot", chats, within)
+    return ours + naive
+
+
+async def cold_and_warm(s: Stack, bot: BotProcess, name: str, chats: int, within: float) -> list[Outcome]:
+    """`chats` new chats ask `bot` for their credits at once, then the same chats again."""
+    outcomes = []
+    polls_before = len(s.fake.calls_to("getUpdates"))  # a bot that ran before polled too
+    await bot.start()
+    try:
+        await wait_ready(s.fake, polls_before=polls_before)
+        users = s.fake.users(chats)
+        for temperature in ("cold", "warm"):
+            outcome = await burst(s.fake, users, "credits", CREDITS, within)
+            outcome.scenario = f"{name}, {temperature}"
+            outcomes.append(outcome)
+    finally:
+        await bot.stop()
     return outcomes
 
 
@@ -165,10 +161,10 @@ def naive_bot(s: Stack) -> BotProcess:
     return process
 
 
-async def wait_ready(fake: FakeTelegram, within: float = 30) -> None:
-    """Until the bot polls for updates (it is up and listening)."""
+async def wait_ready(fake: FakeTelegram, within: float = 30, *, polls_before: int = 0) -> None:
+    """Until the bot polls for updates (it is up and listening): a poll past `polls_before`."""
     deadline = time.monotonic() + within
-    while not fake.calls_to("getUpdates"):
+    while len(fake.calls_to("getUpdates")) <= polls_before:
         if time.monotonic() > deadline:
             raise TimeoutError("the bot did not start polling")
         await asyncio.sleep(0.05)

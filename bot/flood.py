@@ -20,6 +20,7 @@ import datetime as dt
 import enum
 import logging
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any, NoReturn
 
 from telegram.error import RetryAfter
 from telegram.ext import BaseRateLimiter
+from telegram.warnings import PTBDeprecationWarning
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +153,9 @@ def cosmetic_may_go(windows: list[Window], now: float) -> bool:
 
 
 def retry_seconds(err: RetryAfter) -> float:
-    value: Any = err.retry_after
+    with warnings.catch_warnings():  # PTB warns that the type becomes a timedelta in v23
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value: Any = err.retry_after
     return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
 
 
@@ -163,8 +167,8 @@ class FloodLimiter(BaseRateLimiter[Priority]):
         self._clock = clock
         margin = limits.margin_seconds
         second = 1.0 + margin
-        # The second's budget, and a short window that paces it: 29 requests released at once would
-        # reach Telegram unevenly and spill into the next second's count.
+        # The second's budget, and a short window that paces it: a second's worth of requests
+        # released at once would reach Telegram unevenly and spill into the next second's count.
         self._second = Window(limits.global_per_second, second)
         self._pacing = Window(limits.global_burst, second * limits.global_burst / limits.global_per_second)
         self._global = [self._second, self._pacing]
