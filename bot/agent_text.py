@@ -99,21 +99,25 @@ def to_chat(text: str, lang: Lang) -> ChatText:
     return ChatText("".join(out), tuple(buttons))
 
 
-def split_html(escaped: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
-    """Split escaped text (entities, no tags) into messages of at most `limit` characters.
+def split_html(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
+    """Split a message's HTML (escaped text, and tags such as `<b>` or `<a href>`) into messages of
+    at most `limit` characters.
 
-    Cuts at a paragraph, then a line, then a space, never inside an `&entity;`.
+    Each cut is at the last paragraph break in the second half of the allowance, else the last line
+    break there, else the last space, else at the limit; then moved back if it would fall inside an
+    `&entity;` or a tag.
     """
     chunks: list[str] = []
-    rest = escaped.strip()
+    rest = text.strip()
     while len(rest) > limit:
         window = rest[:limit]
-        cut = max(window.rfind("\n\n"), window.rfind("\n"), window.rfind(" "))
-        if cut < limit // 2:
-            cut = limit
-            amp = window.rfind("&", limit - 10)
-            if amp != -1 and ";" not in window[amp:]:
-                cut = amp
+        cut = next(
+            (at for at in (window.rfind(mark) for mark in ("\n\n", "\n", " ")) if at >= limit // 2), limit
+        )
+        for opener, closer in (("&", ";"), ("<", ">")):  # never inside an entity or a tag
+            start = window.rfind(opener, 0, cut)
+            if start > 0 and closer not in window[start:cut]:
+                cut = start
         chunks.append(rest[:cut].rstrip())
         rest = rest[cut:].lstrip()
     if rest:

@@ -253,3 +253,12 @@ def test_redact_masks_tokens_everywhere() -> None:
     assert "s3cr3t" not in redact("value s3cr3t", ["s3cr3t"])
     encoded = "GET http://h/file/bot123456%3AAAH-abcdefghijklmnopqrstuvwxyz/photos/file_1.jpg"
     assert "abcdefghij" not in redact(encoded)
+
+
+def test_split_prefers_a_paragraph_to_a_later_line_break_and_never_cuts_a_tag() -> None:
+    first = "a" * 3000 + "\n\n" + "b" * 800 + "\n" + "c" * 600
+    assert agent_text.split_html(first, 4096)[0] == "a" * 3000
+    link = '<a href="https://example.com/some/long/path">the link</a>'
+    text = "x" * 4070 + " " + link + " tail"
+    parts = agent_text.split_html(text, 4096)
+    assert parts == ["x" * 4070, link + " tail"]
