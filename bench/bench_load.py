@@ -38,6 +38,7 @@ from bench.common import Stack, machine, peak_rss_mb, percentile, rss_mb, stack,
 from bot.store import Store
 from bot.texts import say
 from tests.bot_process import BotProcess
+from tests.conftest import RETENTION
 from tests.fake_telegram import FakeTelegram, User
 
 TELEGRAM_RATE = 30  # messages a second Telegram allows a bot: the ceiling of every burst
@@ -188,7 +189,7 @@ class TurnsOutcome:
 
 async def connect_directly(s: Stack, users: list[User]) -> None:
     """Give each chat a token and an agent session, as if it had been used before (no messages)."""
-    store = Store(Redis.from_url(s.redis.url, decode_responses=True), f"nvb:{s.fake.bot_id}", 3600)
+    store = Store(Redis.from_url(s.redis.url, decode_responses=True), f"nvb:{s.fake.bot_id}", RETENTION)
     expires = time.time() + 7 * 24 * 3600
     for user in users:
         account = s.emulator.add_account(f"client-{user.id}")

@@ -39,6 +39,7 @@ from redis.asyncio import Redis
 from bench.common import Stack, cpu_seconds, machine, percentile, stack, table
 from bot.store import RenderRecord, Store
 from tests.bot_process import BotProcess
+from tests.conftest import RETENTION
 from tests.emulator import NemoEmulator, Render
 
 FIRST_CHAT = 700_000_000
@@ -207,7 +208,7 @@ async def run(
     rng = random.Random(seed_value)
     async with stack() as servers:
         redis = Redis.from_url(servers.redis.url, decode_responses=True)
-        store = Store(redis, f"nvb:{servers.fake.bot_id}", 30 * 24 * 3600)
+        store = Store(redis, f"nvb:{servers.fake.bot_id}", RETENTION)
         bots: list[BotProcess] = []
         trimmer: asyncio.Task[None] | None = None
         try:

@@ -76,15 +76,15 @@ class Thinned(Exception):
 
 @dataclass(frozen=True)
 class FloodLimits:
-    """Telegram's limits as the bot plans for them (see Settings for each number's meaning)."""
+    """Telegram's limits as the bot plans for them (each a setting: see Settings)."""
 
-    global_per_second: int = 30
-    global_burst: int = 1  # at most this many at once: a paced stream reaches Telegram evenly
-    chat_burst: int = 3
-    chat_per_second: float = 1.0
-    group_per_minute: int = 20
-    margin_seconds: float = 0.05  # added to every window: requests reach Telegram with some jitter
-    retries: int = 3  # an answer refused with 429 is tried again this many times
+    global_per_second: int
+    global_burst: int  # at most this many at once: a paced stream reaches Telegram evenly
+    chat_burst: int
+    chat_per_second: float
+    group_per_minute: int
+    margin_seconds: float  # added to every window: requests reach Telegram with some jitter
+    retries: int  # an answer refused with 429 is tried again this many times
 
 
 @dataclass

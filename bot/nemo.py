@@ -307,11 +307,11 @@ class NemoClient:
     async def cancel_render(self, token: str, render_id: str) -> None:
         await self._request("POST", f"/api/render/proxy/lambda/{render_id}/cancel", token=token)
 
-    async def download(self, url: str, destination: Path, max_bytes: int) -> int:
+    async def download(self, url: str, destination: Path, max_bytes: int, *, seconds: float) -> int:
         """Fetch a rendered file (a public CDN URL, no credentials) to disk; its size in bytes."""
         written = 0
         try:
-            async with self._http.stream("GET", url, timeout=httpx.Timeout(60.0)) as response:
+            async with self._http.stream("GET", url, timeout=httpx.Timeout(seconds)) as response:
                 if response.status_code != 200:
                     raise BackendUnavailable(f"download answered {response.status_code}")
                 with destination.open("wb") as out:

@@ -40,9 +40,6 @@ from bot.timeline import is_exportable
 log = logging.getLogger(__name__)
 LEASE_BATCH = 100  # renders leased and read per Redis round trip, just ahead of their polls
 LATE_NOTICE_SECONDS = 600  # at most one "a round took longer than the interval" warning this often
-# Polls that may retry a cut delivery (by link) while Telegram keeps failing (an hour at the default
-# interval); a chat that refuses for good (blocked, gone) ends it at once.
-MAX_DELIVERY_ATTEMPTS = 120
 CAPTION_LIMIT = 1024  # Telegram's limit for a media caption
 
 
@@ -50,7 +47,9 @@ CAPTION_LIMIT = 1024  # Telegram's limit for a media caption
 class RenderTimings:
     poll_seconds: float
     max_seconds: float
-    lease_seconds: float = 60.0  # how long a stopped process's hold on a render outlives it
+    lease_seconds: float  # how long a stopped process's hold on a render outlives it
+    delivery_attempts: int  # polls that may retry a cut delivery (by link) while Telegram keeps failing
+    download_seconds: float  # the finished MP4 from the CDN
 
 
 def new_render_id() -> str:
@@ -304,9 +303,11 @@ class Renders:
             # A delivery was cut (a stopped process, or Telegram failing): Telegram may have the
             # video. Send the link, not the video again: neither a duplicate nor silence.
             record.delivery_attempts += 1
-            if record.delivery_attempts > MAX_DELIVERY_ATTEMPTS:
+            if record.delivery_attempts > self.timings.delivery_attempts:
                 log.warning(
-                    "render %s: giving up delivery after %d attempts", record.render_id, MAX_DELIVERY_ATTEMPTS
+                    "render %s: giving up delivery after %d attempts",
+                    record.render_id,
+                    self.timings.delivery_attempts,
                 )
                 record.status = "undeliverable"
                 await self.store.close_render(record)
@@ -398,7 +399,9 @@ class Renders:
         with tempfile.TemporaryDirectory(prefix="nemo-render-") as folder:
             path = Path(folder) / f"{record.render_id}.mp4"
             try:
-                await self.projects.client.download(record.url, path, self._upload_limit)
+                await self.projects.client.download(
+                    record.url, path, self._upload_limit, seconds=self.timings.download_seconds
+                )
                 await out.send_video(path, "video.mp4", caption, duration=status.duration if status else None)
             except (NemoError, TelegramError) as err:
                 log.warning("render %s: sending the file failed, sending the link: %s", record.render_id, err)

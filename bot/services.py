@@ -27,7 +27,6 @@ from bot.turns import Turns, TurnTimings
 from bot.uploads import IncomingFile, UploadLimits, Uploads
 
 log = logging.getLogger(__name__)
-ADMIN_CACHE_SECONDS = 300
 
 
 @dataclass
@@ -100,7 +99,7 @@ class Services:
         except TelegramError as err:
             log.info("chat %s: admin check failed: %s", chat_id, type(err).__name__)
             return False
-        self._admin_cache[key] = (is_admin, time.monotonic() + ADMIN_CACHE_SECONDS)
+        self._admin_cache[key] = (is_admin, time.monotonic() + self.settings.group_admin_cache_seconds)
         return is_admin
 
     async def _within_limit(self, ctx: ChatContext, kind: str, amount: int = 1) -> bool:
@@ -148,7 +147,7 @@ def backend_client(settings: Settings, connections: int) -> httpx.AsyncClient:
 
 
 def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
-    store = Store(connect_redis(settings), f"nvb:{settings.bot_id}", settings.chat_ttl_days * 24 * 3600)
+    store = Store(connect_redis(settings), f"nvb:{settings.bot_id}", settings.retention)
     http = backend_client(settings, settings.nemo_max_connections)
     # Chat turns hold a connection for minutes each: they get a pool of their own, sized to the
     # number of turns that may stream at once, so they never starve the short calls.
@@ -185,7 +184,11 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
         flows,
         bot,
         RenderTimings(
-            settings.render_poll_seconds, settings.render_max_seconds, settings.render_lease_seconds
+            poll_seconds=settings.render_poll_seconds,
+            max_seconds=settings.render_max_seconds,
+            lease_seconds=settings.render_lease_seconds,
+            delivery_attempts=settings.render_delivery_attempts,
+            download_seconds=settings.render_download_seconds,
         ),
         upload_limit_mb=settings.telegram_upload_limit_mb,
         poll_concurrency=settings.render_poll_concurrency,

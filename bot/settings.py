@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.profiles import PROFILES, Profile
+from bot.store import Retention
 
 TELEGRAM_CLOUD_DOWNLOAD_MB = 20  # getFile limit of the cloud Bot API
 TELEGRAM_CLOUD_UPLOAD_MB = 50  # sendVideo/sendDocument limit of the cloud Bot API
@@ -35,6 +36,10 @@ class Settings(BaseSettings):
 
     redis_url: str | None = None
     chat_ttl_days: int = Field(default=30, gt=0)
+    update_memory_hours: int = Field(default=48, gt=0)  # Telegram keeps unconfirmed updates 24 h
+    refusal_memory_hours: int = Field(default=24, gt=0)
+    finished_render_days: int = Field(default=7, gt=0)
+    usage_days: int = Field(default=8, gt=0)
     redis_timeout_seconds: float = Field(default=3, gt=0)
     redis_max_connections: int = Field(default=64, ge=1, le=10_000)
     redis_pool_timeout_seconds: float = Field(default=30, gt=0)  # a busy pool waits this long
@@ -58,6 +63,8 @@ class Settings(BaseSettings):
     render_poll_seconds: float = Field(default=30, gt=0)
     render_max_seconds: float = Field(default=1800, gt=0)
     render_lease_seconds: float = Field(default=60, gt=0)
+    render_delivery_attempts: int = Field(default=120, ge=1)  # polls retrying a cut delivery by link
+    render_download_seconds: float = Field(default=60, gt=0)  # the finished MP4 from the CDN
     render_poll_concurrency: int = Field(default=40, ge=1, le=1000)  # status polls at once
     render_delivery_concurrency: int = Field(default=8, ge=1, le=1000)  # videos fetched and sent at once
     still_working_seconds: float = Field(default=120, gt=0)
@@ -81,6 +88,7 @@ class Settings(BaseSettings):
     group_projects: Literal["shared", "per_user"] = "shared"
     group_admin_only: bool = False  # /new and export in groups only for the group's admins
     group_merge_seconds: float = Field(default=3, ge=0)
+    group_admin_cache_seconds: float = Field(default=300, ge=0)  # who is a group admin, remembered
     allowed_user_ids: Annotated[frozenset[int], NoDecode] = frozenset()
     allowed_chat_ids: Annotated[frozenset[int], NoDecode] = frozenset()
     admin_user_ids: Annotated[frozenset[int], NoDecode] = frozenset()
@@ -127,6 +135,17 @@ class Settings(BaseSettings):
     def bot_id(self) -> str:
         """The bot's numeric id (the public part of its token), used to namespace Redis keys."""
         return self.telegram_bot_token.get_secret_value().split(":", 1)[0]
+
+    @property
+    def retention(self) -> Retention:
+        hour, day = 3600, 24 * 3600
+        return Retention(
+            chat=self.chat_ttl_days * day,
+            update=self.update_memory_hours * hour,
+            refusal=self.refusal_memory_hours * hour,
+            finished_render=self.finished_render_days * day,
+            usage=self.usage_days * day,
+        )
 
     @property
     def upload_limit_mb(self) -> int:

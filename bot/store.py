@@ -156,13 +156,25 @@ SCRIPTS = {
 }
 
 
+@dataclass(frozen=True)
+class Retention:
+    """How long Redis keeps what outlives its use, in seconds (each from a setting)."""
+
+    chat: int  # a silent chat's project
+    update: int  # an update's id, so an update Telegram sends again is handled once
+    refusal: int  # that an outsider heard their one polite refusal
+    finished_render: int  # a finished render's record, for the log
+    usage: int  # a day's usage counts
+
+
 class Store:
     """Typed access to the bot's keys; the Redis client must use `decode_responses=True`."""
 
-    def __init__(self, redis: Redis, namespace: str, chat_ttl_seconds: int):
+    def __init__(self, redis: Redis, namespace: str, retention: Retention):
         self.redis = redis
         self.keys = Keys(namespace)
-        self._chat_ttl = chat_ttl_seconds
+        self.retention = retention
+        self._chat_ttl = retention.chat
         self._scripts = {name: redis.register_script(source) for name, source in SCRIPTS.items()}
 
     async def ping(self) -> bool:
@@ -281,14 +293,14 @@ class Store:
     async def active_renders(self) -> list[str]:
         return sorted(_text(item) for item in await self.redis.smembers(self.keys.active_renders()))
 
-    async def close_render(self, render: RenderRecord, keep_seconds: int = 7 * 24 * 3600) -> None:
+    async def close_render(self, render: RenderRecord) -> None:
         """Take a finished render off the active set; its record stays a while for the log."""
         render_key = self.keys.render(render.render_id)
         chat_key = self.keys.chat_render(render.chat_key)
         current = await self.redis.get(chat_key)
         await self._pipe(
             lambda p: (
-                p.set(render_key, _encode(asdict(render)), ex=keep_seconds),
+                p.set(render_key, _encode(asdict(render)), ex=self.retention.finished_render),
                 p.srem(self.keys.active_renders(), render.render_id),
                 *((p.delete(chat_key),) if current and _text(current) == render.render_id else ()),
             )
@@ -393,9 +405,10 @@ class Store:
         except (ValueError, TypeError):
             return None
 
-    async def first_sight(self, update_id: int, keep_seconds: int = 48 * 3600) -> bool:
+    async def first_sight(self, update_id: int) -> bool:
         """True the first time an update id is seen (Telegram keeps unconfirmed updates 24 h)."""
-        return bool(await self.redis.set(self.keys.update_seen(update_id), "1", nx=True, ex=keep_seconds))
+        key = self.keys.update_seen(update_id)
+        return bool(await self.redis.set(key, "1", nx=True, ex=self.retention.update))
 
     # -- limits, refusals and usage --------------------------------------------------------------
 
@@ -412,19 +425,19 @@ class Store:
         )
         return int(wait)
 
-    async def first_refusal(self, who: str, keep_seconds: int = 24 * 3600) -> bool:
+    async def first_refusal(self, who: str) -> bool:
         """True once per day per outsider: they hear one polite refusal, not one per message."""
-        return bool(await self.redis.set(self.keys.refused(who), "1", nx=True, ex=keep_seconds))
+        return bool(await self.redis.set(self.keys.refused(who), "1", nx=True, ex=self.retention.refusal))
 
     async def count_usage(self, kind: str, chat_key: str, day: str) -> None:
         stats, active = self.keys.stats(day), self.keys.active_chats(day)
-        week = 8 * 24 * 3600
+        keep = self.retention.usage
         await self._pipe(
             lambda p: (
                 p.hincrby(stats, kind, 1),
-                p.expire(stats, week),
+                p.expire(stats, keep),
                 p.sadd(active, chat_key),
-                p.expire(active, week),
+                p.expire(active, keep),
             )
         )
 

@@ -40,9 +40,9 @@ class TurnTimings:
     typing_interval: float
     dropped_poll_seconds: float
     dropped_polls: int
-    busy_grace: float = 1.0
-    merge_seconds: float = 3.0
-    max_live: int = 1000  # turns streaming at once; more wait in line
+    busy_grace: float
+    merge_seconds: float
+    max_live: int  # turns streaming at once; more wait in line
 
 
 @dataclass

@@ -17,13 +17,14 @@ from redis.asyncio import Redis
 
 from bot.nemo import Attribution, NemoClient, RetryPolicy
 from bot.projects import Projects
-from bot.store import Store
+from bot.store import Retention, Store
 from tests.emulator import NemoEmulator
 from tests.fake_telegram import FakeTelegram
 from tests.harness import Harness
 
 MEDIA = Path(__file__).parent / "media"
 ATTRIBUTION = Attribution("maker-online-free", "1.0.0", "unknown")
+RETENTION = Retention(chat=3600, update=3600, refusal=3600, finished_render=3600, usage=3600)
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ async def client(emulator: NemoEmulator) -> AsyncIterator[NemoClient]:
 @pytest.fixture
 async def store() -> AsyncIterator[Store]:
     redis = fakeredis.FakeAsyncRedis(decode_responses=True)
-    yield Store(redis, "nvb:test", 3600)
+    yield Store(redis, "nvb:test", RETENTION)
     await redis.aclose()
 
 
@@ -123,7 +124,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 async def real_store(redis_server: RedisServer) -> AsyncIterator[Store]:
     redis = Redis.from_url(redis_server.url, decode_responses=True)
-    yield Store(redis, "nvb:test", 3600)
+    yield Store(redis, "nvb:test", RETENTION)
     await redis.aclose()
 
 

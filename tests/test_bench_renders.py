@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from bench.bench_renders import run
 from bot.store import RenderRecord, Store
-from tests.conftest import RedisServer
+from tests.conftest import RETENTION, RedisServer
 
 needs_redis = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 
@@ -57,7 +57,7 @@ async def store(
         server.start()
         redis = Redis.from_url(server.url, decode_responses=True)
     try:
-        yield Store(redis, "nvb:test", 3600)
+        yield Store(redis, "nvb:test", RETENTION)
     finally:
         await redis.aclose()
         if server is not None:

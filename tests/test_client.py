@@ -241,7 +241,7 @@ async def test_render_reaches_completed_in_both_shapes(
         if status.finished:
             break
     assert seen[-1] == "completed" and status.url
-    size = await projects.client.download(status.url, tmp_path / "out.mp4", 10**7)
+    size = await projects.client.download(status.url, tmp_path / "out.mp4", 10**7, seconds=10)
     assert (tmp_path / "out.mp4").read_bytes() == (MEDIA / "clip.mp4").read_bytes() and size == 30799
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -16,7 +17,13 @@ from telegram.error import RetryAfter
 from bot.flood import COSMETIC, FloodLimiter, FloodLimits, Priority, Thinned, Window, chat_of, cosmetic_may_go
 
 FAST = FloodLimits(
-    global_per_second=30, chat_burst=3, chat_per_second=20, group_per_minute=20, margin_seconds=0
+    global_per_second=30,
+    global_burst=1,
+    chat_burst=3,
+    chat_per_second=20,
+    group_per_minute=20,
+    margin_seconds=0,
+    retries=3,
 )
 
 
@@ -122,7 +129,7 @@ async def test_under_load_typing_is_thinned_and_no_answer_is_lost() -> None:
 
 
 async def test_uncounted_methods_pass_straight_through() -> None:
-    limiter, recorder = FloodLimiter(FloodLimits(global_per_second=1, chat_burst=1)), Recorder()
+    limiter, recorder = FloodLimiter(replace(FAST, global_per_second=1, chat_burst=1)), Recorder()
     for _ in range(5):
         await send(limiter, recorder, 1, endpoint="getFile")
     assert len(recorder.sent) == 5

@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.store import RenderRecord, Store, TurnRecord
-from tests.conftest import RedisServer
+from tests.conftest import RETENTION, RedisServer
 
 
 @pytest.fixture(params=["fakeredis", "redis-server"])
@@ -26,7 +26,7 @@ async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         server = RedisServer(tmp_path)
         server.start()
         redis = Redis.from_url(server.url, decode_responses=True)
-    yield Store(redis, "nvb:test", 3600)
+    yield Store(redis, "nvb:test", RETENTION)
     await redis.aclose()
     if server is not None:
         server.stop()
@@ -78,19 +78,19 @@ async def test_lease_keeps_a_second_owner_out(any_store: Store) -> None:
 
 
 async def test_two_bots_share_one_redis_without_seeing_each_other(real_store: Store) -> None:
-    other = Store(real_store.redis, "nvb:999", 3600)
+    other = Store(real_store.redis, "nvb:999", RETENTION)
     await real_store.save_chat("1", session_id="mine")
     assert (await other.load_chat("1")).session_id == ""
 
 
 async def test_state_survives_a_redis_restart_with_append_only_persistence(redis_server: RedisServer) -> None:
     redis = Redis.from_url(redis_server.url, decode_responses=True)
-    store = Store(redis, "nvb:test", 3600)
+    store = Store(redis, "nvb:test", RETENTION)
     await store.add_render(RenderRecord("render_9", "7", 7, "s"))
     await redis.aclose()
     redis_server.stop()
     redis_server.start()
     redis = Redis.from_url(redis_server.url, decode_responses=True)
-    store = Store(redis, "nvb:test", 3600)
+    store = Store(redis, "nvb:test", RETENTION)
     assert await store.active_renders() == ["render_9"]
     await redis.aclose()
