@@ -160,6 +160,20 @@ async def test_one_turn_at_a_time_and_nothing_sent_twice(bot: Harness) -> None:
     await bot.fake.wait_for_message(CHAT, "on the timeline", after=mark)
 
 
+async def test_past_max_live_turns_a_turn_waits_in_line_and_says_so(make_harness: MakeHarness) -> None:
+    bot = await make_harness(max_live_turns=1)
+    bea = User(778, "Bea", "bea", language_code="en")
+    await connected(bot)
+    await connect(bot, bea.id, bea)
+    bot.emulator.script("slow", Turn(texts=["Done slowly."], duration=1.0))
+    await say(bot, "slow one")
+    await bot.fake.wait_for(lambda call: call.method == "sendChatAction", timeout=5)
+    mark = await user_says(bot, bea.id, "make a teaser", bea)
+    await bot.fake.wait_for_message(bea.id, "next in line", after=mark)
+    await bot.fake.wait_for_message(CHAT, "Done slowly.")
+    await bot.fake.wait_for_message(bea.id, "on the timeline", after=mark)  # her turn ran after
+
+
 async def test_cancel_stops_waiting_for_the_turn(bot: Harness) -> None:
     await connected(bot)
     bot.emulator.script("forever", Turn(texts=["never shown"], duration=5))
