@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import math
 import os
@@ -50,6 +51,53 @@ class RenderTimings:
     lease_seconds: float  # how long a stopped process's hold on a render outlives it
     delivery_attempts: int  # polls that may retry a cut delivery (by link) while Telegram keeps failing
     download_seconds: float  # the finished MP4 from the CDN
+
+
+class Step(enum.Enum):
+    """What a poll does with a render, before anything is asked of the backend."""
+
+    RESEND_LINK = "send the link of a cut delivery"
+    ABANDON = "give up a delivery Telegram keeps refusing"
+    DELIVER = "deliver a completed render"
+    GIVE_UP = "give up a render that took too long"
+    RESUME_START = "start a render whose starter stopped"
+    WAIT = "leave a render that is being started"
+    POLL = "ask the backend for the status"
+
+
+def next_step(record: RenderRecord, now: float, timings: RenderTimings) -> Step:
+    """The next step for a render in flight (pure)."""
+    if record.status == "delivering":
+        return Step.ABANDON if record.delivery_attempts >= timings.delivery_attempts else Step.RESEND_LINK
+    if record.status == "completed" and record.url:
+        return Step.DELIVER
+    if now - record.started_at > timings.max_seconds:
+        return Step.GIVE_UP
+    if record.status == "starting":
+        return Step.RESUME_START if now - record.started_at > timings.lease_seconds else Step.WAIT
+    return Step.POLL
+
+
+class Reading(enum.Enum):
+    """What a status answer means for the render."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    PROGRESSED = "progressed"
+    UNCHANGED = "unchanged"
+
+
+def reading(status: RenderStatus, record: RenderRecord) -> tuple[Reading, str]:
+    """What the backend's status means, and the reason of a failure (pure)."""
+    if status.status == "completed" and status.url:
+        return Reading.COMPLETED, ""
+    if status.status in ("failed", "cancelled", "completed"):  # completed without a video: failed
+        return Reading.FAILED, status.error or (
+            "no video in the result" if status.status == "completed" else status.status
+        )
+    if (status.status, status.progress) != (record.status, record.progress):
+        return Reading.PROGRESSED, ""
+    return Reading.UNCHANGED, ""
 
 
 def new_render_id() -> str:
@@ -297,57 +345,53 @@ class Renders:
             log.exception("render %s: poll failed", render_id)
 
     async def _advance(self, record: RenderRecord) -> None:
+        """Do the render's next step (`next_step`), and what its status says (`reading`)."""
         out = self._output(record)
         lang = language_of(record.language)
-        if record.status == "delivering":
+        step = next_step(record, time.time(), self.timings)
+        if step is Step.ABANDON:
+            log.warning(
+                "render %s: giving up delivery after %d attempts", record.render_id, record.delivery_attempts
+            )
+            record.status = "undeliverable"
+            await self.store.close_render(record)
+        elif step is Step.RESEND_LINK:
             # A delivery was cut (a stopped process, or Telegram failing): Telegram may have the
             # video. Send the link, not the video again: neither a duplicate nor silence.
             record.delivery_attempts += 1
-            if record.delivery_attempts > self.timings.delivery_attempts:
-                log.warning(
-                    "render %s: giving up delivery after %d attempts",
-                    record.render_id,
-                    self.timings.delivery_attempts,
-                )
-                record.status = "undeliverable"
-                await self.store.close_render(record)
-                return
             await self.store.save_render(record)
             await out.send(say(lang, "video_ready_again", url=record.url))
             await self._delivered(record, sent_file=False)
-            return
-        if record.status == "completed" and record.url:
+        elif step is Step.DELIVER:
             await self._deliver(record, out, None)
-            return
-        if time.time() - record.started_at > self.timings.max_seconds:
+        elif step is Step.GIVE_UP:
             await self._give_up(record, out)
-            return
+        elif step is Step.RESUME_START:
+            await self._resume_start(ChatRef(record.chat_id, record.thread_id, record.chat_key), record, out)
+        elif step is Step.POLL:
+            await self._poll_status(record, out, lang)
+
+    async def _poll_status(self, record: RenderRecord, out: ChatOutput, lang: Lang) -> None:
         chat = ChatRef(record.chat_id, record.thread_id, record.chat_key)
-        if record.status == "starting":
-            if time.time() - record.started_at > self.timings.lease_seconds:  # its starter is gone
-                await self._resume_start(chat, record, out)
-            return
         try:
             status = await self._status(chat, record)
         except NemoError as err:
             log.warning("render %s: status unavailable: %s", record.render_id, err.describe())
             return
-        if status.status == "completed" and status.url:
-            record.status, record.progress, record.url = "completed", 100, status.url
+        verdict, reason = reading(status, record)
+        if verdict is Reading.COMPLETED:
+            record.status, record.progress, record.url = "completed", 100, status.url or ""
             await self.store.save_render(record)
             await out.edit_or_send(record.progress_message_id, say(lang, "render_completed"))
             await self._deliver(record, out, status)
-        elif status.status in ("failed", "cancelled") or status.status == "completed":
+        elif verdict is Reading.FAILED:
             record.status = "failed"
             await self.store.close_render(record)
-            reason = status.error or (
-                "no video in the result" if status.status == "completed" else status.status
-            )
             await out.edit_or_send(
                 record.progress_message_id, say(lang, "render_failed", reason=reason), buttons=("retry",)
             )
             log.info("render %s failed: %s", record.render_id, reason)
-        elif (status.status, status.progress) != (record.status, record.progress):
+        elif verdict is Reading.PROGRESSED:
             try:  # progress is cosmetic: dropped under load, shown at a later poll
                 record.progress_message_id = await out.edit_or_send(
                     record.progress_message_id, progress_text(status, lang), cosmetic=True
