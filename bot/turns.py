@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -43,6 +44,32 @@ class TurnTimings:
     busy_grace: float
     merge_seconds: float
     max_live: int  # turns streaming at once; more wait in line
+
+
+class Ending(enum.Enum):
+    """How a turn's stream ended."""
+
+    CLOSED = "the server closed it (or it went idle)"
+    TIMED_OUT = "the turn ran past SSE_MAX_SECONDS"
+    DROPPED = "the connection was cut mid-turn"
+
+
+class Close(enum.Enum):
+    """What the chat hears when a turn ends (after any replies still held back)."""
+
+    NOTHING = "the agent's replies said it all"
+    SAY_TIMEOUT = "say the bot stopped waiting"
+    WATCH_TIMELINE = "say the stream dropped, then watch the timeline and report what changed"
+    REPORT_CHANGES = "a silent turn: report what changed on the timeline"
+
+
+def closing(ending: Ending, *, said_anything: bool) -> Close:
+    """The end of a turn (pure): a dropped stream is never resent, a silent one is explained."""
+    if ending is Ending.TIMED_OUT:
+        return Close.SAY_TIMEOUT
+    if ending is Ending.DROPPED:
+        return Close.WATCH_TIMELINE
+    return Close.NOTHING if said_anything else Close.REPORT_CHANGES
 
 
 @dataclass
@@ -160,6 +187,7 @@ class Turns:
             await self.store.note_turn_timeline(ctx.chat.key, record)
         progress = _Progress()
         ticker = asyncio.create_task(self._tick(ctx, progress))
+        ending = Ending.CLOSED
         try:
             if self._live.locked():
                 await ctx.out.say("turn_queued")
@@ -173,19 +201,20 @@ class Turns:
         except StreamIdle:
             log.info("chat %s: stream idle, turn ends", ctx.chat.key)
         except TimeoutError:
-            await self._flush(ctx, progress)
-            await ctx.out.say("turn_timeout", minutes=round(self.timings.max_seconds / 60))
-            return
+            ending = Ending.TIMED_OUT
         except StreamDropped as err:
             log.warning("chat %s: stream dropped mid-turn: %s", ctx.chat.key, err.describe())
-            await self._flush(ctx, progress)
-            await ctx.out.say("turn_dropped")
-            await self._report_after_drop(ctx, before)
-            return
+            ending = Ending.DROPPED
         finally:
             await cancel_and_wait([ticker])
         await self._flush(ctx, progress)
-        if progress.texts == 0 and progress.errors == 0:
+        close = closing(ending, said_anything=bool(progress.texts or progress.errors))
+        if close is Close.SAY_TIMEOUT:
+            await ctx.out.say("turn_timeout", minutes=round(self.timings.max_seconds / 60))
+        elif close is Close.WATCH_TIMELINE:
+            await ctx.out.say("turn_dropped")
+            await self._report_after_drop(ctx, before)
+        elif close is Close.REPORT_CHANGES:
             await self._report_changes(ctx, before, await self._tracks(ctx))
 
     async def _show(self, ctx: ChatContext, event: AgentEvent, progress: _Progress) -> None:

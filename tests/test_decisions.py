@@ -1,4 +1,4 @@
-"""The render watcher's decisions, without servers: a render's next step, and what a status means."""
+"""The watchers' decisions, without servers: a render's next step, what a status means, how a turn ends."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from bot.nemo import RenderStatus
 from bot.renders import Reading, RenderTimings, Step, next_step, reading
 from bot.store import RenderRecord
+from bot.turns import Close, Ending, closing
 
 TIMINGS = RenderTimings(
     poll_seconds=30, max_seconds=1800, lease_seconds=60, delivery_attempts=3, download_seconds=60
@@ -48,3 +49,18 @@ def test_the_next_step_of_a_render(record: RenderRecord, seconds_later: float, s
 )
 def test_what_a_status_means(status: RenderStatus, verdict: Reading, reason: str) -> None:
     assert reading(status, render("pending")) == (verdict, reason)
+
+
+@pytest.mark.parametrize(
+    ("ending", "said_anything", "close"),
+    [
+        (Ending.CLOSED, True, Close.NOTHING),
+        (Ending.CLOSED, False, Close.REPORT_CHANGES),  # a silent turn is explained
+        (Ending.TIMED_OUT, True, Close.SAY_TIMEOUT),
+        (Ending.TIMED_OUT, False, Close.SAY_TIMEOUT),
+        (Ending.DROPPED, True, Close.WATCH_TIMELINE),  # never resent: the timeline tells
+        (Ending.DROPPED, False, Close.WATCH_TIMELINE),
+    ],
+)
+def test_the_end_of_a_turn(ending: Ending, said_anything: bool, close: Close) -> None:
+    assert closing(ending, said_anything=said_anything) is close
