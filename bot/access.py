@@ -47,6 +47,15 @@ class Quota:
         return {name: limit for name, limit in limits.items() if limit > 0}
 
 
+def overflowing(used: list[int], limits: list[int], amount: int) -> int | None:
+    """The first counter that `amount` more would take past its limit, or None: the attempt fits
+    every one and may be counted (pure)."""
+    for index, (count, limit) in enumerate(zip(used, limits, strict=True)):
+        if count + amount > limit:
+            return index
+    return None
+
+
 USAGE_KINDS = ("turns", "uploads", "renders", "delivered", "failures")
 
 
@@ -71,7 +80,7 @@ class Guard:
         A refused attempt counts against neither the user nor the chat."""
         quota = self.quotas[kind]
         return await self.store.take_allowance(
-            quota.counters(user_id, chat_key), quota.window_seconds, amount
+            quota.counters(user_id, chat_key), quota.window_seconds, amount, overflowing
         )
 
     async def first_refusal(self, user_id: int | None, chat_id: int) -> bool:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 
-from redis.exceptions import RedisError
 from telegram import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeAllPrivateChats
 from telegram.ext import Application, ApplicationBuilder
 
-from bot.aio import cancel_and_wait
 from bot.flood import FloodLimiter, FloodLimits
 from bot.services import Services, build_services
 from bot.settings import Settings
@@ -66,20 +63,8 @@ async def on_start(application: Application) -> None:  # type: ignore[type-arg]
         )
     with contextlib.suppress(Exception):
         await register_commands(application)
-    services.background.append(services.renders.start())
-    services.background.append(asyncio.create_task(recover(services), name="recovery"))
+    services.start()
     log.info("bot ready as profile %s", settings.nemo_skill)
-
-
-async def recover(services: Services) -> None:
-    """Pick up what a stopped process left: cut turns and media not yet forwarded."""
-    for step in (services.uploads.recover, services.turns.recover):  # media first: turns wait on timelines
-        try:
-            await step()
-        except RedisError as err:
-            log.warning(
-                "recovery step %s skipped, Redis unavailable: %s", step.__qualname__, type(err).__name__
-            )
 
 
 async def on_stop(application: Application) -> None:  # type: ignore[type-arg]
@@ -87,20 +72,14 @@ async def on_stop(application: Application) -> None:  # type: ignore[type-arg]
     services: Services | None = application.bot_data.get("services")
     if services is None:
         return
-    grace = services.settings.shutdown_grace_seconds
-    await services.renders.stop(grace)
-    await services.uploads.flush_all()
-    await services.turns.hand_over(grace)
-    await cancel_and_wait(services.background)
+    await services.stop(services.settings.shutdown_grace_seconds)
 
 
 async def on_shutdown(application: Application) -> None:  # type: ignore[type-arg]
     services: Services | None = application.bot_data.get("services")
     if services is None:
         return
-    for http in services.http:
-        await http.aclose()
-    await services.store.redis.aclose()
+    await services.close()
 
 
 def flood_limits(settings: Settings) -> FloodLimits:
@@ -139,5 +118,5 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
         .build()
     )
     application.bot_data["settings"] = settings
-    register(application)
+    register(application, settings)
     return application

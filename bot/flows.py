@@ -24,8 +24,10 @@ from bot.errors import (
 )
 from bot.flood import Thinned
 from bot.media import ACCEPTED_LIST
-from bot.projects import ChatRef, OperatorTokenRejected, Projects
+from bot.nemo import NemoClient
+from bot.projects import ChatRef, Connection, OperatorTokenRejected, Projects
 from bot.settings import Settings
+from bot.store import Store
 from bot.telegram_io import ChatOutput
 from bot.texts import Lang, say
 from bot.timeline import format_timeline, tracks
@@ -69,14 +71,18 @@ def error_text(err: BaseException, lang: Lang, *, user_id: str, anonymous: bool,
 
 
 class Flows:
-    def __init__(self, settings: Settings, projects: Projects):
+    """The short flows, and what every longer one shares: connecting a chat and explaining failures."""
+
+    def __init__(self, settings: Settings, projects: Projects, client: NemoClient, store: Store):
         self.settings = settings
         self.projects = projects
+        self.client = client
+        self.store = store  # failures are counted in the day's usage
 
     async def user_id(self, chat: ChatRef) -> str:
         """The backend user id of the chat's account ("" when unknown or unreadable)."""
         try:
-            return (await self.projects.store.load_chat(chat.key)).user_id
+            return await self.projects.user_id(chat)
         except RedisError:
             return ""
 
@@ -90,7 +96,7 @@ class Flows:
     ) -> None:
         """Log a failure without secrets and tell the user what it means for them."""
         with contextlib.suppress(RedisError):
-            await self.projects.store.count_usage("failures", ctx.chat.key, today())
+            await self.store.count_usage("failures", ctx.chat.key, today())
         if isinstance(err, NemoError):
             log.warning("chat %s: %s", ctx.chat.key, err.describe())
         elif isinstance(err, RedisError):
@@ -106,22 +112,27 @@ class Flows:
         )
         await ctx.out.edit_or_send(message_id, text, buttons=buttons)
 
-    async def ensure_connected(self, ctx: ChatContext) -> bool:
-        """Connect a chat on first use, saying so briefly; False (after telling the user) on failure."""
-        if await self.projects.is_connected(ctx.chat):
-            return True
+    async def ensure_connected(self, ctx: ChatContext) -> Connection | None:
+        """The chat's connection, set up on first use (saying so briefly); None (after telling the
+        user) on failure."""
+        try:
+            if (connection := await self.projects.connected(ctx.chat, ctx.session_lang)) is not None:
+                return connection
+        except Exception as err:
+            await self.explain(ctx, err)
+            return None
         try:  # a notice, not an answer: under load it is dropped, and so is its "ready"
             notice = await ctx.out.say("setting_up", cosmetic=True)
         except Thinned:
             notice = None
         try:
-            await self.projects.connect(ctx.chat, ctx.session_lang)
+            connection = await self.projects.connect(ctx.chat, ctx.session_lang)
         except Exception as err:
             await self.explain(ctx, err, message_id=notice.message_id if notice else None)
-            return False
+            return None
         if notice is not None:
             await ctx.out.edit_or_send(notice.message_id, say(ctx.lang, "ready"))
-        return True
+        return connection
 
     async def greet(self, ctx: ChatContext) -> None:
         """The profile's greeting and "try saying" examples, then the connection."""
@@ -138,10 +149,10 @@ class Flows:
         await ctx.out.say("upload_help", formats=ACCEPTED_LIST, limit=self.settings.upload_limit_mb)
 
     async def status(self, ctx: ChatContext) -> None:
-        if not await self.ensure_connected(ctx):
+        if not (connection := await self.ensure_connected(ctx)):
             return
         try:
-            state = await self.projects.state(ctx.chat, ctx.session_lang)
+            state = await self.projects.state(ctx.chat, ctx.session_lang, connection=connection)
         except Exception as err:
             await self.explain(ctx, err)
             return
@@ -158,11 +169,11 @@ class Flows:
         await ctx.out.send("\n".join(lines), buttons=("export",) if summary else ())
 
     async def credits(self, ctx: ChatContext) -> None:
-        if not await self.ensure_connected(ctx):
+        if not (connection := await self.ensure_connected(ctx)):
             return
         try:
             balance = await self.projects.call(
-                ctx.chat, ctx.session_lang, lambda c: self.projects.client.credits(c.token)
+                ctx.chat, ctx.session_lang, lambda c: self.client.credits(c.token), connection=connection
             )
         except Exception as err:
             await self.explain(ctx, err)
@@ -177,7 +188,7 @@ class Flows:
             )
         ]
         if self.projects.anonymous:
-            link = register_link(self.settings.nemo_register_url, await self.user_id(ctx.chat))
+            link = register_link(self.settings.nemo_register_url, connection.user_id)
             lines.append(say(ctx.lang, "register_hint", link=link))
         await ctx.out.send("\n".join(lines))
 

@@ -75,23 +75,29 @@ class Projects:
     def anonymous(self) -> bool:
         return self._operator_token is None
 
-    async def is_connected(self, chat: ChatRef) -> bool:
-        return bool((await self.store.load_chat(chat.key)).session_id)  # a token renews silently
+    async def connected(self, chat: ChatRef, language: str) -> Connection | None:
+        """The chat's connection if it has an agent session (a stale token is renewed silently);
+        None for a chat not set up yet. One Redis read when all is in place."""
+        record = await self.store.load_chat(chat.key, touch=True)
+        if not record.session_id:
+            return None
+        return self._ready(record) or await self.connect(chat, language)
+
+    async def user_id(self, chat: ChatRef) -> str:
+        """The backend user id of the chat's account ("" when not known yet)."""
+        return (await self.store.load_chat(chat.key)).user_id
 
     async def connect(self, chat: ChatRef, language: str) -> Connection:
         """The chat's token and session, creating or renewing whatever is missing."""
         lock = self._locks.setdefault(chat.key, asyncio.Lock())
         async with lock:
             record = await self.store.load_chat(chat.key, touch=True)
-            token = self._operator_token
-            if token is None and record.token and self._token_fresh(record.token_expires_at):
-                token = record.token
-            if token is not None and record.session_id:
-                return Connection(token, record.session_id, record.user_id, self.anonymous)
+            if (ready := self._ready(record)) is not None:
+                return ready
             # A crowd of new chats is set up a few at a time, first come first served: the first
             # answers go out at once instead of every chat finishing late together.
             async with self._setups:
-                return await self._set_up(chat, record, token, language)
+                return await self._set_up(chat, record, self._usable_token(record), language)
 
     async def _set_up(
         self, chat: ChatRef, record: ChatRecord, token: str | None, language: str
@@ -111,11 +117,20 @@ class Projects:
             log.info("chat %s: new agent session", chat.key)
         return Connection(token, session_id, user_id, self.anonymous)
 
-    async def call(self, chat: ChatRef, language: str, op: Callable[[Connection], Awaitable[T]]) -> T:
-        """Run `op` with the chat's connection, recovering once from each recoverable error."""
+    async def call(
+        self,
+        chat: ChatRef,
+        language: str,
+        op: Callable[[Connection], Awaitable[T]],
+        *,
+        connection: Connection | None = None,
+    ) -> T:
+        """Run `op` with the chat's connection (the one given, for a first try), recovering once from
+        each recoverable error."""
         recovered: set[type[NemoError]] = set()
         while True:
-            connection = await self.connect(chat, language)
+            if connection is None or recovered:
+                connection = await self.connect(chat, language)
             try:
                 return await op(connection)
             except (TokenExpired, SessionNotFound, RateLimited) as err:
@@ -150,9 +165,13 @@ class Projects:
                 lambda c: stack.enter_async_context(self.client.stream_turn(c.token, c.session_id, text)),
             )
 
-    async def state(self, chat: ChatRef, language: str) -> ProjectState:
+    async def state(
+        self, chat: ChatRef, language: str, *, connection: Connection | None = None
+    ) -> ProjectState:
         """The project's current state (timeline draft and media)."""
-        return await self.call(chat, language, lambda c: self.client.state(c.token, c.session_id))
+        return await self.call(
+            chat, language, lambda c: self.client.state(c.token, c.session_id), connection=connection
+        )
 
     async def new_project(self, chat: ChatRef, language: str) -> Connection:
         """Forget the chat's session and open a fresh one (the token and client id stay)."""
@@ -178,6 +197,19 @@ class Projects:
             await self.store.save_chat(chat.key, user_id=grant.user_id)
         log.info("chat %s: anonymous token granted", chat.key)
         return grant.token, grant.user_id
+
+    def _usable_token(self, record: ChatRecord) -> str | None:
+        """The operator's token, or the chat's own while it is fresh."""
+        if self._operator_token is not None:
+            return self._operator_token
+        return record.token if record.token and self._token_fresh(record.token_expires_at) else None
+
+    def _ready(self, record: ChatRecord) -> Connection | None:
+        """The connection a record holds, if its token is usable and it has a session."""
+        token = self._usable_token(record)
+        if token is None or not record.session_id:
+            return None
+        return Connection(token, record.session_id, record.user_id, self.anonymous)
 
     @staticmethod
     def _token_fresh(expires_at: float) -> bool:

@@ -24,23 +24,20 @@ from typing import Any
 
 from redis.exceptions import RedisError
 from telegram.error import TelegramError
-from telegram.ext import ExtBot
 
 from bot.access import today
 from bot.errors import BackendRejected, NemoError, SessionNotFound, TokenExpired
 from bot.flood import Thinned
 from bot.flows import ChatContext, Flows
 from bot.media import human_size
-from bot.nemo import RenderStatus
-from bot.projects import ChatRef, Connection
-from bot.store import RenderRecord
-from bot.telegram_io import ChatGone, ChatOutput
+from bot.nemo import NemoClient, RenderStatus
+from bot.projects import ChatRef, Connection, Projects
+from bot.store import RenderRecord, Store
+from bot.telegram_io import ChatGone, ChatOutput, Telegram
 from bot.texts import Lang, language_of, say
 from bot.timeline import is_exportable
 
 log = logging.getLogger(__name__)
-LEASE_BATCH = 100  # renders leased and read per Redis round trip, just ahead of their polls
-LATE_NOTICE_SECONDS = 600  # at most one "a round took longer than the interval" warning this often
 CAPTION_LIMIT = 1024  # Telegram's limit for a media caption
 
 
@@ -51,6 +48,8 @@ class RenderTimings:
     lease_seconds: float  # how long a stopped process's hold on a render outlives it
     delivery_attempts: int  # polls that may retry a cut delivery (by link) while Telegram keeps failing
     download_seconds: float  # the finished MP4 from the CDN
+    lease_batch: int  # renders leased and read per Redis round trip, just ahead of their polls
+    late_notice_seconds: float  # at most one "a round took longer than the interval" warning this often
 
 
 class Step(enum.Enum):
@@ -115,7 +114,10 @@ class Renders:
     def __init__(
         self,
         flows: Flows,
-        bot: ExtBot[Any],
+        projects: Projects,
+        client: NemoClient,
+        store: Store,
+        telegram: Telegram,
         timings: RenderTimings,
         *,
         upload_limit_mb: int,
@@ -123,9 +125,10 @@ class Renders:
         delivery_concurrency: int,
     ):
         self.flows = flows
-        self.projects = flows.projects
-        self.store = flows.projects.store
-        self.bot = bot
+        self.projects = projects
+        self.client = client
+        self.store = store
+        self.telegram = telegram
         self.timings = timings
         self._upload_limit = upload_limit_mb * 1024 * 1024
         self._concurrency = poll_concurrency  # status polls at once (each may lead to a delivery)
@@ -142,17 +145,17 @@ class Renders:
 
     async def export(self, ctx: ChatContext) -> None:
         """Render the project's current draft; the watcher takes it from there."""
-        if not await self.flows.ensure_connected(ctx):
+        if not (connection := await self.flows.ensure_connected(ctx)):
             return
         try:
-            state = await self.projects.state(ctx.chat, ctx.session_lang)
+            state = await self.projects.state(ctx.chat, ctx.session_lang, connection=connection)
         except Exception as err:
             await self.flows.explain(ctx, err)
             return
         if not is_exportable(state.draft):
             await ctx.out.say("export_empty")
             return
-        connection = await self.projects.connect(ctx.chat, ctx.session_lang)
+        connection = await self.projects.connect(ctx.chat, ctx.session_lang)  # renewed if state needed it
         record = RenderRecord(
             render_id=new_render_id(),
             chat_key=ctx.chat.key,
@@ -185,7 +188,7 @@ class Renders:
         return await self.projects.call(
             chat,
             record.session_language,
-            lambda c: self.projects.client.start_render(c.token, c.session_id, record.render_id, draft),
+            lambda c: self.client.start_render(c.token, c.session_id, record.render_id, draft),
         )
 
     async def _status(self, chat: ChatRef, record: RenderRecord) -> RenderStatus:
@@ -198,13 +201,13 @@ class Renders:
         known = self._connections.get(chat.key)
         if known is not None:
             try:
-                return await self.projects.client.render_status(known.token, record.render_id)
+                return await self.client.render_status(known.token, record.render_id)
             except (TokenExpired, SessionNotFound):
                 self._connections.pop(chat.key, None)
 
         def status(connection: Connection) -> Awaitable[RenderStatus]:
             self._connections[chat.key] = connection
-            return self.projects.client.render_status(connection.token, record.render_id)
+            return self.client.render_status(connection.token, record.render_id)
 
         return await self.projects.call(chat, record.session_language, status)
 
@@ -254,7 +257,7 @@ class Renders:
     def _note_round(self, polled: int, elapsed: float) -> None:
         log.debug("render watcher: %d renders polled in %.2fs", polled, elapsed)
         now = time.monotonic()
-        if elapsed > self.timings.poll_seconds and now - self._late_noted > LATE_NOTICE_SECONDS:
+        if elapsed > self.timings.poll_seconds and now - self._late_noted > self.timings.late_notice_seconds:
             self._late_noted = now
             log.warning(
                 "render watcher: polling %d renders took %.1fs, longer than RENDER_POLL_SECONDS (%gs): "
@@ -298,12 +301,14 @@ class Renders:
 
         try:
             async with asyncio.TaskGroup() as group:
-                for first in range(0, len(render_ids), LEASE_BATCH):
+                for first in range(0, len(render_ids), self.timings.lease_batch):
                     if self._stopping.is_set():
                         break
                     try:
                         leased = await self.store.lease_renders(
-                            render_ids[first : first + LEASE_BATCH], self._owner, self.timings.lease_seconds
+                            render_ids[first : first + self.timings.lease_batch],
+                            self._owner,
+                            self.timings.lease_seconds,
                         )
                     except RedisError as err:  # the polls in hand go on; the round ends with them
                         failure = err
@@ -315,7 +320,7 @@ class Renders:
                             chats.add(record.chat_key)
                         group.create_task(one(render_id, record))
                         started += 1
-                    if len(polled) >= LEASE_BATCH:
+                    if len(polled) >= self.timings.lease_batch:
                         done, polled[:] = polled[:], []
                         with contextlib.suppress(RedisError):  # a lease not released just expires
                             await self.store.release_renders(done)
@@ -443,7 +448,7 @@ class Renders:
         with tempfile.TemporaryDirectory(prefix="nemo-render-") as folder:
             path = Path(folder) / f"{record.render_id}.mp4"
             try:
-                await self.projects.client.download(
+                await self.client.download(
                     record.url, path, self._upload_limit, seconds=self.timings.download_seconds
                 )
                 await out.send_video(path, "video.mp4", caption, duration=status.duration if status else None)
@@ -463,10 +468,10 @@ class Renders:
             await self.projects.call(
                 chat,
                 record.session_language,
-                lambda c: self.projects.client.cancel_render(c.token, record.render_id),
+                lambda c: self.client.cancel_render(c.token, record.render_id),
             )
         except NemoError as err:
             log.info("render %s: cancel refused: %s", record.render_id, err.describe())
 
     def _output(self, record: RenderRecord) -> ChatOutput:
-        return ChatOutput(self.bot, record.chat_id, language_of(record.language), thread_id=record.thread_id)
+        return self.telegram.to(record.chat_id, language_of(record.language), thread_id=record.thread_id)

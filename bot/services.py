@@ -6,16 +6,17 @@ import asyncio
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import RedisError
 from telegram.constants import ChatMemberStatus
 from telegram.error import TelegramError
 from telegram.ext import ExtBot
 
 from bot.access import Guard
+from bot.aio import cancel_and_wait
 from bot.flows import ChatContext, Flows
 from bot.intents import Intent, links_in, route
 from bot.nemo import Attribution, NemoClient, RetryPolicy
@@ -23,27 +24,87 @@ from bot.projects import Projects
 from bot.renders import Renders, RenderTimings
 from bot.settings import Settings
 from bot.store import Store
+from bot.telegram_io import ChatOutput, Telegram
+from bot.texts import Lang, say
 from bot.turns import Turns, TurnTimings
 from bot.uploads import IncomingFile, UploadLimits, Uploads
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
 class Services:
-    """Everything the handlers use, built once at start-up and closed at shutdown."""
+    """The one surface the handlers use: each thing a user can ask for, behind the access rules,
+    the limits and the group-admin rule. Built once at start-up; `start`, `stop` and `close` are
+    the application's lifecycle."""
 
-    settings: Settings
-    store: Store
-    http: list[httpx.AsyncClient]  # closed at shutdown
-    flows: Flows
-    turns: Turns
-    renders: Renders
-    uploads: Uploads
-    guard: Guard
-    bot: ExtBot[Any]
-    background: list[asyncio.Task[None]] = field(default_factory=list)
-    _admin_cache: dict[tuple[int, int], tuple[bool, float]] = field(default_factory=dict)
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        http: list[httpx.AsyncClient],
+        flows: Flows,
+        turns: Turns,
+        renders: Renders,
+        uploads: Uploads,
+        guard: Guard,
+        telegram: Telegram,
+    ):
+        self.settings = settings
+        self.store = store
+        self._http = http  # closed at shutdown
+        self._flows = flows
+        self._turns = turns
+        self._renders = renders
+        self._uploads = uploads
+        self._guard = guard
+        self._telegram = telegram
+        self._background: list[asyncio.Task[None]] = []
+        self._admin_cache: dict[tuple[int, int], tuple[bool, float]] = {}
+
+    # -- who may speak, and whether an update is new ---------------------------------------------
+
+    def output(
+        self, chat_id: int, lang: Lang, *, thread_id: int | None = None, reply_to: int | None = None
+    ) -> ChatOutput:
+        """Where a handler's replies go: the chat (or its topic), in the user's language."""
+        return self._telegram.to(chat_id, lang, thread_id=thread_id, reply_to=reply_to)
+
+    def allows(self, user_id: int | None, chat_id: int) -> bool:
+        return self._guard.policy.allows(user_id, chat_id)
+
+    async def first_refusal(self, user_id: int | None, chat_id: int) -> bool:
+        """True the first time today an outsider is turned away (they hear it once)."""
+        return await self._guard.first_refusal(user_id, chat_id)
+
+    async def first_sight(self, update_id: int) -> bool:
+        """True the first time any process sees this update."""
+        return await self.store.first_sight(update_id)
+
+    # -- what users ask for ----------------------------------------------------------------------
+
+    async def greet(self, ctx: ChatContext) -> None:
+        await self._flows.greet(ctx)
+
+    async def help(self, ctx: ChatContext) -> None:
+        await self._flows.help(ctx)
+
+    async def status(self, ctx: ChatContext) -> None:
+        await self._flows.status(ctx)
+
+    async def credits(self, ctx: ChatContext) -> None:
+        await self._flows.credits(ctx)
+
+    async def cancel(self, ctx: ChatContext) -> None:
+        """Stop the chat's running turn, and say whether there was one."""
+        stopped = await self._turns.cancel(ctx)
+        await ctx.out.say("cancelled" if stopped else "nothing_to_cancel")
+
+    async def press(self, ctx: ChatContext, action: str) -> None:
+        """A button under a reply: the action it names (anything else is ignored)."""
+        if action in ("export", "retry"):
+            await self.export(ctx)
+        elif action == "status":
+            await self.status(ctx)
 
     async def act_on_text(self, ctx: ChatContext, text: str) -> None:
         """Do what a text (a message or a media caption) asks: a fixed action or a chat turn."""
@@ -51,37 +112,75 @@ class Services:
         if intent is Intent.EXPORT:
             await self.export(ctx)
         elif intent is Intent.CREDITS:
-            await self.flows.credits(ctx)
+            await self._flows.credits(ctx)
         elif intent is Intent.STATUS:
-            await self.flows.status(ctx)
+            await self._flows.status(ctx)
         elif intent is Intent.UPLOAD:
-            await self.flows.upload_help(ctx)
+            await self._flows.upload_help(ctx)
         elif intent is Intent.LINKS:
             links = links_in(text)
             if await self._within_limit(ctx, "uploads", len(links)):
-                await self.uploads.upload_links(ctx, links)
-        elif await self._within_limit(ctx, "turns") and await self.turns.start(ctx, text) is not None:
-            await self.guard.count("turns", ctx.chat.key)
+                await self._uploads.upload_links(ctx, links)
+        elif await self._within_limit(ctx, "turns") and await self._turns.start(ctx, text) is not None:
+            await self._guard.count("turns", ctx.chat.key)
 
     async def receive_media(
         self, ctx: ChatContext, file: IncomingFile, album: str | None, caption: str | None
     ) -> None:
         if await self._within_limit(ctx, "uploads"):
-            await self.guard.count("uploads", ctx.chat.key)
-            await self.uploads.receive(ctx, file, album=album, caption=caption)
+            await self._guard.count("uploads", ctx.chat.key)
+            await self._uploads.receive(ctx, file, album=album, caption=caption)
 
     async def export(self, ctx: ChatContext) -> None:
-        if await self.may_manage(ctx):
-            await self.guard.count("renders", ctx.chat.key)
-            await self.renders.export(ctx)
+        if await self._may_manage(ctx):
+            await self._guard.count("renders", ctx.chat.key)
+            await self._renders.export(ctx)
 
     async def new_project(self, ctx: ChatContext) -> None:
-        if await self.may_manage(ctx):
-            await self.flows.new_project(ctx)
+        if await self._may_manage(ctx):
+            await self._flows.new_project(ctx)
 
-    async def may_manage(self, ctx: ChatContext) -> bool:
+    async def usage(self, ctx: ChatContext) -> None:
+        """Today's activity, for the operator's admins only (anyone else hears nothing)."""
+        if not self._guard.policy.is_admin(ctx.user_id):
+            return
+        counts, active = await self._guard.report()
+        await ctx.out.send(say(ctx.lang, "usage", active=active, **counts))
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start watching renders and pick up what a stopped process left."""
+        self._background.append(self._renders.start())
+        self._background.append(asyncio.create_task(self._recover(), name="recovery"))
+
+    async def _recover(self) -> None:
+        """Cut turns and media not yet forwarded; media first, since turns wait on timelines."""
+        for step in (self._uploads.recover, self._turns.recover):
+            try:
+                await step()
+            except RedisError as err:
+                log.warning(
+                    "recovery step %s skipped, Redis unavailable: %s", step.__qualname__, type(err).__name__
+                )
+
+    async def stop(self, grace: float) -> None:
+        """Finish or hand over the work in hand (the bot can still send)."""
+        await self._renders.stop(grace)
+        await self._uploads.flush_all()
+        await self._turns.hand_over(grace)
+        await cancel_and_wait(self._background)
+
+    async def close(self) -> None:
+        for http in self._http:
+            await http.aclose()
+        await self.store.redis.aclose()
+
+    # -- the gates -------------------------------------------------------------------------------
+
+    async def _may_manage(self, ctx: ChatContext) -> bool:
         """New projects and exports: anyone, unless GROUP_ADMIN_ONLY keeps them to a group's admins."""
-        if not ctx.shared or not self.settings.group_admin_only or self.guard.policy.is_admin(ctx.user_id):
+        if not ctx.shared or not self.settings.group_admin_only or self._guard.policy.is_admin(ctx.user_id):
             return True
         if ctx.user_id is not None and await self._group_admin(ctx.chat.chat_id, ctx.user_id):
             return True
@@ -94,7 +193,7 @@ class Services:
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
         try:
-            member = await self.bot.get_chat_member(chat_id, user_id)
+            member = await self._telegram.bot.get_chat_member(chat_id, user_id)
             is_admin = member.status in (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
         except TelegramError as err:
             log.info("chat %s: admin check failed: %s", chat_id, type(err).__name__)
@@ -103,7 +202,7 @@ class Services:
         return is_admin
 
     async def _within_limit(self, ctx: ChatContext, kind: str, amount: int = 1) -> bool:
-        wait = await self.guard.wait_needed(kind, ctx.user_id, ctx.chat.key, amount)
+        wait = await self._guard.wait_needed(kind, ctx.user_id, ctx.chat.key, amount)
         if wait:
             await ctx.out.say(f"limit_{kind}", minutes=max(1, math.ceil(wait / 60)))
             return False
@@ -165,9 +264,12 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
         rate_limit_wait=settings.rate_limit_wait_seconds,
         setups_at_once=settings.setups_at_once,
     )
-    flows = Flows(settings, projects)
+    flows = Flows(settings, projects, client, store)
+    telegram = Telegram(bot, settings.transfers)
     turns = Turns(
         flows,
+        projects,
+        store,
         TurnTimings(
             still_working=settings.still_working_seconds,
             max_seconds=settings.sse_max_seconds,
@@ -178,30 +280,45 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
             merge_seconds=settings.group_merge_seconds,
             max_live=settings.max_live_turns,
         ),
-        bot,
+        telegram,
     )
     renders = Renders(
         flows,
-        bot,
+        projects,
+        client,
+        store,
+        telegram,
         RenderTimings(
             poll_seconds=settings.render_poll_seconds,
             max_seconds=settings.render_max_seconds,
             lease_seconds=settings.render_lease_seconds,
             delivery_attempts=settings.render_delivery_attempts,
             download_seconds=settings.render_download_seconds,
+            lease_batch=settings.render_lease_batch,
+            late_notice_seconds=settings.render_late_notice_seconds,
         ),
         upload_limit_mb=settings.telegram_upload_limit_mb,
         poll_concurrency=settings.render_poll_concurrency,
         delivery_concurrency=settings.render_delivery_concurrency,
     )
+    services: Services | None = None
+
+    async def act_on_caption(ctx: ChatContext, caption: str) -> None:
+        """An uploaded album's caption is acted on like a message, once its files are in."""
+        assert services is not None
+        await services.act_on_text(ctx, caption)
+
     uploads = Uploads(
         flows,
-        bot,
+        projects,
+        client,
+        store,
+        telegram,
         UploadLimits(settings.upload_limit_mb, settings.telegram_download_limit_mb),
         album_wait=settings.album_wait_seconds,
+        on_caption=act_on_caption,
     )
     services = Services(
-        settings, store, [http, streams], flows, turns, renders, uploads, Guard(settings, store), bot
+        settings, store, [http, streams], flows, turns, renders, uploads, Guard(settings, store), telegram
     )
-    uploads.on_caption = services.act_on_text
     return services

@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.profiles import PROFILES, Profile
 from bot.store import Retention
+from bot.telegram_io import Transfers
 
 TELEGRAM_CLOUD_DOWNLOAD_MB = 20  # getFile limit of the cloud Bot API
 TELEGRAM_CLOUD_UPLOAD_MB = 50  # sendVideo/sendDocument limit of the cloud Bot API
@@ -65,6 +66,8 @@ class Settings(BaseSettings):
     render_lease_seconds: float = Field(default=60, gt=0)
     render_delivery_attempts: int = Field(default=120, ge=1)  # polls retrying a cut delivery by link
     render_download_seconds: float = Field(default=60, gt=0)  # the finished MP4 from the CDN
+    render_lease_batch: int = Field(default=100, ge=1, le=10_000)  # renders leased per Redis round trip
+    render_late_notice_seconds: float = Field(default=600, gt=0)  # "a poll round ran late", at most
     render_poll_concurrency: int = Field(default=40, ge=1, le=1000)  # status polls at once
     render_delivery_concurrency: int = Field(default=8, ge=1, le=1000)  # videos fetched and sent at once
     still_working_seconds: float = Field(default=120, gt=0)
@@ -74,11 +77,14 @@ class Settings(BaseSettings):
     typing_interval_seconds: float = Field(default=4.5, gt=0)
     turn_busy_grace_seconds: float = Field(default=1.0, ge=0)
     album_wait_seconds: float = Field(default=1.5, gt=0)
+    album_memory_seconds: float = Field(default=60, gt=0)  # a group album's addressed item, remembered
     http_timeout_seconds: float = Field(default=30, gt=0)
     http_retries: int = Field(default=2, ge=0, le=10)
     http_retry_base_seconds: float = Field(default=0.5, ge=0)
     dropped_turn_poll_seconds: float = Field(default=30, gt=0)
     dropped_turn_polls: int = Field(default=3, ge=1, le=20)
+    telegram_network_attempts: int = Field(default=3, ge=1, le=10)  # a request that met a network error
+    telegram_file_seconds: float = Field(default=120, gt=0)  # sending a video, fetching an upload
     max_upload_mb: int | None = Field(default=None, gt=0)
     shutdown_grace_seconds: float = Field(default=20, ge=0)
 
@@ -146,6 +152,10 @@ class Settings(BaseSettings):
             finished_render=self.finished_render_days * day,
             usage=self.usage_days * day,
         )
+
+    @property
+    def transfers(self) -> Transfers:
+        return Transfers(self.telegram_network_attempts, self.telegram_file_seconds)
 
     @property
     def upload_limit_mb(self) -> int:

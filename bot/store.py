@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 T = TypeVar("T")
 
@@ -118,25 +120,10 @@ def _decode(cls: type[T], raw: str | bytes) -> T:
     return cls(**{k: v for k, v in data.items() if k in known})
 
 
+ALLOWANCE_ATTEMPTS = 20  # a counter changed by another attempt is read again, this many times at most
+
 # Moves that must not interleave with another process's, each one atomic round trip in Redis.
 SCRIPTS = {
-    # KEYS: the counters; ARGV: amount, window, then each counter's limit. Returns 0 or a wait.
-    "take_allowance": """
-        local amount, window = tonumber(ARGV[1]), tonumber(ARGV[2])
-        for i, key in ipairs(KEYS) do
-            local used = tonumber(redis.call('GET', key) or '0')
-            if used + amount > tonumber(ARGV[i + 2]) then
-                local ttl = redis.call('TTL', key)
-                if ttl < 1 then ttl = 1 end
-                return ttl
-            end
-        end
-        for _, key in ipairs(KEYS) do
-            redis.call('INCRBY', key, amount)
-            redis.call('EXPIRE', key, window, 'NX')
-        end
-        return 0
-    """,
     # KEYS: the turn; ARGV: started_at. Deletes the record only while it is that turn's.
     "end_turn": """
         local raw = redis.call('GET', KEYS[1])
@@ -412,18 +399,37 @@ class Store:
 
     # -- limits, refusals and usage --------------------------------------------------------------
 
-    async def take_allowance(self, limits: dict[str, int], window_seconds: int, amount: int = 1) -> int:
-        """Count `amount` against every named counter (fixed windows), but only if each stays within
-        its limit: a refused attempt uses up nobody's allowance. 0 when taken, else the seconds
-        until the first full counter resets. One atomic round trip."""
+    async def take_allowance(
+        self,
+        limits: dict[str, int],
+        window_seconds: int,
+        amount: int,
+        refuse: Callable[[list[int], list[int], int], int | None],
+    ) -> int:
+        """Count `amount` against every named counter (fixed windows) unless `refuse` (given what
+        each has used, their limits and the amount) names a counter it would overflow: then nothing
+        is counted, and the answer is the seconds until that counter resets (else 0). Atomic: a
+        concurrent attempt on the same counters makes this one read again (WATCH/MULTI)."""
         if not limits:
             return 0
-        names = list(limits)
-        wait = await self._scripts["take_allowance"](
-            keys=[self.keys.counter(name) for name in names],
-            args=[amount, window_seconds, *(limits[name] for name in names)],
-        )
-        return int(wait)
+        keys = [self.keys.counter(name) for name in limits]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for _ in range(ALLOWANCE_ATTEMPTS):
+                try:
+                    await pipe.watch(*keys)
+                    used = [int(value or 0) for value in await pipe.mget(keys)]
+                    full = refuse(used, list(limits.values()), amount)
+                    if full is not None:
+                        return max(1, int(await pipe.ttl(keys[full])))
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    for key in keys:
+                        pipe.incrby(key, amount)
+                        pipe.expire(key, window_seconds, nx=True)
+                    await pipe.execute()
+                    return 0
+                except WatchError:
+                    continue
+        raise WatchError("allowance counters kept changing")
 
     async def first_refusal(self, who: str) -> bool:
         """True once per day per outsider: they hear one polite refusal, not one per message."""

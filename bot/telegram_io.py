@@ -13,6 +13,7 @@ import html
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,7 +37,6 @@ T = TypeVar("T")
 
 BUTTON_LABELS = {"export": "button_export", "status": "button_timeline", "retry": "button_retry"}
 CALLBACK_PREFIX = "act:"
-NETWORK_ATTEMPTS = 3
 TAG = re.compile(r"<[^>]+>")
 
 
@@ -71,10 +71,32 @@ def plain(html_text: str) -> str:
     return html.unescape(TAG.sub("", html_text))
 
 
+@dataclass(frozen=True)
+class Transfers:
+    """How hard a request to Telegram is tried (each from a setting)."""
+
+    network_attempts: int  # tries of a request that met a network error
+    file_seconds: float  # reading or writing a file (a video sent, an upload fetched)
+
+
+@dataclass(frozen=True)
+class Telegram:
+    """The way out to Telegram: each chat's output, made with the same transfer settings."""
+
+    bot: ExtBot[Any]
+    transfers: Transfers
+
+    def to(
+        self, chat_id: int, lang: Lang, *, thread_id: int | None = None, reply_to: int | None = None
+    ) -> ChatOutput:
+        return ChatOutput(self.bot, self.transfers, chat_id, lang, thread_id=thread_id, reply_to=reply_to)
+
+
 class ChatOutput:
     def __init__(
         self,
         bot: ExtBot[Any],
+        transfers: Transfers,
         chat_id: int,
         lang: Lang,
         *,
@@ -82,6 +104,7 @@ class ChatOutput:
         reply_to: int | None = None,
     ):
         self.bot = bot
+        self.transfers = transfers
         self.chat_id = chat_id
         self.lang = lang
         self.thread_id = thread_id
@@ -173,8 +196,8 @@ class ChatOutput:
             duration=int(duration) if duration else None,
             message_thread_id=self.thread_id,
             reply_parameters=self._reply(),
-            read_timeout=120,
-            write_timeout=120,
+            read_timeout=self.transfers.file_seconds,
+            write_timeout=self.transfers.file_seconds,
         )
 
     # -- internals ------------------------------------------------------------------------------
@@ -223,7 +246,8 @@ class ChatOutput:
         """Call a Bot method, retrying transient network errors; a chat the bot can no longer
         write to (blocked, kicked, closed topic, migrated group) raises ChatGone. (Flood waits
         were already honoured and retried by the FloodLimiter: a RetryAfter here is final.)"""
-        for attempt in range(1, NETWORK_ATTEMPTS + 1):
+        attempts = self.transfers.network_attempts
+        for attempt in range(1, attempts + 1):
             try:
                 return await method(**kwargs)
             except (Forbidden, ChatMigrated) as err:
@@ -233,7 +257,7 @@ class ChatOutput:
                     raise ChatGone(str(err)) from err
                 raise
             except NetworkError as err:  # TimedOut included
-                if attempt == NETWORK_ATTEMPTS or (isinstance(err, TimedOut) and not retry_timeouts):
+                if attempt == attempts or (isinstance(err, TimedOut) and not retry_timeouts):
                     raise
                 await asyncio.sleep(0.5 * attempt)
         raise AssertionError("unreachable")

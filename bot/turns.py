@@ -13,21 +13,19 @@ import enum
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from redis.exceptions import RedisError
 from telegram.error import TelegramError
-from telegram.ext import ExtBot
 
 from bot.agent_text import ChatText, to_chat
 from bot.aio import cancel_and_wait
 from bot.errors import StreamDropped, StreamIdle
 from bot.flood import Thinned
 from bot.flows import ChatContext, Flows
-from bot.projects import ChatRef
+from bot.projects import ChatRef, Projects
 from bot.sse import AgentEvent
-from bot.store import TurnRecord
-from bot.telegram_io import ChatGone, ChatOutput
+from bot.store import Store, TurnRecord
+from bot.telegram_io import ChatGone, Telegram
 from bot.texts import bullet_list, language_of, say
 from bot.timeline import TrackSummary, describe_changes, tracks
 
@@ -82,12 +80,14 @@ class _Progress:
 
 
 class Turns:
-    def __init__(self, flows: Flows, timings: TurnTimings, bot: ExtBot[Any]):
+    def __init__(
+        self, flows: Flows, projects: Projects, store: Store, timings: TurnTimings, telegram: Telegram
+    ):
         self.flows = flows
-        self.projects = flows.projects
-        self.store = flows.projects.store
+        self.projects = projects
+        self.store = store
         self.timings = timings
-        self.bot = bot
+        self.telegram = telegram
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._live = asyncio.Semaphore(timings.max_live)  # one backend stream each
         self._handing_over = False  # set at shutdown: cut turns stay recorded for the next process
@@ -148,7 +148,7 @@ class Turns:
 
     async def _report_interrupted(self, chat_key: str, turn: TurnRecord) -> None:
         lang = language_of(turn.language)
-        out = ChatOutput(self.bot, turn.chat_id, lang, thread_id=turn.thread_id)
+        out = self.telegram.to(turn.chat_id, lang, thread_id=turn.thread_id)
         ctx = ChatContext(ChatRef(turn.chat_id, turn.thread_id, chat_key), lang, turn.session_language, out)
         try:
             await out.say("turn_interrupted", request=turn.text_preview)

@@ -12,21 +12,21 @@ import html
 import logging
 import re
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from telegram.error import TelegramError
-from telegram.ext import ExtBot
 
 from bot.errors import FileTooLarge, UnsupportedFile
 from bot.flood import Thinned
 from bot.flows import ChatContext, Flows
 from bot.media import ACCEPTED_LIST, KINDS, check_name, content_type, human_size, inspect_file, safe_filename
-from bot.nemo import LocalFile, UploadedMedia
-from bot.projects import ChatRef
-from bot.telegram_io import ChatOutput
+from bot.nemo import LocalFile, NemoClient, UploadedMedia
+from bot.projects import ChatRef, Projects
+from bot.store import Store
+from bot.telegram_io import Telegram
 from bot.texts import bullet_list, language_of, say
 
 log = logging.getLogger(__name__)
@@ -59,11 +59,26 @@ class UploadLimits:
     telegram_download_mb: int
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Files sent on together, with the captions to act on once they are in."""
+
+    files: list[IncomingFile]
+    captions: list[str]
+
+
+def close_album(parts: Iterable[tuple[IncomingFile, str | None]]) -> Batch:
+    """What an album becomes when it closes (pure): its files in the order they were sent, whatever
+    order they arrived in, each message once, and its captions in the same order."""
+    by_message = {file.message_id: (file, caption) for file, caption in parts}
+    ordered = [by_message[message_id] for message_id in sorted(by_message)]
+    return Batch([file for file, _ in ordered], [caption for _, caption in ordered if caption])
+
+
 @dataclass
 class _Album:
     ctx: ChatContext
-    files: list[IncomingFile] = field(default_factory=list)
-    captions: list[str] = field(default_factory=list)
+    parts: list[tuple[IncomingFile, str | None]] = field(default_factory=list)
     timer: asyncio.Task[None] | None = None
 
 
@@ -71,16 +86,20 @@ class Uploads:
     def __init__(
         self,
         flows: Flows,
-        bot: ExtBot[Any],
+        projects: Projects,
+        client: NemoClient,
+        store: Store,
+        telegram: Telegram,
         limits: UploadLimits,
         *,
         album_wait: float,
-        on_caption: CaptionHandler | None = None,
+        on_caption: CaptionHandler,
     ):
         self.flows = flows
-        self.projects = flows.projects
-        self.store = flows.projects.store
-        self.bot = bot
+        self.projects = projects
+        self.client = client
+        self.store = store
+        self.telegram = telegram
         self.limits = limits
         self.album_wait = album_wait
         self.on_caption = on_caption
@@ -104,9 +123,7 @@ class Uploads:
             return
         key = (ctx.chat.key, album)
         entry = self._albums.setdefault(key, _Album(ctx))
-        entry.files.append(file)
-        if caption:
-            entry.captions.append(caption)
+        entry.parts.append((file, caption))
         if entry.timer is not None:
             entry.timer.cancel()
         entry.timer = asyncio.create_task(self._flush_later(key), name=f"album {album}")
@@ -130,10 +147,10 @@ class Uploads:
         entry = self._albums.pop(key, None)
         if entry is None:
             return
-        files = sorted(entry.files, key=lambda f: f.message_id)
+        batch = close_album(entry.parts)
         try:
-            await self.upload(entry.ctx, files, entry.captions)
-            await self.store.remove_pending_uploads(entry.ctx.chat.key, [f.message_id for f in files])
+            await self.upload(entry.ctx, batch.files, batch.captions)
+            await self.store.remove_pending_uploads(entry.ctx.chat.key, [f.message_id for f in batch.files])
         except Exception:
             log.exception("chat %s: album upload failed", entry.ctx.chat.key)
 
@@ -146,18 +163,17 @@ class Uploads:
         for (chat_key, _), items in groups.items():
             first = items[0]
             lang = language_of(first["lang"])
-            out = ChatOutput(self.bot, first["chat_id"], lang, thread_id=first["thread_id"])
+            out = self.telegram.to(first["chat_id"], lang, thread_id=first["thread_id"])
             ctx = ChatContext(
                 ChatRef(first["chat_id"], first["thread_id"], chat_key), lang, first["session_lang"], out
             )
-            files = sorted((IncomingFile(**item["file"]) for item in items), key=lambda f: f.message_id)
-            captions = [item["caption"] for item in items if item.get("caption")]
-            log.info("chat %s: forwarding %d file(s) received before a restart", chat_key, len(files))
+            batch = close_album((IncomingFile(**item["file"]), item.get("caption")) for item in items)
+            log.info("chat %s: forwarding %d file(s) received before a restart", chat_key, len(batch.files))
             try:
-                await self.upload(ctx, files, captions)
+                await self.upload(ctx, batch.files, batch.captions)
             except Exception as err:
                 log.warning("chat %s: recovered upload failed: %s", chat_key, type(err).__name__)
-            await self.store.remove_pending_uploads(chat_key, [f.message_id for f in files])
+            await self.store.remove_pending_uploads(chat_key, [f.message_id for f in batch.files])
 
     async def upload(
         self, ctx: ChatContext, files: Sequence[IncomingFile], captions: Sequence[str] = ()
@@ -181,7 +197,7 @@ class Uploads:
                     uploaded = await self.projects.call(
                         ctx.chat,
                         ctx.session_lang,
-                        lambda c: self.projects.client.upload_files(
+                        lambda c: self.client.upload_files(
                             c.token, c.session_id, [local for _, local in ready]
                         ),
                     )
@@ -198,7 +214,7 @@ class Uploads:
                 else:
                     added = _describe_uploads(uploaded, ready)
         await ctx.out.edit_or_send(notice_id, _summary(ctx, added, refused))
-        if added and self.on_caption is not None:
+        if added:
             for caption in captions:
                 await self.on_caption(ctx, caption)
         return bool(added)
@@ -217,7 +233,7 @@ class Uploads:
             uploaded = await self.projects.call(
                 ctx.chat,
                 ctx.session_lang,
-                lambda c: self.projects.client.upload_urls(c.token, c.session_id, urls),
+                lambda c: self.client.upload_urls(c.token, c.session_id, urls),
             )
         except UnsupportedFile:
             await ctx.out.edit_or_send(
@@ -234,11 +250,11 @@ class Uploads:
     async def _fetch(self, file: IncomingFile, path: Path) -> Path:
         """The file's bytes on local disk: with a local Bot API server, its own copy, read in place
         (copying gigabytes would stall every chat); else downloaded to `path`."""
-        telegram_file = await self.bot.get_file(file.file_id)
+        telegram_file = await self.telegram.bot.get_file(file.file_id)
         served = Path(telegram_file.file_path or "")
-        if self.bot.local_mode and served.is_absolute() and await asyncio.to_thread(served.is_file):
+        if self.telegram.bot.local_mode and served.is_absolute() and await asyncio.to_thread(served.is_file):
             return served
-        await telegram_file.download_to_drive(path, read_timeout=120)
+        await telegram_file.download_to_drive(path, read_timeout=self.telegram.transfers.file_seconds)
         return path
 
     async def _prepare(self, ctx: ChatContext, file: IncomingFile, path: Path, index: int) -> LocalFile | str:

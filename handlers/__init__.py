@@ -12,8 +12,9 @@ from telegram.ext import (
     filters,
 )
 
+from bot.settings import Settings
 from handlers import access, buttons, chat, credits, dedupe, errors, export, start, status, upload, usage
-from handlers.addressing import ADDRESSED
+from handlers.addressing import Addressed
 
 NEW_POSTS = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST  # edits never re-run anything
 MEDIA = (
@@ -27,7 +28,8 @@ MEDIA = (
 )
 
 
-def register(application: Application) -> None:  # type: ignore[type-arg]
+def register(application: Application, settings: Settings) -> None:  # type: ignore[type-arg]
+    addressed = Addressed(settings.album_memory_seconds)
     application.add_handler(TypeHandler(Update, dedupe.once), group=-2)
     application.add_handler(TypeHandler(Update, access.gate), group=-1)
     commands = {
@@ -44,9 +46,9 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
         application.add_handler(CommandHandler(name, callback, filters=NEW_POSTS))
     application.add_handler(CallbackQueryHandler(buttons.on_button, pattern=r"^act:"))
     application.add_handler(
-        MessageHandler(NEW_POSTS & filters.TEXT & ~filters.COMMAND & ADDRESSED, chat.on_text)
+        MessageHandler(NEW_POSTS & filters.TEXT & ~filters.COMMAND & addressed, chat.on_text)
     )
-    application.add_handler(MessageHandler(NEW_POSTS & MEDIA & ADDRESSED, upload.on_media))
+    application.add_handler(MessageHandler(NEW_POSTS & MEDIA & addressed, upload.on_media))
     application.add_handler(
         MessageHandler(NEW_POSTS & filters.ChatType.PRIVATE & ~filters.TEXT & ~MEDIA, upload.on_other)
     )

@@ -20,12 +20,12 @@ async def gate(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     services = services_of(context)
     user = update.effective_user
     chat = update.effective_chat
-    if services.guard.policy.allows(user.id if user else None, chat.id):
+    if services.allows(user.id if user else None, chat.id):
         return
     addressed = is_addressed(chat, update.effective_message, button=update.callback_query is not None)
     if update.callback_query is not None:
         await update.callback_query.answer()
-    if addressed and await services.guard.first_refusal(user.id if user else None, chat.id):
+    if addressed and await services.first_refusal(user.id if user else None, chat.id):
         ctx = chat_context(update, context)
         if ctx is not None:
             await ctx.out.say("not_allowed")

@@ -18,8 +18,6 @@ from telegram.ext import filters
 
 from bot.projects import ChatRef
 
-ALBUM_MEMORY_SECONDS = 60  # album items arrive within seconds of each other
-
 
 def mentions_bot(message: Message) -> bool:
     """The message (or caption) @-mentions the bot, or is a reply to one of its messages."""
@@ -62,23 +60,22 @@ def project_of(chat: Chat, message: Message | None, user: User | None, *, per_us
     return ref
 
 
-class _Addressed(filters.MessageFilter):
-    """The handlers' filter: messages meant for the bot (see the module), albums included."""
+class Addressed(filters.MessageFilter):
+    """The handlers' filter: messages meant for the bot (see the module), albums included; an
+    album is remembered `album_memory` seconds after its addressed item."""
 
-    def __init__(self) -> None:
-        super().__init__(name="ADDRESSED")
+    def __init__(self, album_memory: float) -> None:
+        super().__init__(name="Addressed")
+        self._album_memory = album_memory
         self._albums: dict[str, float] = {}  # media_group_id -> when it was addressed
 
     def filter(self, message: Message) -> bool:
         if message.chat.type == ChatType.PRIVATE:
             return True
         now = time.monotonic()
-        self._albums = {k: t for k, t in self._albums.items() if now - t < ALBUM_MEMORY_SECONDS}
+        self._albums = {k: t for k, t in self._albums.items() if now - t < self._album_memory}
         if mentions_bot(message):
             if message.media_group_id:
                 self._albums[message.media_group_id] = now
             return True
         return message.media_group_id is not None and message.media_group_id in self._albums
-
-
-ADDRESSED = _Addressed()

@@ -18,8 +18,4 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     action = (query.data or "").removeprefix(CALLBACK_PREFIX)
     if not (ctx := chat_context(update, context)):
         return
-    services = services_of(context)
-    if action in ("export", "retry"):
-        await services.export(ctx)
-    elif action == "status":
-        await services.flows.status(ctx)
+    await services_of(context).press(ctx, action)

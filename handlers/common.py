@@ -8,7 +8,6 @@ from telegram.ext import ContextTypes
 
 from bot.flows import ChatContext
 from bot.services import Services
-from bot.telegram_io import ChatOutput
 from bot.texts import language_of, session_language
 from handlers.addressing import project_of
 
@@ -24,12 +23,13 @@ def chat_context(update: Update, context: ContextTypes.DEFAULT_TYPE) -> ChatCont
     if chat is None:
         return None
     shared = chat.type != ChatType.PRIVATE
-    per_user = services_of(context).settings.group_projects == "per_user"
+    services = services_of(context)
+    per_user = services.settings.group_projects == "per_user"
     ref = project_of(chat, message, user, per_user=per_user)
     code = user.language_code if user else None
     lang = language_of(code)
     # In shared chats, quote the message being answered so the reply is clearly addressed.
     quoted = message.message_id if message is not None and shared and update.callback_query is None else None
-    out = ChatOutput(context.bot, chat.id, lang, thread_id=ref.thread_id, reply_to=quoted)
+    out = services.output(chat.id, lang, thread_id=ref.thread_id, reply_to=quoted)
     user_id = user.id if user is not None else None
     return ChatContext(ref, lang, session_language(code), out, user_id, shared)

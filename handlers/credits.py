@@ -11,4 +11,4 @@ from handlers.common import chat_context, services_of
 async def credits(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Show available, frozen and total credits."""
     if ctx := chat_context(update, context):
-        await services_of(context).flows.credits(ctx)
+        await services_of(context).credits(ctx)

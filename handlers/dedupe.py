@@ -22,7 +22,7 @@ async def once(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not isinstance(update, Update):
         return
     try:
-        first = await services_of(context).store.first_sight(update.update_id)
+        first = await services_of(context).first_sight(update.update_id)
     except RedisError:
         return  # better to risk a repeat than to drop the message
     if not first:

@@ -11,13 +11,13 @@ from handlers.common import chat_context, services_of
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Greet with the profile's examples, then connect the chat."""
     if ctx := chat_context(update, context):
-        await services_of(context).flows.greet(ctx)
+        await services_of(context).greet(ctx)
 
 
 async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Explain what the bot does and how."""
     if ctx := chat_context(update, context):
-        await services_of(context).flows.help(ctx)
+        await services_of(context).help(ctx)
 
 
 async def new_project(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -29,5 +29,4 @@ async def new_project(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
 async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Stop waiting for the running chat turn."""
     if ctx := chat_context(update, context):
-        stopped = await services_of(context).turns.cancel(ctx)
-        await ctx.out.say("cancelled" if stopped else "nothing_to_cancel")
+        await services_of(context).cancel(ctx)

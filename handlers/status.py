@@ -11,4 +11,4 @@ from handlers.common import chat_context, services_of
 async def status(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Show the timeline."""
     if ctx := chat_context(update, context):
-        await services_of(context).flows.status(ctx)
+        await services_of(context).status(ctx)

@@ -1,16 +1,25 @@
-"""The watchers' decisions, without servers: a render's next step, what a status means, how a turn ends."""
+"""The decisions, without servers: a render's next step, what a status means, how a turn ends, the
+limit check and the close of an album."""
 
 from __future__ import annotations
 
 import pytest
 
+from bot.access import overflowing
 from bot.nemo import RenderStatus
 from bot.renders import Reading, RenderTimings, Step, next_step, reading
 from bot.store import RenderRecord
 from bot.turns import Close, Ending, closing
+from bot.uploads import IncomingFile, close_album
 
 TIMINGS = RenderTimings(
-    poll_seconds=30, max_seconds=1800, lease_seconds=60, delivery_attempts=3, download_seconds=60
+    poll_seconds=30,
+    max_seconds=1800,
+    lease_seconds=60,
+    delivery_attempts=3,
+    download_seconds=60,
+    lease_batch=100,
+    late_notice_seconds=600,
 )
 T0 = 1_800_000_000.0
 
@@ -64,3 +73,40 @@ def test_what_a_status_means(status: RenderStatus, verdict: Reading, reason: str
 )
 def test_the_end_of_a_turn(ending: Ending, said_anything: bool, close: Close) -> None:
     assert closing(ending, said_anything=said_anything) is close
+
+
+@pytest.mark.parametrize(
+    ("used", "limits", "amount", "refused_by"),
+    [
+        ([0, 0], [5, 20], 1, None),  # fresh: counted
+        ([4, 19], [5, 20], 1, None),  # the last one fits both
+        ([5, 3], [5, 20], 1, 0),  # the member is at her own limit: refused by her counter
+        ([2, 20], [5, 20], 1, 1),  # the group is full: refused by the chat's counter
+        ([5, 20], [5, 20], 1, 0),  # both full: the first is named
+        ([3, 0], [5, 20], 3, 0),  # three links at once overflow what is left
+        ([], [], 1, None),  # no limits set
+    ],
+)
+def test_the_limit_check(used: list[int], limits: list[int], amount: int, refused_by: int | None) -> None:
+    assert overflowing(used, limits, amount) == refused_by
+
+
+def file(message_id: int) -> IncomingFile:
+    return IncomingFile(f"f{message_id}", "photo", None, "image/jpeg", 10, message_id)
+
+
+@pytest.mark.parametrize(
+    ("arrived", "files", "captions"),
+    [
+        ([(12, None), (11, "make a montage"), (13, None)], [11, 12, 13], ["make a montage"]),
+        ([(5, "b"), (4, "a")], [4, 5], ["a", "b"]),  # captions in the order they were sent
+        ([(7, None), (7, None), (8, None)], [7, 8], []),  # an item seen twice is sent once
+        ([], [], []),
+    ],
+)
+def test_the_close_of_an_album(
+    arrived: list[tuple[int, str | None]], files: list[int], captions: list[str]
+) -> None:
+    batch = close_album((file(message_id), caption) for message_id, caption in arrived)
+    assert [f.message_id for f in batch.files] == files
+    assert batch.captions == captions

@@ -481,7 +481,7 @@ async def test_a_render_too_large_for_telegram_is_sent_as_a_link(
     bot = await make_harness()
     session_id = await connected(bot)
     bot.emulator.set_draft(session_id, sample_draft())
-    bot.services.renders._upload_limit = 1000  # the rendered clip is 30 KB
+    bot.services._renders._upload_limit = 1000  # the rendered clip is 30 KB
     mark = await say(bot, "export")
     message = await bot.fake.wait_for_message(CHAT, "too large to send here", after=mark, timeout=15)
     assert "/static/render/render_" in message.text

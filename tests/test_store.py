@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ import fakeredis
 import pytest
 from redis.asyncio import Redis
 
+from bot.access import overflowing
 from bot.store import RenderRecord, Store, TurnRecord
 from tests.conftest import RETENTION, RedisServer
 
@@ -144,3 +146,20 @@ async def test_a_render_whose_record_is_gone_leaves_the_active_set(any_store: St
     leased = await store.lease_renders(await store.active_renders(), "me", 30)
     assert [rid for rid, _ in leased] == ["render_1"]
     assert await store.active_renders() == ["render_1"]
+
+
+async def test_concurrent_attempts_never_take_more_than_the_allowance(any_store: Store) -> None:
+    """Thirty members of one group at once, ten turns allowed: ten go, and the refused twenty use
+    up nothing (each member's own counter stays at what she was allowed)."""
+    members = range(30)
+
+    async def attempt(member: int) -> int:
+        limits = {f"turns:user:{member}": 5, "turns:chat:-100": 10}
+        return await any_store.take_allowance(limits, 3600, 1, overflowing)
+
+    waits = await asyncio.gather(*(attempt(member) for member in members))
+    assert waits.count(0) == 10
+    assert all(0 < wait <= 3600 for wait in waits if wait)
+    assert int(await any_store.redis.get(any_store.keys.counter("turns:chat:-100"))) == 10
+    counted = [await any_store.redis.get(any_store.keys.counter(f"turns:user:{m}")) for m in members]
+    assert sorted(counted, key=str) == ["1"] * 10 + [None] * 20
