@@ -1,7 +1,9 @@
-"""`python -m bot`: read the settings, then run the bot with long polling."""
+"""`python -m bot`: read the settings, then run the bot: with long polling, or as one replica in
+webhook mode when TELEGRAM_WEBHOOK_URL is set."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 from pydantic import ValidationError
@@ -22,11 +24,15 @@ def main() -> None:
     from bot.logs import setup_logging
 
     setup_logging(settings.log_level, settings.secrets())
-    application = build_application(settings)
     try:
-        application.run_polling(
-            allowed_updates=Update.ALL_TYPES, drop_pending_updates=False, bootstrap_retries=3
-        )
+        if settings.telegram_webhook_url:
+            from bot.web import serve
+
+            asyncio.run(serve(settings))
+        else:
+            build_application(settings).run_polling(
+                allowed_updates=Update.ALL_TYPES, drop_pending_updates=False, bootstrap_retries=3
+            )
     except InvalidToken:
         print(
             "nemo-video-bot: Telegram refused TELEGRAM_BOT_TOKEN: check it with @BotFather.", file=sys.stderr

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -15,13 +16,16 @@ from telegram.constants import ChatMemberStatus
 from telegram.error import TelegramError
 from telegram.ext import ExtBot
 
+from bot import metrics
 from bot.access import Guard
 from bot.aio import cancel_and_wait
 from bot.flows import ChatContext, Flows
+from bot.inbox import Inbox
 from bot.intents import Intent, links_in, route
 from bot.nemo import Attribution, NemoClient, RetryPolicy
 from bot.projects import Projects
 from bot.renders import Renders, RenderTimings
+from bot.replicas import Replicas
 from bot.settings import Settings
 from bot.store import Store
 from bot.telegram_io import ChatOutput, Telegram
@@ -48,6 +52,8 @@ class Services:
         uploads: Uploads,
         guard: Guard,
         telegram: Telegram,
+        replicas: Replicas,
+        inbox: Inbox,
     ):
         self.settings = settings
         self.store = store
@@ -58,6 +64,8 @@ class Services:
         self._uploads = uploads
         self._guard = guard
         self._telegram = telegram
+        self._replicas = replicas
+        self.inbox = inbox  # webhook mode: updates recorded for the replicas
         self._background: list[asyncio.Task[None]] = []
         self._admin_cache: dict[tuple[int, int], tuple[bool, float]] = {}
 
@@ -149,27 +157,58 @@ class Services:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start watching renders and pick up what a stopped process left."""
-        self._background.append(self._renders.start())
-        self._background.append(asyncio.create_task(self._recover(), name="recovery"))
+    @property
+    def replica_id(self) -> str:
+        return self._replicas.me
 
-    async def _recover(self) -> None:
+    def start(self) -> None:
+        """Start watching renders, keep this replica's heartbeat, and take over the work of
+        replicas that stopped: once at start with long polling (one process per token, so every
+        other owner is gone), every lease period in webhook mode."""
+        self._background.append(self._renders.start())
+        self._background.append(asyncio.create_task(self._replicas.keep_alive(), name="heartbeat"))
+        self._background.append(asyncio.create_task(self._sweeps(), name="sweeps"))
+
+    async def _sweeps(self) -> None:
+        if not self.settings.telegram_webhook_url:
+            await self._sweep(_everyone)
+            return
+        while True:
+            await self._sweep(self._replicas.dead)
+            await asyncio.sleep(self._replicas.lease)
+
+    async def _sweep(self, orphaned: Callable[[set[str]], Awaitable[set[str]]]) -> None:
         """Cut turns and media not yet forwarded; media first, since turns wait on timelines."""
-        for step in (self._uploads.recover, self._turns.recover):
+        for step in (self._uploads.sweep, self._turns.sweep):
             try:
-                await step()
+                await step(orphaned)
             except RedisError as err:
                 log.warning(
                     "recovery step %s skipped, Redis unavailable: %s", step.__qualname__, type(err).__name__
                 )
 
+    async def read_gauges(self) -> None:
+        """Queue depths for /metrics, read from Redis (shared by every replica)."""
+        try:
+            metrics.QUEUE_DEPTH.labels("updates_pending").set(await self.inbox.pending())
+            metrics.QUEUE_DEPTH.labels("renders_active").set(len(await self.store.active_renders()))
+            metrics.QUEUE_DEPTH.labels("turns_running").set(len(await self.store.running_turns()))
+            metrics.QUEUE_DEPTH.labels("uploads_pending").set(len(await self.store.pending_upload_owners()))
+            metrics.REPLICAS.set(await self._replicas.count())
+        except RedisError as err:
+            log.info("queue depths not read, Redis unavailable: %s", type(err).__name__)
+
     async def stop(self, grace: float) -> None:
-        """Finish or hand over the work in hand (the bot can still send)."""
+        """Finish or hand over the work in hand (the bot can still send), then leave: the
+        heartbeat goes at once, so other replicas take over what is left without waiting."""
         await self._renders.stop(grace)
         await self._uploads.flush_all()
         await self._turns.hand_over(grace)
         await cancel_and_wait(self._background)
+        try:
+            await self._replicas.leave()
+        except RedisError as err:
+            log.info("heartbeat not removed, Redis unavailable: %s", type(err).__name__)
 
     async def close(self) -> None:
         for http in self._http:
@@ -207,6 +246,11 @@ class Services:
             await ctx.out.say(f"limit_{kind}", minutes=max(1, math.ceil(wait / 60)))
             return False
         return True
+
+
+async def _everyone(owners: set[str]) -> set[str]:
+    """With long polling only one process runs: every other owner has stopped."""
+    return owners
 
 
 def connect_redis(settings: Settings) -> Redis:
@@ -266,6 +310,13 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
     )
     flows = Flows(settings, projects, client, store)
     telegram = Telegram(bot, settings.transfers)
+    replicas = Replicas(store, settings.replica_lease_seconds)
+    inbox = Inbox(
+        store,
+        replicas.me,
+        lease_seconds=settings.replica_lease_seconds,
+        block_seconds=settings.inbox_block_seconds,
+    )
     turns = Turns(
         flows,
         projects,
@@ -281,6 +332,7 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
             max_live=settings.max_live_turns,
         ),
         telegram,
+        owner=replicas.me,
     )
     renders = Renders(
         flows,
@@ -317,8 +369,19 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
         UploadLimits(settings.upload_limit_mb, settings.telegram_download_limit_mb),
         album_wait=settings.album_wait_seconds,
         on_caption=act_on_caption,
+        owner=replicas.me,
     )
     services = Services(
-        settings, store, [http, streams], flows, turns, renders, uploads, Guard(settings, store), telegram
+        settings,
+        store,
+        [http, streams],
+        flows,
+        turns,
+        renders,
+        uploads,
+        Guard(settings, store),
+        telegram,
+        replicas,
+        inbox,
     )
     return services

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.profiles import PROFILES, Profile
@@ -14,6 +16,8 @@ from bot.telegram_io import Transfers
 TELEGRAM_CLOUD_DOWNLOAD_MB = 20  # getFile limit of the cloud Bot API
 TELEGRAM_CLOUD_UPLOAD_MB = 50  # sendVideo/sendDocument limit of the cloud Bot API
 TELEGRAM_LOCAL_MB = 2000  # both limits with a self-hosted Bot API server in --local mode
+DEFAULT_HTTP_PORT = 8080
+WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")  # Telegram's rule for secret_token
 
 SkillName = Literal["maker-online-free", "maker-free-best", "ai-video-creator-online", "free-generator-maker"]
 
@@ -27,6 +31,14 @@ class Settings(BaseSettings):
     telegram_base_url: str = "https://api.telegram.org/bot"
     telegram_base_file_url: str = "https://api.telegram.org/file/bot"
     telegram_local_mode: bool = False
+    # Webhook mode (several replicas behind a proxy); unset, the bot uses long polling
+    telegram_webhook_url: str | None = None
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_webhook_max_connections: int = Field(default=40, ge=1, le=100)
+    http_host: str = "0.0.0.0"  # noqa: S104  # a replica listens on every interface of its container
+    http_port: int | None = Field(default=None, ge=1, le=65535)  # 8080 in webhook mode
+    replica_lease_seconds: float = Field(default=15, gt=0)  # a replica silent this long is taken as dead
+    inbox_block_seconds: float = Field(default=1, gt=0)  # one wait for new updates in the stream
 
     nemo_api_base: str = "https://mega-api-prod.nemovideo.ai"
     nemo_token: SecretStr | None = None
@@ -128,6 +140,23 @@ class Settings(BaseSettings):
             return frozenset(int(part) for part in value.replace(",", " ").split())
         return value
 
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not WEBHOOK_SECRET.fullmatch(value.get_secret_value()):
+            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> Settings:
+        if self.telegram_webhook_url and self.telegram_webhook_secret is None:
+            raise ValueError(
+                "TELEGRAM_WEBHOOK_SECRET is required with TELEGRAM_WEBHOOK_URL: without it anyone could post updates"
+            )
+        if self.telegram_webhook_url and not self.telegram_webhook_url.startswith(("http://", "https://")):
+            raise ValueError("TELEGRAM_WEBHOOK_URL must start with https:// (or http:// behind a proxy)")
+        return self
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
@@ -154,6 +183,18 @@ class Settings(BaseSettings):
         )
 
     @property
+    def webhook_path(self) -> str | None:
+        """The path of TELEGRAM_WEBHOOK_URL, served by each replica; None in polling mode."""
+        if not self.telegram_webhook_url:
+            return None
+        return urlsplit(self.telegram_webhook_url).path or "/"
+
+    @property
+    def listen_port(self) -> int | None:
+        """Where the HTTP server listens: HTTP_PORT, 8080 in webhook mode, else none."""
+        return self.http_port or (DEFAULT_HTTP_PORT if self.telegram_webhook_url else None)
+
+    @property
     def transfers(self) -> Transfers:
         return Transfers(self.telegram_network_attempts, self.telegram_file_seconds)
 
@@ -176,6 +217,8 @@ class Settings(BaseSettings):
         values = [token, token.split(":", 1)[1]]  # the secret half alone, as in an encoded file URL
         if self.nemo_token:
             values.append(self.nemo_token.get_secret_value())
+        if self.telegram_webhook_secret:
+            values.append(self.telegram_webhook_secret.get_secret_value())
         return values
 
 
@@ -183,9 +226,12 @@ def describe_error(err: ValidationError) -> str:
     """One line per bad setting, named as the operator writes it in the environment."""
     lines = []
     for issue in err.errors():
-        name = str(issue["loc"][0]).upper() if issue["loc"] else "settings"
+        if not issue["loc"]:  # a rule across settings: its message names them
+            lines.append(str(issue["msg"]).removeprefix("Value error, ") + ".")
+            continue
+        name = str(issue["loc"][0]).upper()
         if issue["type"] == "missing":
             lines.append(f"{name} is not set: it is required (see .env.example).")
         else:
-            lines.append(f"{name} is invalid: {issue['msg']}.")
+            lines.append(f"{name} is invalid: {str(issue['msg']).removeprefix('Value error, ')}.")
     return " ".join(lines)

@@ -50,8 +50,20 @@ class Keys:
     def update_seen(self, update_id: int) -> str:
         return f"{self.namespace}:update:{update_id}"
 
+    def inbox(self) -> str:
+        return f"{self.namespace}:inbox"
+
+    def inbox_recorded(self, update_id: int) -> str:
+        return f"{self.namespace}:inbox-recorded:{update_id}"
+
+    def replica(self, replica_id: str) -> str:
+        return f"{self.namespace}:replica:{replica_id}"
+
     def pending_uploads(self) -> str:
         return f"{self.namespace}:pending-uploads"
+
+    def pending_owners(self) -> str:
+        return f"{self.namespace}:pending-owners"
 
     def counter(self, name: str) -> str:
         return f"{self.namespace}:limit:{name}"
@@ -88,6 +100,7 @@ class TurnRecord:
     language: str = "en"
     session_language: str = "en"
     before: list[dict[str, Any]] | None = None  # the timeline when the turn began
+    owner: str = ""  # the replica running it (bot.replicas); "" in records from before replicas
 
 
 @dataclass
@@ -124,6 +137,22 @@ ALLOWANCE_ATTEMPTS = 20  # a counter changed by another attempt is read again, t
 
 # Moves that must not interleave with another process's, each one atomic round trip in Redis.
 SCRIPTS = {
+    # KEYS: the pending uploads, their owners; ARGV: the new owner, then the dead ones ("" for records without
+    # an owner). Re-owns each item a dead replica held; returns them.
+    "take_over_uploads": """
+        local dead = {}
+        for i = 2, #ARGV do dead[ARGV[i]] = true end
+        local taken = {}
+        local all = redis.call('HGETALL', KEYS[1])
+        for i = 1, #all, 2 do
+            local owner = redis.call('HGET', KEYS[2], all[i]) or ''
+            if dead[owner] then
+                redis.call('HSET', KEYS[2], all[i], ARGV[1])
+                table.insert(taken, all[i + 1])
+            end
+        end
+        return taken
+    """,
     # KEYS: the turn; ARGV: started_at. Deletes the record only while it is that turn's.
     "end_turn": """
         local raw = redis.call('GET', KEYS[1])
@@ -228,16 +257,15 @@ class Store:
         raw = await self.redis.get(self.keys.turn(chat_key))
         return _decode(TurnRecord, raw) if raw else None
 
-    async def end_turn(self, chat_key: str, started_at: float | None = None) -> None:
+    async def end_turn(self, chat_key: str, started_at: float | None = None) -> bool:
         """Close the chat's turn record; with `started_at`, only if it is still that turn's (it may
-        have expired, and a newer turn hold the slot now)."""
+        have expired, and a newer turn hold the slot now). True for the one caller that closed it."""
         if started_at is None:
-            await self.redis.delete(self.keys.turn(chat_key))
-        else:
-            await self._scripts["end_turn"](keys=[self.keys.turn(chat_key)], args=[started_at])
+            return bool(await self.redis.delete(self.keys.turn(chat_key)))
+        return bool(await self._scripts["end_turn"](keys=[self.keys.turn(chat_key)], args=[started_at]))
 
-    async def interrupted_turns(self) -> list[tuple[str, TurnRecord]]:
-        """Turns recorded by a process that is gone (used at start-up)."""
+    async def running_turns(self) -> list[tuple[str, TurnRecord]]:
+        """Every turn recorded as running, by any replica (the caller picks the orphans)."""
         prefix = self.keys.turn("")
         found = []
         async for key in self.redis.scan_iter(match=f"{prefix}*", count=200):
@@ -455,12 +483,42 @@ class Store:
 
     # -- media received but not yet forwarded ---------------------------------------------------
 
-    async def add_pending_upload(self, chat_key: str, message_id: int, payload: dict[str, Any]) -> None:
-        await self.redis.hset(self.keys.pending_uploads(), f"{chat_key}|{message_id}", _encode(payload))
+    async def add_pending_upload(
+        self, chat_key: str, message_id: int, payload: dict[str, Any], owner: str
+    ) -> None:
+        """Note media received and not yet forwarded, held by replica `owner`."""
+        item = f"{chat_key}|{message_id}"
+        await self._pipe(
+            lambda p: (
+                p.hset(self.keys.pending_uploads(), item, _encode(payload)),
+                p.hset(self.keys.pending_owners(), item, owner),
+            )
+        )
 
     async def remove_pending_uploads(self, chat_key: str, message_ids: list[int]) -> None:
         if message_ids:
-            await self.redis.hdel(self.keys.pending_uploads(), *(f"{chat_key}|{m}" for m in message_ids))
+            items = [f"{chat_key}|{m}" for m in message_ids]
+            await self._pipe(
+                lambda p: (
+                    p.hdel(self.keys.pending_uploads(), *items),
+                    p.hdel(self.keys.pending_owners(), *items),
+                )
+            )
+
+    async def pending_upload_owners(self) -> set[str]:
+        """The replicas holding media not yet forwarded ("" for items recorded without one)."""
+        items, owners = await self._pipe(
+            lambda p: (p.hkeys(self.keys.pending_uploads()), p.hgetall(self.keys.pending_owners()))
+        )
+        return {_text(owners.get(item, "")) for item in items}
+
+    async def take_over_uploads(self, dead: set[str], me: str) -> list[dict[str, Any]]:
+        """The pending media of replicas that died, now recorded as `me`'s (atomically: of two
+        replicas taking over at once, each item goes to one)."""
+        taken = await self._scripts["take_over_uploads"](
+            keys=[self.keys.pending_uploads(), self.keys.pending_owners()], args=[me, *sorted(dead)]
+        )
+        return [json.loads(_text(raw)) for raw in taken]
 
     async def pending_uploads(self) -> list[dict[str, Any]]:
         raw = await self.redis.hgetall(self.keys.pending_uploads())

@@ -12,6 +12,7 @@ import contextlib
 import enum
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 
 from redis.exceptions import RedisError
@@ -81,8 +82,16 @@ class _Progress:
 
 class Turns:
     def __init__(
-        self, flows: Flows, projects: Projects, store: Store, timings: TurnTimings, telegram: Telegram
+        self,
+        flows: Flows,
+        projects: Projects,
+        store: Store,
+        timings: TurnTimings,
+        telegram: Telegram,
+        *,
+        owner: str,
     ):
+        self.owner = owner  # this replica: the turns it records are its own
         self.flows = flows
         self.projects = projects
         self.store = store
@@ -95,7 +104,13 @@ class Turns:
     async def start(self, ctx: ChatContext, text: str) -> asyncio.Task[None] | None:
         """Run a turn in the background; None (after saying so) when one is already running."""
         record = TurnRecord(
-            time.time(), text[:80], ctx.chat.chat_id, ctx.chat.thread_id, ctx.lang, ctx.session_lang
+            time.time(),
+            text[:80],
+            ctx.chat.chat_id,
+            ctx.chat.thread_id,
+            ctx.lang,
+            ctx.session_lang,
+            owner=self.owner,
         )
         ttl = self.timings.max_seconds + 60
         if not await self.store.start_turn(ctx.chat.key, record, ttl):
@@ -134,15 +149,16 @@ class Turns:
         self._handing_over = True
         await cancel_and_wait(list(self._tasks.values()))
 
-    async def recover(self) -> None:
-        """Tell each chat whose turn a stopped process cut off, then what changed on the timeline.
-
-        The request itself is never sent again: the agent may have done it already.
-        """
+    async def sweep(self, orphaned: Callable[[set[str]], Awaitable[set[str]]]) -> None:
+        """Tell each chat whose turn a replica that has stopped cut off, then what changed on the
+        timeline. The request itself is never sent again: the agent may have done it already.
+        Of replicas sweeping at once, one reports each turn."""
+        others = [(key, turn) for key, turn in await self.store.running_turns() if turn.owner != self.owner]
+        dead = await orphaned({turn.owner for _, turn in others}) if others else set()
         reports = []
-        for chat_key, turn in await self.store.interrupted_turns():
-            await self.store.end_turn(chat_key)  # first, so a crash here cannot make us say it twice
-            if turn.chat_id:
+        for chat_key, turn in others:
+            # Closed first, so a crash here cannot make anyone say it twice.
+            if turn.owner in dead and await self.store.end_turn(chat_key, turn.started_at) and turn.chat_id:
                 reports.append(self._report_interrupted(chat_key, turn))
         await asyncio.gather(*reports)  # each chat waits for its own timeline, not for the others
 

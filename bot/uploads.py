@@ -34,6 +34,7 @@ MB = 1024 * 1024
 TOKEN_IN_URL = re.compile(r"/bot\d+:[\w-]+", re.IGNORECASE)
 
 CaptionHandler = Callable[[ChatContext, str], Awaitable[None]]
+Orphaned = Callable[[set[str]], Awaitable[set[str]]]  # which of these replicas are gone
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class Uploads:
         *,
         album_wait: float,
         on_caption: CaptionHandler,
+        owner: str,
     ):
         self.flows = flows
         self.projects = projects
@@ -103,6 +105,7 @@ class Uploads:
         self.limits = limits
         self.album_wait = album_wait
         self.on_caption = on_caption
+        self.owner = owner  # this replica: the pending media it records are its own
         self._albums: dict[tuple[str, str], _Album] = {}
 
     async def receive(
@@ -113,7 +116,7 @@ class Uploads:
         It is noted in Redis until its reply is sent, so a restarted bot forwards it all the same.
         """
         await self.store.add_pending_upload(
-            ctx.chat.key, file.message_id, _pending(ctx, file, album, caption)
+            ctx.chat.key, file.message_id, _pending(ctx, file, album, caption), self.owner
         )
         if album is None:
             try:
@@ -154,10 +157,15 @@ class Uploads:
         except Exception:
             log.exception("chat %s: album upload failed", entry.ctx.chat.key)
 
-    async def recover(self) -> None:
-        """Forward media a stopped process had received but not yet sent on (albums kept whole)."""
+    async def sweep(self, orphaned: Orphaned) -> None:
+        """Forward media that a replica which has stopped had received but not yet sent on
+        (albums kept whole). Of replicas sweeping at once, each item goes to one."""
+        owners = await self.store.pending_upload_owners() - {self.owner}
+        dead = await orphaned(owners) if owners else set()
+        if not dead:
+            return
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for item in await self.store.pending_uploads():
+        for item in await self.store.take_over_uploads(dead, self.owner):
             group = item.get("album") or f"message {item['file']['message_id']}"
             groups.setdefault((item["chat_key"], group), []).append(item)
         for (chat_key, _), items in groups.items():

@@ -1,0 +1,163 @@
+"""The webhook's inbox: updates recorded durably in a Redis Stream before Telegram hears 200, then
+handled by exactly one replica through a consumer group.
+
+- `record` keeps an update once (by update id: Telegram posts it again when an answer is lost).
+- `run` reads new entries for this replica and hands each to the handlers, at most
+  `CONCURRENT_UPDATES` at once; an entry is acknowledged (and deleted) once handled.
+- While an entry is being handled its owner touches it a few times a lease, so it never looks idle;
+  entries idle for a lease belong to a replica that died, and the next replica to look claims them.
+  An update a dead replica had already begun is not run again (the handlers' own de-duplication
+  skips it): what it started is recovered from its own records (turns, uploads, renders).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.exceptions import RedisError, ResponseError
+
+from bot import metrics
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+GROUP = "replicas"
+CLAIM_BATCH = 100  # entries taken over per look, from a replica that died
+
+# KEYS: the "recorded" marker, the stream; ARGV: retention seconds, the update's JSON.
+RECORD = """
+    if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
+        redis.call('XADD', KEYS[2], '*', 'update', ARGV[2])
+        return 1
+    end
+    return 0
+"""
+
+
+class Inbox:
+    def __init__(self, store: Store, replica_id: str, *, lease_seconds: float, block_seconds: float):
+        self.store = store
+        self.redis = store.redis
+        self.me = replica_id
+        self.stream = store.keys.inbox()
+        self.lease = lease_seconds
+        self.block = block_seconds
+        self._record = self.redis.register_script(RECORD)
+        self._in_hand: set[str] = set()
+
+    async def record(self, update: dict[str, Any]) -> bool:
+        """Keep an update for the replicas; False when it was kept before (a repeated post)."""
+        update_id = int(update["update_id"])
+        fresh = await self._record(
+            keys=[self.store.keys.inbox_recorded(update_id), self.stream],
+            args=[self.store.retention.update, json.dumps(update, separators=(",", ":"))],
+        )
+        metrics.UPDATES.labels("recorded" if fresh else "duplicate").inc()
+        return bool(fresh)
+
+    async def pending(self) -> int:
+        """Entries recorded and not yet handled (waiting or in hand), for /metrics."""
+        try:
+            groups = await self.redis.xinfo_groups(self.stream)
+        except ResponseError:  # no stream yet
+            return 0
+        return sum(int(group.get("lag") or 0) + int(group.get("pending") or 0) for group in groups)
+
+    async def run(self, handle: Callable[[dict[str, Any]], Awaitable[None]], concurrency: int) -> None:
+        """Hand this replica's share of updates to `handle` until cancelled."""
+        await self._ensure_group()
+        slots = asyncio.Semaphore(concurrency)
+        tasks: set[asyncio.Task[None]] = set()
+        toucher = asyncio.create_task(self._touch_in_hand(), name="inbox touch")
+        claimed_at = 0.0
+        try:
+            while True:
+                try:
+                    entries: list[tuple[str, dict[str, Any]]] = []
+                    if time.monotonic() - claimed_at > self.lease / 2:
+                        claimed_at = time.monotonic()
+                        entries = await self._claim_abandoned()
+                    free = max(1, concurrency - len(tasks))
+                    entries += await self._read_new(free)
+                except RedisError as err:
+                    log.warning("inbox unavailable: %s", type(err).__name__)
+                    await asyncio.sleep(self.block)
+                    continue
+                for entry_id, fields in entries:
+                    await slots.acquire()
+                    self._in_hand.add(entry_id)
+                    task = asyncio.create_task(self._handle(entry_id, fields, handle, slots))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+        finally:
+            toucher.cancel()
+            if tasks:  # let updates in hand finish; the unfinished stay pending for another replica
+                await asyncio.wait(tasks)
+
+    async def _handle(
+        self,
+        entry_id: str,
+        fields: dict[str, Any],
+        handle: Callable[[dict[str, Any]], Awaitable[None]],
+        slots: asyncio.Semaphore,
+    ) -> None:
+        started = time.monotonic()
+        try:
+            await handle(json.loads(fields["update"]))
+            metrics.UPDATES.labels("handled").inc()
+        except Exception as err:  # the handlers' error handler has told the user already
+            metrics.UPDATES.labels("failed").inc()
+            log.warning("update %s failed: %s", entry_id, type(err).__name__)
+        finally:
+            metrics.UPDATE_SECONDS.observe(time.monotonic() - started)
+            slots.release()
+            self._in_hand.discard(entry_id)
+        with contextlib.suppress(RedisError):  # unacknowledged, it would be handled again: the
+            async with self.redis.pipeline(transaction=True) as pipe:  # dedupe stops that
+                pipe.xack(self.stream, GROUP, entry_id)
+                pipe.xdel(self.stream, entry_id)
+                await pipe.execute()
+
+    async def _ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except ResponseError as err:
+            if "BUSYGROUP" not in str(err):
+                raise
+
+    async def _read_new(self, count: int) -> list[tuple[str, dict[str, Any]]]:
+        answer: Any = await self.redis.xreadgroup(
+            GROUP, self.me, {self.stream: ">"}, count=count, block=int(self.block * 1000)
+        )
+        return [(entry_id, fields) for _, entries in answer or [] for entry_id, fields in entries]
+
+    async def _claim_abandoned(self) -> list[tuple[str, dict[str, Any]]]:
+        """Entries a dead replica held (idle for a lease): now this replica's."""
+        _, entries, _ = await self.redis.xautoclaim(
+            self.stream, GROUP, self.me, min_idle_time=int(self.lease * 1000), count=CLAIM_BATCH
+        )
+        taken = [(entry_id, fields) for entry_id, fields in entries if fields]
+        if taken:
+            metrics.UPDATES.labels("taken_over").inc(len(taken))
+            log.info("took over %d update(s) from a replica that stopped", len(taken))
+        return taken
+
+    async def _touch_in_hand(self) -> None:
+        """Keep the entries being handled from looking abandoned (their idle time restarts)."""
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            if self._in_hand:
+                with contextlib.suppress(RedisError):
+                    await self.redis.xclaim(
+                        self.stream,
+                        GROUP,
+                        self.me,
+                        min_idle_time=0,
+                        message_ids=list(self._in_hand),
+                        justid=True,
+                    )
