@@ -64,6 +64,10 @@ async def on_start(application: Application) -> None:  # type: ignore[type-arg]
     with contextlib.suppress(Exception):
         await register_commands(application)
     services.start()
+    if settings.listen_port and not settings.telegram_webhook_url:  # polling: /healthz and /metrics
+        from bot.web import start_server
+
+        application.bot_data["http"] = await start_server(services, settings)
     log.info("bot ready as profile %s", settings.nemo_skill)
 
 
@@ -79,6 +83,8 @@ async def on_shutdown(application: Application) -> None:  # type: ignore[type-ar
     services: Services | None = application.bot_data.get("services")
     if services is None:
         return
+    if (runner := application.bot_data.get("http")) is not None:
+        await runner.cleanup()
     await services.close()
 
 

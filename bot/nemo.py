@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 from httpx_sse import aconnect_sse
 
+from bot import metrics
 from bot.errors import BackendUnavailable, NemoError, StreamDropped, StreamIdle, error_for, unwrap
 from bot.sse import AgentEvent, parse_event
 
@@ -147,7 +149,9 @@ class NemoClient:
         render start must not run twice)."""
         headers = self._headers(token, **kwargs.pop("headers", {}))
         attempts = 1 + (self._retry.attempts if method == "GET" else 0)
+        operation = metrics.BACKEND_SECONDS.labels(_operation(path))
         for attempt in range(1, attempts + 1):
+            started = time.monotonic()
             try:
                 try:
                     response = await self._http.request(method, path, headers=headers, **kwargs)
@@ -155,9 +159,12 @@ class NemoClient:
                     raise BackendUnavailable(f"{method} {path}: timed out") from err
                 except httpx.HTTPError as err:
                     raise BackendUnavailable(f"{method} {path}: {type(err).__name__}") from err
+                finally:
+                    operation.observe(time.monotonic() - started)
                 return _decode(response, anonymous=anonymous)
-            except BackendUnavailable:
-                if attempt == attempts:
+            except NemoError as err:
+                metrics.BACKEND_ERRORS.labels(type(err).__name__).inc()
+                if not isinstance(err, BackendUnavailable) or attempt == attempts:
                     raise
                 await asyncio.sleep(self._retry.delay(attempt))
         raise AssertionError("unreachable")
@@ -323,6 +330,13 @@ class NemoClient:
         except httpx.HTTPError as err:
             raise BackendUnavailable(f"download: {type(err).__name__}") from err
         return written
+
+
+def _operation(path: str) -> str:
+    """A call's name for the metrics: its path without ids ("/api/render/proxy/lambda/{id}")."""
+    return "/".join(
+        "{id}" if any(ch.isdigit() for ch in part) else part for part in path.split("?")[0].split("/")
+    )
 
 
 async def _events(source: AsyncIterator[Any]) -> AsyncIterator[AgentEvent]:

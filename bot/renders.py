@@ -25,6 +25,7 @@ from typing import Any
 from redis.exceptions import RedisError
 from telegram.error import TelegramError
 
+from bot import metrics
 from bot.access import today
 from bot.errors import BackendRejected, NemoError, SessionNotFound, TokenExpired
 from bot.flood import Thinned
@@ -175,10 +176,12 @@ class Renders:
         try:
             status = await self._start(ctx.chat, record, state.draft)
         except Exception as err:
+            metrics.RENDERS.labels("failed").inc()
             record.status = "failed"
             await self.store.close_render(record)
             await self.flows.explain(ctx, err, message_id=record.progress_message_id, buttons=("retry",))
             return
+        metrics.RENDERS.labels("started").inc()
         record.status, record.progress = status.status, status.progress
         await self.store.save_render(record)
         log.info("chat %s: render %s started", ctx.chat.key, record.render_id)
@@ -437,6 +440,8 @@ class Renders:
         await self._delivered(record, sent_file=sent)
 
     async def _delivered(self, record: RenderRecord, *, sent_file: bool) -> None:
+        metrics.RENDERS.labels("completed").inc()
+        metrics.DELIVERIES.labels("video" if sent_file else "link").inc()
         record.status = "delivered"
         await self.store.close_render(record)
         await self.store.count_usage("delivered", record.chat_key, today())
@@ -458,6 +463,7 @@ class Renders:
         return True
 
     async def _give_up(self, record: RenderRecord, out: ChatOutput) -> None:
+        metrics.RENDERS.labels("timed_out").inc()
         record.status = "expired"
         await self.store.close_render(record)
         minutes = round(self.timings.max_seconds / 60)

@@ -173,6 +173,9 @@ class Services:
         if not self.settings.telegram_webhook_url:
             await self._sweep(_everyone)
             return
+        self._background.append(
+            asyncio.create_task(self._turns.follow_cancels(self._replicas.lease / 3), name="cancels")
+        )
         while True:
             await self._sweep(self._replicas.dead)
             await asyncio.sleep(self._replicas.lease)

@@ -257,6 +257,14 @@ class Store:
         raw = await self.redis.get(self.keys.turn(chat_key))
         return _decode(TurnRecord, raw) if raw else None
 
+    async def turn_starts(self, chat_keys: list[str]) -> dict[str, float | None]:
+        """When each chat's running turn started (None: no turn), in one round trip."""
+        raws = await self.redis.mget([self.keys.turn(key) for key in chat_keys])
+        return {
+            key: _decode(TurnRecord, raw).started_at if raw else None
+            for key, raw in zip(chat_keys, raws, strict=True)
+        }
+
     async def end_turn(self, chat_key: str, started_at: float | None = None) -> bool:
         """Close the chat's turn record; with `started_at`, only if it is still that turn's (it may
         have expired, and a newer turn hold the slot now). True for the one caller that closed it."""

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from redis.exceptions import RedisError
 from telegram.error import TelegramError
 
+from bot import metrics
 from bot.agent_text import ChatText, to_chat
 from bot.aio import cancel_and_wait
 from bot.errors import StreamDropped, StreamIdle
@@ -62,6 +63,14 @@ class Close(enum.Enum):
     REPORT_CHANGES = "a silent turn: report what changed on the timeline"
 
 
+TURN_OUTCOMES = {  # how /metrics names the end of a turn
+    Close.NOTHING: "answered",
+    Close.SAY_TIMEOUT: "timed_out",
+    Close.WATCH_TIMELINE: "dropped",
+    Close.REPORT_CHANGES: "silent",
+}
+
+
 def closing(ending: Ending, *, said_anything: bool) -> Close:
     """The end of a turn (pure): a dropped stream is never resent, a silent one is explained."""
     if ending is Ending.TIMED_OUT:
@@ -78,6 +87,7 @@ class _Progress:
     quiet_since: float = field(default_factory=time.monotonic)  # last text or "still working" notice
     merged: list[ChatText] = field(default_factory=list)  # replies waiting to go out as one (groups)
     merged_since: float = 0.0
+    asked_at: float = field(default_factory=time.time)
 
 
 class Turns:
@@ -98,6 +108,7 @@ class Turns:
         self.timings = timings
         self.telegram = telegram
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._started: dict[str, float] = {}  # each running turn's record, by its start
         self._live = asyncio.Semaphore(timings.max_live)  # one backend stream each
         self._handing_over = False  # set at shutdown: cut turns stay recorded for the next process
 
@@ -119,10 +130,12 @@ class Turns:
             if running is not None:
                 await asyncio.wait({running}, timeout=self.timings.busy_grace)
             if not await self.store.start_turn(ctx.chat.key, record, ttl):
+                metrics.TURNS.labels("busy").inc()
                 await ctx.out.say("busy")
                 return None
         task = asyncio.create_task(self._guarded(ctx, text, record), name=f"turn {ctx.chat.key}")
         self._tasks[ctx.chat.key] = task
+        self._started[ctx.chat.key] = record.started_at
         return task
 
     async def cancel(self, ctx: ChatContext) -> bool:
@@ -135,6 +148,25 @@ class Turns:
             return True
         await cancel_and_wait([task])
         return True
+
+    async def follow_cancels(self, interval: float) -> None:
+        """Stop this replica's turns whose record has gone: /cancel reached another replica (which
+        closed the record and said so). One Redis round trip per `interval` for all of them."""
+        while True:
+            await asyncio.sleep(interval)
+            running = [key for key, task in self._tasks.items() if not task.done() and key in self._started]
+            if not running:
+                continue
+            try:
+                current = await self.store.turn_starts(running)
+            except RedisError as err:
+                log.info("cancellations not checked, Redis unavailable: %s", type(err).__name__)
+                continue
+            for key in running:
+                task = self._tasks.get(key)
+                if task is not None and current.get(key) != self._started.get(key):
+                    log.info("chat %s: turn cancelled from another replica", key)
+                    task.cancel()
 
     async def hand_over(self, grace: float) -> None:
         """At shutdown: let running turns finish for `grace` seconds, then cut the rest.
@@ -191,6 +223,7 @@ class Turns:
             # Only now: a quick follow-up waits for this task, and must find the slot free after it.
             if self._tasks.get(ctx.chat.key) is asyncio.current_task():
                 del self._tasks[ctx.chat.key]
+                self._started.pop(ctx.chat.key, None)
 
     async def run(self, ctx: ChatContext, text: str, record: TurnRecord) -> None:
         """Send one message to the agent (the turn `record` holds the chat's slot) and show its
@@ -225,6 +258,7 @@ class Turns:
             await cancel_and_wait([ticker])
         await self._flush(ctx, progress)
         close = closing(ending, said_anything=bool(progress.texts or progress.errors))
+        metrics.TURNS.labels(TURN_OUTCOMES[close]).inc()
         if close is Close.SAY_TIMEOUT:
             await ctx.out.say("turn_timeout", minutes=round(self.timings.max_seconds / 60))
         elif close is Close.WATCH_TIMELINE:
@@ -236,6 +270,8 @@ class Turns:
     async def _show(self, ctx: ChatContext, event: AgentEvent, progress: _Progress) -> None:
         if event.kind == "text":
             chat_text = to_chat(event.text, ctx.lang)
+            if not progress.texts:
+                metrics.TURN_FIRST_REPLY_SECONDS.observe(time.time() - progress.asked_at)
             progress.texts += 1
             progress.quiet_since = time.monotonic()
             if ctx.shared and self.timings.merge_seconds > 0:

@@ -19,6 +19,7 @@ from typing import Any
 
 from telegram.error import TelegramError
 
+from bot import metrics
 from bot.errors import FileTooLarge, UnsupportedFile
 from bot.flood import Thinned
 from bot.flows import ChatContext, Flows
@@ -221,6 +222,8 @@ class Uploads:
                     return False
                 else:
                     added = _describe_uploads(uploaded, ready)
+        metrics.UPLOADS.labels("added").inc(len(added))
+        metrics.UPLOADS.labels("refused").inc(len(refused))
         await ctx.out.edit_or_send(notice_id, _summary(ctx, added, refused))
         if added:
             for caption in captions:

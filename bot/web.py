@@ -113,6 +113,18 @@ def make_app(settings: Settings, inbox: Inbox, health: Health, gauges: Any) -> w
     return app
 
 
+async def start_server(services: Services, settings: Settings) -> web.AppRunner:
+    """Listen on HTTP_HOST:HTTP_PORT: the webhook (if set), /healthz and /metrics."""
+    runner = web.AppRunner(
+        make_app(settings, services.inbox, Health(services, settings), services.read_gauges),
+        access_log=None,
+        handle_signals=False,
+    )
+    await runner.setup()
+    await web.TCPSite(runner, settings.http_host, settings.listen_port).start()
+    return runner
+
+
 async def serve(settings: Settings) -> None:
     """Run one replica in webhook mode until SIGTERM or SIGINT, then stop within the grace."""
     application = build_application(settings)
@@ -125,14 +137,7 @@ async def serve(settings: Settings) -> None:
         services: Services = application.bot_data["services"]
         inbox = services.inbox
         await application.start()
-        runner = web.AppRunner(
-            make_app(settings, inbox, Health(services, settings), services.read_gauges),
-            access_log=None,
-            handle_signals=False,
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, settings.http_host, settings.listen_port)
-        await site.start()
+        runner = await start_server(services, settings)
         consumer = asyncio.create_task(
             inbox.run(lambda data: handle(application, data), settings.concurrent_updates), name="inbox"
         )
