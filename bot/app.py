@@ -9,7 +9,7 @@ from telegram import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeAl
 from telegram.ext import Application, ApplicationBuilder
 
 from bot.flood import FloodLimiter, FloodLimits
-from bot.services import Services, build_services
+from bot.services import Services, build_services, connect_redis
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -100,16 +100,27 @@ def flood_limits(settings: Settings) -> FloodLimits:
     )
 
 
+def flood_limiter(settings: Settings) -> FloodLimiter:
+    """The pacer: its windows kept in Redis in webhook mode, so the replicas share Telegram's limits
+    (one process with long polling keeps them in memory)."""
+    if not settings.telegram_webhook_url or not settings.redis_url:
+        return FloodLimiter(flood_limits(settings))
+    return FloodLimiter(
+        flood_limits(settings), redis=connect_redis(settings), prefix=f"nvb:{settings.bot_id}:flood:"
+    )
+
+
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
     from handlers import register
 
+    limiter = flood_limiter(settings)
     application = (
         ApplicationBuilder()
         .token(settings.telegram_bot_token.get_secret_value())
         .base_url(settings.telegram_base_url)
         .base_file_url(settings.telegram_base_file_url)
         .local_mode(settings.telegram_local_mode)
-        .rate_limiter(FloodLimiter(flood_limits(settings)))
+        .rate_limiter(limiter)
         .concurrent_updates(settings.concurrent_updates)
         # Requests wait for the FloodLimiter before they take a connection, so the pool holds only
         # requests in flight; waiting for one is bounded generously (a busy pool is not an error).

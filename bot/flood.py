@@ -10,6 +10,11 @@ Requests come in two priorities. An answer waits for its turn, however long that
 traffic (typing, "still working", progress edits, set-up notices) goes only when it would not
 wait and would leave half of every window free for answers, and is otherwise dropped with
 `Thinned`. A 429 that still happens blocks that chat alone for its `retry_after`.
+
+Several replicas share Telegram's budget through Redis: given a client, the windows and the
+"blocked until" of a 429 live there (sorted sets of planned send times under `prefix`), and one
+Lua script plans each request atomically on Redis's own clock (see `RESERVE`). Without a client,
+or while Redis does not answer, each process keeps its own windows.
 """
 
 from __future__ import annotations
@@ -18,17 +23,25 @@ import asyncio
 import contextlib
 import datetime as dt
 import enum
+import itertools
 import logging
+import math
 import time
+import uuid
 import warnings
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
 from telegram.error import RetryAfter
 from telegram.ext import BaseRateLimiter
 from telegram.warnings import PTBDeprecationWarning
+
+from bot.metrics import TELEGRAM_429, TELEGRAM_RETRIES, TELEGRAM_THINNED
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +73,10 @@ COUNTED = frozenset(
 CATCH_UP_SECONDS = 0.005  # how late a paced request may be and still count at its planned moment
 COSMETIC_SHARE = 0.5  # cosmetic traffic may use a window only while it is less than half full
 IDLE_SWEEP_SECONDS = 60.0  # how often windows of chats gone quiet are forgotten
+REDIS_TIMEOUT_SECONDS = 1.0  # a reservation slower than this counts as Redis failing
+REDIS_RETRY_SECONDS = 5.0  # after a failure, requests use the local windows this long before Redis again
+REDIS_LOG_SECONDS = 60.0  # a failing Redis is logged at most once a minute
+REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 
 class Priority(enum.Enum):
@@ -159,10 +176,107 @@ def retry_seconds(err: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
 
 
-class FloodLimiter(BaseRateLimiter[Priority]):
-    """PTB's rate-limiter hook with Telegram's three windows and two priorities (see the module)."""
+# One request's plan, atomic on Redis's clock (seconds since the epoch from TIME, so replicas on
+# different hosts agree). Each window is a sorted set of planned send times (unique members); what
+# left it is forgotten, and a key vanishes when its last entry has left (PEXPIRE). The slot of a
+# window is Window.slot's: now while it holds fewer than its limit, else the limit-th last entry plus
+# its length; every moment from the slot on keeps the window's promise, so the latest slot suits all.
+# The bot's windows are planned for at once; a chat whose own windows (or 429) hold it back past the
+# bot's slot gets 'wait' and asks again then, so a slow chat never reserves the bot's future seconds
+# (a paced window reserved ahead would stall every other chat).
+#   KEYS: the bot's "blocked until", [the chat's], then one sorted set per window
+#   ARGV: 'answer' | 'cosmetic', a unique member, how many blocked keys, how many of the windows are
+#         the bot's (they come first), then limit, seconds and cosmetic share (0: none) per window
+#   -> {'go', delay}: sleep delay, then send (reserved in every window);
+#      {'wait', delay}: sleep delay, then ask again (nothing reserved); {'thin', '0'}: drop it
+RESERVE = """
+if redis.replicate_commands then redis.replicate_commands() end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local cosmetic = ARGV[1] == 'cosmetic'
+local nblocked = tonumber(ARGV[3])
+local nbot = tonumber(ARGV[4])
+local function fmt(x) return string.format('%.6f', x) end
+local bot_slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
+local chat_slot = now
+if nblocked > 1 then chat_slot = math.max(now, tonumber(redis.call('GET', KEYS[2]) or '0')) end
+if cosmetic and (bot_slot > now or chat_slot > now) then return {'thin', '0'} end
+local windows = {}
+for i = 1, #KEYS - nblocked do
+  local key = KEYS[nblocked + i]
+  local limit = tonumber(ARGV[3 + 3 * i - 1])
+  local seconds = tonumber(ARGV[3 + 3 * i])
+  local share = tonumber(ARGV[3 + 3 * i + 1])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(now - seconds))
+  local used = redis.call('ZCARD', key)
+  local slot = now
+  if used >= limit then
+    local kth = redis.call('ZRANGE', key, -limit, -limit, 'WITHSCORES')
+    slot = math.max(now, tonumber(kth[2]) + seconds)
+  end
+  if cosmetic then
+    -- something already in line (planned after now), or the window at least `share` used
+    if redis.call('ZCOUNT', key, '(' .. fmt(now), '+inf') > 0 then return {'thin', '0'} end
+    if share > 0 and used >= limit * share then return {'thin', '0'} end
+  end
+  if i <= nbot then bot_slot = math.max(bot_slot, slot) else chat_slot = math.max(chat_slot, slot) end
+  windows[i] = {key, seconds}
+end
+if chat_slot > bot_slot then return {'wait', fmt(chat_slot - now)} end
+for _, window in ipairs(windows) do
+  local key, seconds = window[1], window[2]
+  redis.call('ZADD', key, fmt(bot_slot), ARGV[2])
+  local keep = math.ceil((bot_slot + seconds - now) * 1000) + 1
+  if redis.call('PTTL', key) < keep then redis.call('PEXPIRE', key, keep) end
+end
+return {'go', fmt(bot_slot - now)}
+"""
 
-    def __init__(self, limits: FloodLimits, clock: Callable[[], float] = time.monotonic):
+# A 429: the key (the bot's or a chat's) holds "blocked until" on Redis's clock, for retry_after.
+#   KEYS: the blocked key; ARGV: seconds
+BLOCK = """
+if redis.replicate_commands then redis.replicate_commands() end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local seconds = tonumber(ARGV[1])
+local till = now + seconds
+if till > tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('SET', KEYS[1], string.format('%.6f', till), 'PX', math.max(1, math.ceil(seconds * 1000)))
+end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """A window as the reservation script sees it."""
+
+    limit: int
+    seconds: float
+    share: float  # cosmetic traffic goes while the window is less than this share used; 0: no such check
+
+    def args(self) -> list[str]:
+        return [str(self.limit), repr(self.seconds), repr(self.share)]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class FloodLimiter(BaseRateLimiter[Priority]):
+    """PTB's rate-limiter hook with Telegram's three windows and two priorities (see the module).
+
+    With `redis`, the windows and 429 blocks are shared by every limiter on that Redis under
+    `prefix` (e.g. "nvb:123:flood:"); each limiter still keeps a chat's requests in order."""
+
+    def __init__(
+        self,
+        limits: FloodLimits,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        redis: Redis | None = None,
+        prefix: str = "",
+    ):
         self.limits = limits
         self._clock = clock
         margin = limits.margin_seconds
@@ -178,12 +292,34 @@ class FloodLimiter(BaseRateLimiter[Priority]):
         self._swept_at = 0.0
         self.thinned = 0  # cosmetic requests dropped so far
         self.flood_waits = 0  # 429s Telegram still sent
+        # Shared windows (see RESERVE): their shapes match the local ones.
+        self._prefix = prefix
+        self._bot_shapes = [
+            _Shape(self._second.limit, self._second.seconds, COSMETIC_SHARE),
+            _Shape(self._pacing.limit, self._pacing.seconds, 0.0),  # cosmetic waits for the pacing alone
+        ]
+        self._chat_shape = _Shape(
+            limits.chat_burst, limits.chat_burst / limits.chat_per_second + margin, COSMETIC_SHARE
+        )
+        self._group_shape = _Shape(limits.group_per_minute, 60.0 + margin, COSMETIC_SHARE)
+        self.redis = redis  # closed with the limiter
+        self._reserve: AsyncScript | None = None
+        self._block: AsyncScript | None = None
+        if redis is not None:
+            self._reserve = redis.register_script(RESERVE)
+            self._block = redis.register_script(BLOCK)
+        self._reserve_lock = asyncio.Lock()  # this process's reservations in order of arrival
+        self._member_prefix = uuid.uuid4().hex[:12]  # this limiter's; a counter makes each unique
+        self._members = itertools.count()
+        self._redis_down_until = -math.inf  # after a failure, the local windows until then
+        self._redis_logged_at = -math.inf
 
     async def initialize(self) -> None:
         return None
 
     async def shutdown(self) -> None:
-        return None
+        if self.redis is not None:
+            await self.redis.aclose()
 
     async def process_request(
         self,
@@ -197,16 +333,20 @@ class FloodLimiter(BaseRateLimiter[Priority]):
         if endpoint not in COUNTED:
             return await callback(*args, **kwargs)
         priority = rate_limit_args or Priority.ANSWER
-        chat = self._chat(chat_of(data))
+        chat_id = chat_of(data)
+        chat = self._chat(chat_id)
         if priority is COSMETIC and chat is not None and chat.lock.locked():
             self._thin()  # answers for this chat are on their way: they say more
         async with chat.lock if chat is not None else contextlib.nullcontext():
             for attempt in range(self.limits.retries + 1):
-                await self._wait_turn(chat, priority)
+                if not await self._wait_shared(chat_id, chat, priority):
+                    await self._wait_turn(chat, priority)
+                if attempt:
+                    TELEGRAM_RETRIES.labels("flood").inc()
                 try:
                     return await callback(*args, **kwargs)
                 except RetryAfter as err:
-                    self._blocked(chat, retry_seconds(err))
+                    await self._blocked(chat_id, chat, retry_seconds(err))
                     if priority is COSMETIC or attempt == self.limits.retries:
                         raise
         raise AssertionError("unreachable")
@@ -234,6 +374,66 @@ class FloodLimiter(BaseRateLimiter[Priority]):
             # one does not, so a stalled loop never releases a catch-up burst.
             self._take([*windows, *self._global], max(slot, self._clock() - CATCH_UP_SECONDS))
 
+    async def _wait_shared(self, chat_id: int | str | None, chat: _Chat | None, priority: Priority) -> bool:
+        """Like `_wait_turn`, with the windows on Redis: True once the request may go; False if
+        Redis is not in use or failed (then the local windows decide)."""
+        if self._reserve is None or self._clock() < self._redis_down_until:
+            return False
+        # This process's own 429s count even if Redis missed them.
+        blocked = max(self._global_blocked_until, chat.blocked_until if chat is not None else 0.0)
+        if priority is COSMETIC and self._clock() < blocked:
+            self._thin()
+        await self._sleep_until(blocked)
+        keys, args = self._plan(chat_id)
+        args[0] = priority.value
+        while True:
+            try:
+                async with self._reserve_lock:
+                    if self._clock() < self._redis_down_until:  # failed while this one waited its turn
+                        return False
+                    args[1] = f"{self._member_prefix}:{next(self._members)}"
+                    async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
+                        verdict, delay = await self._reserve(keys=keys, args=args)
+            except REDIS_ERRORS as err:
+                self._redis_failed(err)
+                return False
+            verdict, seconds = _text(verdict), float(_text(delay))
+            if verdict == "thin":
+                self._thin()
+            if seconds > 0:
+                await asyncio.sleep(seconds)
+            if verdict == "go":
+                return True
+
+    def _plan(self, chat_id: int | str | None) -> tuple[list[str], list[str]]:
+        """The reservation script's keys and arguments for a request to `chat_id` (its first two
+        arguments, priority and member, are filled in per call)."""
+        prefix = self._prefix
+        blocked = [f"{prefix}blocked"]
+        windows = [f"{prefix}second", f"{prefix}pacing"]
+        shapes = list(self._bot_shapes)
+        if chat_id is not None:
+            blocked.append(f"{prefix}blocked:{chat_id}")
+            windows.append(f"{prefix}chat:{chat_id}")
+            shapes.append(self._chat_shape)
+            if is_group(chat_id):
+                windows.append(f"{prefix}group:{chat_id}")
+                shapes.append(self._group_shape)
+        args = ["", "", str(len(blocked)), str(len(self._bot_shapes))]
+        for shape in shapes:
+            args += shape.args()
+        return [*blocked, *windows], args
+
+    def _redis_failed(self, err: BaseException) -> None:
+        now = self._clock()
+        self._redis_down_until = now + REDIS_RETRY_SECONDS
+        if now - self._redis_logged_at >= REDIS_LOG_SECONDS:
+            self._redis_logged_at = now
+            log.warning(
+                "Redis failed to plan a Telegram request (%s); this process keeps its own flood windows",
+                type(err).__name__,
+            )
+
     def _global_slot(self) -> float:
         now = self._clock()
         return max(self._global_blocked_until, *(window.slot(now) for window in self._global))
@@ -247,17 +447,26 @@ class FloodLimiter(BaseRateLimiter[Priority]):
         if delay > 0:
             await asyncio.sleep(delay)
 
-    def _blocked(self, chat: _Chat | None, seconds: float) -> None:
+    async def _blocked(self, chat_id: int | str | None, chat: _Chat | None, seconds: float) -> None:
         self.flood_waits += 1
+        TELEGRAM_429.inc()
         until = self._clock() + seconds
         if chat is None:
             self._global_blocked_until = max(self._global_blocked_until, until)
         else:
             chat.blocked_until = max(chat.blocked_until, until)
         log.info("Telegram asked to wait %.0fs (%s)", seconds, "bot" if chat is None else "one chat")
+        if self._block is not None and self._clock() >= self._redis_down_until:
+            key = f"{self._prefix}blocked" if chat_id is None else f"{self._prefix}blocked:{chat_id}"
+            try:
+                async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
+                    await self._block(keys=[key], args=[repr(seconds)])
+            except REDIS_ERRORS as err:
+                self._redis_failed(err)
 
     def _thin(self) -> NoReturn:
         self.thinned += 1
+        TELEGRAM_THINNED.inc()
         raise Thinned
 
     def _chat(self, chat_id: int | str | None) -> _Chat | None:
