@@ -1,12 +1,17 @@
 """A fake Telegram Bot API server for tests.
 
-`FakeTelegram` is an ``aiohttp.web`` server on 127.0.0.1 (a free port) that speaks the Bot API the way
-python-telegram-bot uses it: ``POST <base_url><token>/<method>`` with form-encoded or multipart bodies
-(non-string values JSON-encoded), JSON bodies and query strings also accepted, and file downloads
-from ``GET <base_file_url><token>/<file_path>``. A test plays the users (``send_text``, ``send_photo``,
-``press_button``...), which queues realistic Update JSON for ``getUpdates``; every call the bot makes
-is recorded in ``calls`` and the messages it sends are kept per chat (``bot_messages``), with edits,
-deletions and uploaded bytes.
+`FakeTelegram` is an ``aiohttp.web`` server on 127.0.0.1 (a free port) that speaks the part of the Bot
+API this bot uses, the way python-telegram-bot calls it: ``POST <base_url><token>/<method>`` with
+form-encoded or multipart bodies (non-string values JSON-encoded), and file downloads from
+``GET <base_file_url><token>/<file_path>``. A test plays the users (``send_text``, ``send_photo``,
+``press_button``...), which queues realistic Update JSON for ``getUpdates`` or the webhook; every call
+the bot makes is recorded in ``calls`` and the messages it sends are kept per chat (``bot_messages``),
+with edits, deletions and uploaded bytes.
+
+Methods answered: getMe, getUpdates, setWebhook, deleteWebhook, getWebhookInfo, setMyCommands,
+sendMessage, editMessageText, deleteMessage, sendChatAction, sendVideo, answerCallbackQuery, getFile,
+setMessageReaction, getChatMember. Any other method is 404 "Not Found", as Telegram answers an unknown
+one: a bot change that needs more fails loudly here rather than against a half-modelled method.
 
 Usage (end to end, with the real bot process)::
 
@@ -30,7 +35,7 @@ Usage (end to end, with the real bot process)::
 
 In-process (handler tests)::
 
-    async with fake.make_bot() as bot:          # a telegram.Bot pointed at the fake
+    async with Bot(fake.token, base_url=fake.base_url, base_file_url=fake.base_file_url) as bot:
         update = Update.de_json(fake.send_text(42, "hi"), bot)
 
 Everything runs on the test's event loop: never block it (``time.sleep``, ``subprocess.run``) while the
@@ -46,41 +51,49 @@ Conventions (documented choices where the brief left room):
   "user<id>")``, as Telegram's private chat id equals the user id); in groups ``DEFAULT_GROUP_USER``
   (id 1000, "Member"). Channel posts have ``sender_chat`` instead of ``from``.
 - Privacy mode is ON by default (``getMe`` says ``can_read_all_group_messages: false``): in groups the
-  bot only receives commands, messages mentioning ``@bot_username`` and replies to its own messages.
-  Hidden updates are still returned by the user action and listed in ``hidden_updates``. Pass
-  ``privacy_mode=False`` to deliver everything.
+  bot only receives commands, messages mentioning ``@bot_username`` and replies to its own messages;
+  the user action still returns the hidden update. Pass ``privacy_mode=False`` to deliver everything.
 - Forum topic messages carry ``message_thread_id``, ``is_topic_message`` and, when they are not a reply,
   a ``reply_to_message`` that is the topic's ``forum_topic_created`` service message, as Telegram sends.
 - Photo updates have three PhotoSize entries; only the largest serves the real bytes (the two
   thumbnails serve a short placeholder), so a bot that picks the wrong size is caught.
+- Text and captions: ``parse_mode`` HTML is parsed like tdlib and a malformed message is refused with
+  400 "can't parse entities: ..."; raw ``&`` that does not start an entity is accepted, as tdlib does.
+  The bot sends HTML only, so Markdown and MarkdownV2 are refused (400) rather than modelled.
 - Local Bot API mode (``telegram-bot-api --local``): ``FakeTelegram(local_mode=True, files_dir=...)``
   or ``use_local_mode()``. getFile then answers an absolute ``file_path`` on this machine (bytes
   registered in memory are written under ``files_dir`` first), the limits are 2000 MB both ways, and
-  the bot may send ``file://`` URIs. ``add_file_path`` / ``send_video_path`` register a large file by
-  its path, never read into memory (without local mode it is served from disk over HTTP).
-- Raw ``&`` that does not start an entity is accepted in HTML, as tdlib (the Bot API server) does;
-  set ``strict_html_ampersand = True`` to reject it.
-- Like Telegram, ``editMessageText``/``editMessageCaption`` without ``reply_markup`` remove the inline
-  keyboard, and an edit that changes nothing is 400 "message is not modified".
+  the bot may send ``file://`` URIs. ``send_video_path`` registers a large file by its path, never read
+  into memory (without local mode it is served from disk over HTTP).
+- Like Telegram, ``editMessageText`` without ``reply_markup`` removes the inline keyboard, and an edit
+  that changes nothing is 400 "message is not modified".
 - A second concurrent ``getUpdates`` ends the older one with 409 Conflict (two bot instances); polls
   are capped at ``max_poll_timeout`` (1 s) so the bot stops quickly.
+- Webhook: after ``setWebhook`` every queued update (those queued before included, unless
+  ``drop_pending_updates``; of the ``allowed_updates`` kinds, as for getUpdates) is POSTed as JSON to the
+  url over a real HTTP connection, with ``X-Telegram-Bot-Api-Secret-Token`` when a secret was set, at
+  most ``webhook_max_connections`` at once. An answer other than 2xx, a refused connection or no answer
+  within ``webhook_timeout`` is retried after ``webhook_retry_seconds``, doubling up to
+  ``webhook_retry_max_seconds``, until a 2xx delivers it. Every attempt is in ``webhook_deliveries``
+  (``WebhookDelivery``); ``wait_webhook_delivered`` waits for all. getUpdates is then 409 Conflict, and
+  a long poll in progress ends with 409 too. ``deleteWebhook`` (or ``stop``) cancels the deliveries in
+  flight; their updates stay queued for getUpdates. Unlike Telegram, ``http://`` urls on any port are
+  accepted (the bot under test listens on loopback).
 - Faults on demand: ``fail_next`` (any code; 429 carries ``retry_after``), ``delay_next``,
   ``block_bot`` (403), and opt-in per-chat flood control with ``set_flood_limit``.
 - Telegram's own flood limits, opt-in (``FakeTelegram(flood_limits=True)`` or
   ``enable_flood_limits()``), with the numbers in ``flood`` (a ``FloodLimits``): at most 30 counted
   requests in any 1 s sliding window for the bot; per chat a token bucket of 3 refilled at 1/s; and in
   groups, supergroups and channels (negative ids) at most 20 in any 60 s window. Counted methods are
-  ``FLOOD_COUNTED_METHODS`` (sends, copies, forwards, edits, deletes, chat actions, reactions); getUpdates,
-  getMe, getFile, answerCallbackQuery and the get*/set* configuration calls never count. A request over
-  a limit is 429 "Too Many Requests: retry after N" with ``parameters.retry_after`` N = the whole seconds
-  until it would be admitted (at least 1), and a refused request counts toward nothing.
-- Load-test counters (kept whether or not limits are on): ``too_many_requests`` (every 429 answered) and
-  ``too_many_requests_by_chat``, ``counted_requests`` (admitted counted requests per method),
-  ``request_times(chat_id, method)``, ``bot_message_times``, ``first_reply_after``; ``users(n)`` makes
-  private users cheaply.
+  ``FLOOD_COUNTED_METHODS`` (sends, edits, deletes, chat actions, reactions); getUpdates, getMe,
+  getFile, answerCallbackQuery and the configuration calls never count. A request over a limit is 429
+  "Too Many Requests: retry after N" with ``parameters.retry_after`` N = the whole seconds until it
+  would be admitted (at least 1), and a refused request counts toward nothing. ``too_many_requests``
+  counts every 429 answered; ``users(n)`` makes private users cheaply (load tests).
 - Update ids start at a random number in [10**8, 10**9) (``first_update_id=`` to choose) and step by
   ``1 + update_id_gap``; ``skip_update_ids(n)`` makes one jump, as Telegram's ids may.
-- ``BotCall.at``, ``Message.sent_at`` and flood-control timestamps use ``time.monotonic()``.
+- ``BotCall.at``, ``Message.sent_at``, ``WebhookDelivery.at`` and flood-control timestamps use
+  ``time.monotonic()``.
 """
 
 from __future__ import annotations
@@ -99,14 +112,15 @@ import socket
 import struct
 import tempfile
 import time
-from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlparse
 
+import aiohttp
 from aiohttp import web
 
 __all__ = [
@@ -120,9 +134,8 @@ __all__ = [
     "Message",
     "UploadedFile",
     "User",
+    "WebhookDelivery",
     "parse_html",
-    "parse_markdown",
-    "parse_markdown_v2",
 ]
 
 DEFAULT_TOKEN = "123456:TEST-token-abcdefghijklmnopqrstuvwxyz"
@@ -232,10 +245,6 @@ class BotCall:
         return bool(self.response and self.response.get("ok"))
 
     @property
-    def result(self) -> Any:
-        return (self.response or {}).get("result")
-
-    @property
     def description(self) -> str | None:
         return (self.response or {}).get("description")
 
@@ -258,19 +267,15 @@ class Message:
     message_id: int
     chat_id: int
     text: str  # current text, or caption for media ("" when none), entities stripped
-    kind: str  # "text" | "photo" | "video" | "document" | "audio" | "animation" | "voice" | ...
+    kind: str  # "text" | "video"
     reply_markup: dict[str, Any] | None  # whatever markup was sent (inline, reply keyboard, force_reply)
     thread_id: int | None
     reply_to: int | None
     edits: list[str]  # the text after each text/caption edit, in order
     deleted: bool
-    file: UploadedFile | None  # uploaded bytes, or the registered bytes of a re-sent file_id
-    parse_mode: str | None
+    file: UploadedFile | None  # the uploaded bytes (a video)
     source: str = ""  # text/caption exactly as the bot sent it (markup included)
     entities: list[dict[str, Any]] = field(default_factory=list)
-    file_id: str | None = None  # Telegram file_id of the media
-    file_ref: str | None = None  # the URL or file_id string the bot passed instead of uploading bytes
-    media_group_id: str | None = None
     reactions: list[dict[str, Any]] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)  # the Bot API Message object as it is now
     sent_text: str = ""
@@ -300,8 +305,18 @@ class FloodLimits:
     group_window: float = 60.0  # ... in any window of this many seconds
 
 
+class WebhookDelivery(NamedTuple):
+    """One webhook POST of an update: its HTTP status, or the name of the exception it ended with
+    (e.g. "ClientConnectorError", "TimeoutError"); ``attempt`` counts from 1 per update."""
+
+    update_id: int
+    outcome: int | str
+    attempt: int
+    at: float  # time.monotonic() when the attempt ended
+
+
 class EntityParseError(ValueError):
-    """Raised by the markup parsers; the message is Telegram's detail text."""
+    """Raised by ``parse_html``; the message is Telegram's detail text."""
 
 
 class _ApiError(Exception):
@@ -344,7 +359,7 @@ class _Failure:
 
 
 # --------------------------------------------------------------------------------------------------
-# Text helpers: UTF-16 offsets, HTML / Markdown parsing like tdlib, user-side entity detection
+# Text helpers: UTF-16 offsets, HTML parsing like tdlib, user-side entity detection
 # --------------------------------------------------------------------------------------------------
 
 
@@ -581,156 +596,6 @@ def _close_html_entity(
             entities.append({"type": "pre", "offset": offset, "length": length})
 
 
-_MDV2_RESERVED = frozenset("_*[]()~`>#+-=|{}.!")
-_MDV2_TYPES = {
-    "*": "bold",
-    "_": "italic",
-    "__": "underline",
-    "~": "strikethrough",
-    "||": "spoiler",
-    "`": "code",
-    "```": "pre",
-}
-
-
-def parse_markdown_v2(text: str) -> tuple[str, list[dict[str, Any]]]:
-    """Telegram's MarkdownV2 style (the common subset); raises EntityParseError like Telegram."""
-    out: list[str] = []
-    entities: list[dict[str, Any]] = []
-    stack: list[tuple[str, int, int, str | None]] = []  # marker, utf16 start, byte offset, language
-    pos, n, u16 = 0, len(text), 0
-
-    def emit(chars: str) -> None:
-        nonlocal u16
-        out.append(chars)
-        u16 += _u16(chars)
-
-    while pos < n:
-        char = text[pos]
-        in_code = bool(stack) and stack[-1][0] in ("`", "```")
-        if char == "\\" and pos + 1 < n and 0 < ord(text[pos + 1]) < 127:
-            emit(text[pos + 1])
-            pos += 2
-            continue
-        if in_code:
-            marker = stack[-1][0]
-            if text.startswith(marker, pos):
-                _, start, _, language = stack.pop()
-                if u16 > start:
-                    entity = {"type": _MDV2_TYPES[marker], "offset": start, "length": u16 - start}
-                    if language:
-                        entity["language"] = language
-                    entities.append(entity)
-                pos += len(marker)
-            else:
-                emit(char)
-                pos += 1
-            continue
-        if text.startswith("```", pos):
-            newline = text.find("\n", pos + 3)
-            language = text[pos + 3 : newline].strip() if newline != -1 else ""
-            stack.append(("```", u16, len(text[:pos].encode()), language or None))
-            pos = newline + 1 if newline != -1 and " " not in language else pos + 3
-            continue
-        marker = None
-        if text.startswith("||", pos):
-            marker = "||"
-        elif text.startswith("__", pos) and not (stack and stack[-1][0] == "_"):
-            marker = "__"
-        elif char in "*_~`":
-            marker = char
-        if marker:
-            if stack and stack[-1][0] == marker:
-                _, start, _, _ = stack.pop()
-                if u16 > start:
-                    entities.append({"type": _MDV2_TYPES[marker], "offset": start, "length": u16 - start})
-            else:
-                stack.append((marker, u16, len(text[:pos].encode()), None))
-            pos += len(marker)
-            continue
-        if char == "[":
-            stack.append(("[", u16, len(text[:pos].encode()), None))
-            pos += 1
-            continue
-        if char == "]" and stack and stack[-1][0] == "[":
-            _, start, offset, _ = stack.pop()
-            if not text.startswith("(", pos + 1):
-                raise EntityParseError(f"Can't find end of a URL at byte offset {offset}")
-            close = pos + 2
-            url_chars: list[str] = []
-            while close < n and text[close] != ")":
-                if text[close] == "\\" and close + 1 < n:
-                    close += 1
-                url_chars.append(text[close])
-                close += 1
-            if close >= n:
-                raise EntityParseError(f"Can't find end of a URL at byte offset {offset}")
-            if u16 > start:
-                entities.append(
-                    {"type": "text_link", "offset": start, "length": u16 - start, "url": "".join(url_chars)}
-                )
-            pos = close + 1
-            continue
-        if char == ">" and (pos == 0 or text[pos - 1] == "\n"):
-            pos += 1  # blockquote marker; the quote entity itself is not modelled
-            continue
-        if char in _MDV2_RESERVED:
-            raise EntityParseError(
-                f"Character '{char}' is reserved and must be escaped with the preceding '\\'"
-            )
-        emit(char)
-        pos += 1
-    if stack:
-        marker, _, offset, _ = stack[-1]
-        name = {"[": "TextUrl", "```": "Pre", "`": "Code"}.get(marker, _MDV2_TYPES.get(marker, "").title())
-        raise EntityParseError(f"Can't find end of {name} entity at byte offset {offset}")
-    entities.sort(key=lambda e: (e["offset"], -e["length"]))
-    return "".join(out), entities
-
-
-def parse_markdown(text: str) -> tuple[str, list[dict[str, Any]]]:
-    """Telegram's legacy Markdown style: *bold* _italic_ `code` ```pre``` [text](url), no nesting."""
-    out: list[str] = []
-    entities: list[dict[str, Any]] = []
-    pos, n, u16 = 0, len(text), 0
-    kinds = {"*": "bold", "_": "italic", "`": "code", "```": "pre"}
-    while pos < n:
-        char = text[pos]
-        if char == "\\" and pos + 1 < n and text[pos + 1] in "_*`[":
-            out.append(text[pos + 1])
-            u16 += 1
-            pos += 2
-            continue
-        marker = "```" if text.startswith("```", pos) else char if char in "*_`[" else None
-        if marker is None:
-            out.append(char)
-            u16 += _u16(char)
-            pos += 1
-            continue
-        offset = len(text[:pos].encode())
-        if marker == "[":
-            close = text.find("]", pos + 1)
-            if close == -1 or not text.startswith("(", close + 1) or text.find(")", close) == -1:
-                raise EntityParseError(f"Can't find end of the entity starting at byte offset {offset}")
-            label, url = text[pos + 1 : close], text[close + 2 : text.find(")", close)]
-            if label:
-                entities.append({"type": "text_link", "offset": u16, "length": _u16(label), "url": url})
-            out.append(label)
-            u16 += _u16(label)
-            pos = text.find(")", close) + 1
-            continue
-        close = text.find(marker, pos + len(marker))
-        if close == -1:
-            raise EntityParseError(f"Can't find end of the entity starting at byte offset {offset}")
-        inner = text[pos + len(marker) : close]
-        if inner:
-            entities.append({"type": kinds[marker], "offset": u16, "length": _u16(inner)})
-        out.append(inner)
-        u16 += _u16(inner)
-        pos = close + len(marker)
-    return "".join(out), entities
-
-
 def _strip_text(text: str, entities: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     """Telegram trims leading/trailing whitespace of a message; shift and clip entities to match."""
     stripped = text.strip()
@@ -765,24 +630,11 @@ def detect_entities(text: str) -> list[dict[str, Any]]:
 
 
 def _image_size(data: bytes) -> tuple[int, int] | None:
-    """Width and height of a PNG, GIF, JPEG or WebP image, if recognisable."""
+    """Width and height of a PNG or JPEG image (the photos users send), if recognisable."""
     try:
         if data[:8] == b"\x89PNG\r\n\x1a\n":
             width, height = struct.unpack(">II", data[16:24])
             return width, height
-        if data[:6] in (b"GIF87a", b"GIF89a"):
-            width, height = struct.unpack("<HH", data[6:10])
-            return width, height
-        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-            chunk = data[12:16]
-            if chunk == b"VP8X":
-                return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
-            if chunk == b"VP8 ":
-                width, height = struct.unpack("<HH", data[26:30])
-                return width & 0x3FFF, height & 0x3FFF
-            if chunk == b"VP8L":
-                bits = int.from_bytes(data[21:25], "little")
-                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
         if data[:2] == b"\xff\xd8":
             pos = 2
             while pos + 9 < len(data):
@@ -811,116 +663,22 @@ _STRING_PARAMS = frozenset(
         "callback_query_id",
         "file_id",
         "url",
-        "description",
-        "short_description",
-        "name",
         "language_code",
-        "emoji",
         "action",
-        "inline_message_id",
-        "business_connection_id",
-        "message_effect_id",
-        "title",
-        "performer",
-        "file_name",
         "secret_token",
-        "photo",
-        "video",
-        "document",
-        "audio",
-        "voice",
-        "video_note",
-        "animation",
-        "sticker",
-        "thumbnail",
-        "cover",
-        "query",
-        "custom_title",
         "ip_address",
+        "video",
     }
 )
 
-_METHODS = [
-    "getMe",
-    "logOut",
-    "close",
-    "getUpdates",
-    "setWebhook",
-    "deleteWebhook",
-    "getWebhookInfo",
-    "setMyCommands",
-    "getMyCommands",
-    "deleteMyCommands",
-    "setMyDescription",
-    "getMyDescription",
-    "setMyShortDescription",
-    "getMyShortDescription",
-    "setMyName",
-    "getMyName",
-    "setChatMenuButton",
-    "getChatMenuButton",
-    "sendMessage",
-    "editMessageText",
-    "editMessageCaption",
-    "editMessageReplyMarkup",
-    "editMessageMedia",
-    "deleteMessage",
-    "deleteMessages",
-    "sendChatAction",
-    "sendPhoto",
-    "sendVideo",
-    "sendDocument",
-    "sendAudio",
-    "sendAnimation",
-    "sendVoice",
-    "sendVideoNote",
-    "sendSticker",
-    "sendMediaGroup",
-    "answerCallbackQuery",
-    "getFile",
-    "setMessageReaction",
-    "getChat",
-    "getChatMember",
-    "pinChatMessage",
-    "unpinChatMessage",
-]
-_CANONICAL = {name.lower(): name for name in _METHODS}
-_MEDIA_METHODS = {
-    "sendPhoto": "photo",
-    "sendVideo": "video",
-    "sendDocument": "document",
-    "sendAudio": "audio",
-    "sendAnimation": "animation",
-    "sendVoice": "voice",
-    "sendVideoNote": "video_note",
-    "sendSticker": "sticker",
-}
-_FOLDERS = {
-    "photo": "photos",
-    "video": "videos",
-    "document": "documents",
-    "audio": "music",
-    "animation": "animations",
-    "voice": "voice",
-    "video_note": "video_notes",
-    "sticker": "stickers",
-}
+# getFile folder -> default file extension
 _DEFAULT_EXT = {
     "photos": "jpg",
     "videos": "mp4",
     "music": "mp3",
-    "animations": "mp4",
     "voice": "oga",
-    "video_notes": "mp4",
     "stickers": "webp",
     "documents": "",
-}
-_DEFAULT_MIME = {
-    "video": "video/mp4",
-    "animation": "video/mp4",
-    "video_note": "video/mp4",
-    "audio": "audio/mpeg",
-    "voice": "audio/ogg",
 }
 _INLINE_BUTTON_KINDS = (
     "url",
@@ -934,27 +692,18 @@ _INLINE_BUTTON_KINDS = (
     "callback_game",
     "pay",
 )
-_SENDING_PREFIXES = ("send", "edit", "copy", "forward")
-# Requests Telegram's flood limits count (canonical spelling); every other method never gets a flood 429.
+_SENDING_PREFIXES = ("send", "edit")
+# Requests Telegram's flood limits count (canonical spelling, of the methods the fake answers): sends,
+# edits, deletions, chat actions, reactions. Every other method never gets a flood 429.
 FLOOD_COUNTED_METHODS = frozenset(
-    {
-        "sendMessage",
-        *_MEDIA_METHODS,
-        "sendMediaGroup",
-        "copyMessage",
-        "forwardMessage",
-        "editMessageText",
-        "editMessageCaption",
-        "editMessageMedia",
-        "editMessageReplyMarkup",
-        "deleteMessage",
-        "sendChatAction",
-        "setMessageReaction",
-    }
+    {"sendMessage", "sendVideo", "editMessageText", "deleteMessage", "sendChatAction", "setMessageReaction"}
 )
 _UPDATES_KEY = "updates"  # the wait key of getUpdates long polls (chat waits are keyed by chat id)
+_WEBHOOK_KEY = "webhook"  # the wait key of the webhook dispatcher
+MAX_WEBHOOK_CONNECTIONS = 100  # setWebhook max_connections is clamped to 1..100 ...
+LOCAL_MODE_WEBHOOK_CONNECTIONS = 100_000  # ... or 1..100000 by a local Bot API server
 
-Handler = Callable[[str, dict[str, Any], dict[str, UploadedFile]], Awaitable[Any]]
+Handler = Callable[[dict[str, Any], dict[str, UploadedFile]], Awaitable[Any]]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -987,27 +736,33 @@ class FakeTelegram:
         self.max_poll_timeout = max_poll_timeout
         self.download_limit = DOWNLOAD_LIMIT
         self.upload_limit = UPLOAD_LIMIT
-        self.strict_html_ampersand = False
         self.host = "127.0.0.1"
         self.port = 0
 
         self.calls: list[BotCall] = []
-        self.updates: list[dict[str, Any]] = []  # every update ever queued (delivered or not yet)
-        self.hidden_updates: list[dict[str, Any]] = []  # updates privacy mode kept from the bot
-        self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (scope JSON, language) -> commands
-        self.descriptions: dict[tuple[str, str], str] = {}  # (kind, language) -> text
         self.callback_answers: dict[str, dict[str, Any] | None] = {}  # query id -> answer params (None: open)
-        self.webhook_url = ""
         self.reactions: dict[tuple[int, int], list[dict[str, Any]]] = {}  # (chat, message) -> bot's reaction
 
         self.flood_limits = flood_limits  # Telegram's flood limits on/off (enable_flood_limits)
         self.flood = flood if flood is not None else FloodLimits()  # their numbers, changeable any time
         self.update_id_gap = update_id_gap  # ids step by 1 + gap
         self.too_many_requests = 0  # every 429 answered (flood limits, set_flood_limit, fail_next)
-        self.too_many_requests_by_chat: Counter[int] = Counter()
-        self.counted_requests: Counter[str] = Counter()  # admitted requests of FLOOD_COUNTED_METHODS
 
-        self._pending: list[dict[str, Any]] = []
+        # Webhook (setWebhook): the settings the bot chose, the knobs a test may change, what happened.
+        self.webhook_url = ""  # "" while the bot polls
+        self.webhook_secret_token = ""  # sent as X-Telegram-Bot-Api-Secret-Token when not ""
+        self.webhook_max_connections = 40  # deliveries in flight at once
+        self.webhook_timeout = 5.0  # seconds a delivery may take before it counts as failed
+        self.webhook_retry_seconds = 0.05  # first pause before a failed delivery is retried ...
+        self.webhook_retry_max_seconds = 1.0  # ... doubling up to this
+        self.webhook_deliveries: list[WebhookDelivery] = []  # every attempt, in the order they ended
+        self._webhook_error: tuple[int, str] | None = None  # (unix time, message) of the latest failure
+        self._webhook_generation = 0  # bumped whenever the webhook is set, deleted or stopped
+        self._webhook_session: aiohttp.ClientSession | None = None
+        self._webhook_tasks: set[asyncio.Task[None]] = set()  # the dispatcher and deliveries in flight
+        self._in_flight: set[int] = set()  # update ids being delivered
+
+        self._pending: list[dict[str, Any]] = []  # polling: not yet confirmed; webhook: not yet delivered
         self._next_update_id = (
             first_update_id if first_update_id is not None else random.randrange(10**8, 10**9)
         )
@@ -1024,7 +779,7 @@ class FakeTelegram:
         self._paths: dict[str, _StoredFile] = {}
         self._file_counter = 0
         self._path_counter = 0
-        self._media_group_counter = 0
+        self._media_group_counter = 0  # send_album
         self._callback_counter = 0
         self._failures: dict[str, list[_Failure]] = {}
         self._delays: dict[str, list[float]] = {}
@@ -1034,15 +789,16 @@ class FakeTelegram:
         self._global_log: deque[float] = deque()  # admitted counted requests in the global window
         self._buckets: dict[int, tuple[float, float]] = {}  # chat -> (tokens, monotonic of last refill)
         self._group_logs: dict[int, deque[float]] = {}  # negative chat -> admitted in the group window
-        self._request_log: dict[int, list[tuple[float, str]]] = {}  # chat -> (monotonic, method) admitted
         self._bot_message_index: dict[tuple[int, int], Message] = {}
         self._next_user_id = 7_000_000_001  # users(n)
-        self._keyed_events: dict[object, asyncio.Event] = {}  # chat id / _UPDATES_KEY -> waiters' event
+        self._keyed_events: dict[object, asyncio.Event] = {}  # chat id / _UPDATES_KEY... -> waiters' event
         self._changed = asyncio.Event()
         self._closing = False
         self._runner: web.AppRunner | None = None
         self._request: web.Request | None = None
+        # The methods the fake answers (what the bot and the tests call); any other is 404 "Not Found".
         self._handlers: dict[str, Handler] = self._build_handlers()
+        self._canonical = {name.lower(): name for name in self._handlers}
         self.local_mode = False
         self.files_dir: Path | None = None  # local mode: where getFile puts bytes held in memory
         self._own_files_dir: str | None = None
@@ -1056,7 +812,6 @@ class FakeTelegram:
         app = web.Application(client_max_size=self.upload_limit + 16 * 1024 * 1024)
         app.router.add_route("*", "/file/bot{token}/{path:.+}", self._serve_file)
         app.router.add_route("*", "/bot{token}/{method}", self._serve_api)
-        app.router.add_route("*", "/{tail:.*}", self._serve_not_found)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -1064,10 +819,13 @@ class FakeTelegram:
         self.port = sock.getsockname()[1]
         await web.SockSite(self._runner, sock).start()
         self._closing = False
+        if self.webhook_url:
+            self._start_webhook()
 
     async def stop(self) -> None:
-        """Wake pending long polls and shut the server down."""
+        """End webhook deliveries, wake pending long polls and shut the server down."""
         self._closing = True
+        await self._stop_webhook()
         self._notify()
         self._wake(_UPDATES_KEY)
         if self._runner is not None:
@@ -1076,13 +834,6 @@ class FakeTelegram:
         if self._own_files_dir is not None:
             shutil.rmtree(self._own_files_dir, ignore_errors=True)
             self._own_files_dir = self.files_dir = None
-
-    async def __aenter__(self) -> FakeTelegram:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     @property
     def url(self) -> str:
@@ -1104,12 +855,6 @@ class FakeTelegram:
             "first_name": self.bot_first_name,
             "username": self.bot_username,
         }
-
-    def make_bot(self, **kwargs: Any) -> Any:
-        """A ``telegram.Bot`` pointed at this server (use ``async with``)."""
-        from telegram import Bot
-
-        return Bot(self.token, base_url=self.base_url, base_file_url=self.base_file_url, **kwargs)
 
     # ---------------------------------------------------------------- test controls
 
@@ -1165,7 +910,7 @@ class FakeTelegram:
         """Switch Telegram's flood limits on (``False``: off), from empty windows and full buckets.
 
         Keyword arguments change numbers in ``flood`` (see ``FloodLimits``), e.g.
-        ``enable_flood_limits(global_limit=2, global_window=0.2)``. Counters are not reset.
+        ``enable_flood_limits(global_limit=2, global_window=0.2)``. ``too_many_requests`` is not reset.
         """
         self.flood_limits = enabled
         if limits:
@@ -1173,13 +918,6 @@ class FakeTelegram:
         self._global_log.clear()
         self._buckets.clear()
         self._group_logs.clear()
-
-    def reset_counters(self) -> None:
-        """Zero ``too_many_requests``, ``counted_requests`` and the ``request_times`` logs."""
-        self.too_many_requests = 0
-        self.too_many_requests_by_chat.clear()
-        self.counted_requests.clear()
-        self._request_log.clear()
 
     def skip_update_ids(self, count: int) -> None:
         """The next update id jumps ``count`` ids further (Telegram's update ids may have gaps)."""
@@ -1207,7 +945,6 @@ class FakeTelegram:
         *,
         title: str | None = None,
         is_forum: bool = False,
-        username: str | None = None,
     ) -> dict[str, Any]:
         """Register (or redefine) a chat; returns its Chat JSON."""
         if chat_type not in ("private", "group", "supergroup", "channel"):
@@ -1221,8 +958,6 @@ class FakeTelegram:
             )
         else:
             chat["title"] = title or f"{chat_type.title()} {chat_id}"
-            if username:
-                chat["username"] = username
             if is_forum and chat_type == "supergroup":
                 chat["is_forum"] = True
         self._chats[chat_id] = chat
@@ -1231,28 +966,6 @@ class FakeTelegram:
     def set_member_status(self, chat_id: int, user_id: int, status: str) -> None:
         """What getChatMember answers: "creator", "administrator", "member", "left" or "kicked"."""
         self._members[(chat_id, user_id)] = status
-
-    def add_file(
-        self,
-        data: bytes,
-        *,
-        size: int | None = None,
-        kind: str = "document",
-        file_name: str | None = None,
-        mime_type: str | None = None,
-    ) -> tuple[str, str]:
-        """Register bytes the bot may fetch with getFile; returns (file_id, file_unique_id).
-
-        ``size`` claims a file_size other than len(data) (e.g. 30 MB, to trigger "file is too big").
-        """
-        stored = self._store_file(
-            data, _FOLDERS.get(kind, kind), size=size, file_name=file_name, mime_type=mime_type
-        )
-        return stored.file_id, stored.file_unique_id
-
-    def file_bytes(self, file_id: str) -> bytes | None:
-        stored = self._files.get(file_id)
-        return stored.data if stored else None
 
     def use_local_mode(self, files_dir: str | os.PathLike[str] | None = None) -> None:
         """Act as a local Bot API server (``telegram-bot-api --local``) from now on: getFile answers
@@ -1268,48 +981,26 @@ class FakeTelegram:
             self.files_dir = Path(files_dir)
             self.files_dir.mkdir(parents=True, exist_ok=True)
 
-    def add_file_path(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        kind: str = "document",
-        file_name: str | None = None,
-        mime_type: str | None = None,
-    ) -> tuple[str, str]:
-        """Register a file on disk by its path (never read into memory); returns (file_id,
-        file_unique_id). In local mode getFile answers this absolute path; otherwise the file is
-        served from disk at its file URL. ``file_name`` defaults to the file's own name."""
-        stored = self._store_path(path, _FOLDERS.get(kind, kind), file_name, mime_type)
-        return stored.file_id, stored.file_unique_id
-
     def send_video_path(
         self,
         chat_id: int,
         path: str | os.PathLike[str],
         *,
         file_name: str | None = None,
-        duration: int = 2,
-        mime_type: str | None = "video/mp4",
-        width: int = 1280,
-        height: int = 720,
         caption: str | None = None,
-        media_group_id: str | None = None,
         **kw: Any,
     ) -> dict[str, Any]:
-        """``send_video`` for a (large) file on disk: its size is the file's, its bytes never loaded."""
-        stored = self._store_path(path, "videos", file_name, mime_type)
-        video = self._media_object("video", stored, duration=duration, width=width, height=height)
-        return self._user_media(chat_id, {"video": video}, caption, media_group_id, **kw)
-
-    def _store_path(
-        self, path: str | os.PathLike[str], folder: str, file_name: str | None, mime_type: str | None
-    ) -> _StoredFile:
+        """``send_video`` for a (large) file on disk, registered by its path: its size is the file's, its
+        bytes are never loaded. In local mode getFile answers this absolute path; otherwise the file is
+        served from disk at its file URL. ``file_name`` defaults to the file's own name."""
         local = Path(path).absolute()
+        size = local.stat().st_size
         stored = self._store_file(
-            None, folder, size=local.stat().st_size, file_name=file_name or local.name, mime_type=mime_type
+            None, "videos", size=size, file_name=file_name or local.name, mime_type="video/mp4"
         )
         stored.local_path = str(local)
-        return stored
+        video = self._media_object("video", stored, duration=2)
+        return self._user_media(chat_id, {"video": video}, caption, None, **kw)
 
     def _local_dir(self) -> Path:
         if self.files_dir is None:
@@ -1331,7 +1022,7 @@ class FakeTelegram:
             stored.local_path = str(target)
         return stored.local_path
 
-    def _local_upload(self, uri: str, kind: str) -> UploadedFile:
+    def _local_upload(self, uri: str) -> UploadedFile:
         """A ``file://`` URI the bot sent in local mode, read as the server would during the request:
         small files into ``data`` (as a multipart upload would be), larger ones copied to disk."""
         path = Path(unquote(urlparse(uri).path))
@@ -1342,7 +1033,7 @@ class FakeTelegram:
             raise _bad("file must be non-empty")
         if size > self.upload_limit:
             raise _ApiError(413, "Request Entity Too Large")
-        mime = mimetypes.guess_type(path.name)[0] or _DEFAULT_MIME.get(kind, "application/octet-stream")
+        mime = mimetypes.guess_type(path.name)[0] or "video/mp4"
         if size <= UPLOAD_LIMIT:
             return UploadedFile(path.name, mime, path.read_bytes(), path=None)
         self._path_counter += 1
@@ -1440,15 +1131,13 @@ class FakeTelegram:
         file_name: str | None = "track.mp3",
         duration: int = 3,
         mime_type: str | None = "audio/mpeg",
-        performer: str | None = None,
-        title: str | None = None,
         caption: str | None = None,
         media_group_id: str | None = None,
         size: int | None = None,
         **kw: Any,
     ) -> dict[str, Any]:
         stored = self._store_file(data, "music", size=size, file_name=file_name, mime_type=mime_type)
-        audio = self._media_object("audio", stored, duration=duration, performer=performer, title=title)
+        audio = self._media_object("audio", stored, duration=duration)
         return self._user_media(chat_id, {"audio": audio}, caption, media_group_id, **kw)
 
     def send_voice(
@@ -1466,44 +1155,6 @@ class FakeTelegram:
         return self._user_media(
             chat_id, {"voice": self._media_object("voice", stored, duration=duration)}, caption, None, **kw
         )
-
-    def send_video_note(
-        self,
-        chat_id: int,
-        data: bytes,
-        *,
-        duration: int = 2,
-        length: int = 240,
-        size: int | None = None,
-        **kw: Any,
-    ) -> dict[str, Any]:
-        stored = self._store_file(data, "video_notes", size=size)
-        note = self._media_object("video_note", stored, duration=duration, length=length)
-        return self._user_media(chat_id, {"video_note": note}, None, None, **kw)
-
-    def send_animation(
-        self,
-        chat_id: int,
-        data: bytes,
-        *,
-        file_name: str | None = "animation.mp4",
-        mime_type: str | None = "video/mp4",
-        duration: int = 1,
-        width: int = 320,
-        height: int = 240,
-        caption: str | None = None,
-        size: int | None = None,
-        **kw: Any,
-    ) -> dict[str, Any]:
-        """A GIF/animation: Telegram sends both ``animation`` and a ``document`` copy."""
-        stored = self._store_file(data, "animations", size=size, file_name=file_name, mime_type=mime_type)
-        content = {
-            "animation": self._media_object(
-                "animation", stored, duration=duration, width=width, height=height
-            ),
-            "document": self._media_object("document", stored),
-        }
-        return self._user_media(chat_id, content, caption, None, **kw)
 
     def send_sticker(
         self, chat_id: int, data: bytes, *, emoji: str = "🙂", size: int | None = None, **kw: Any
@@ -1627,38 +1278,13 @@ class FakeTelegram:
         """Number of bot messages in the chat so far: pass it as ``after=`` to wait for newer ones."""
         return len(self._bot_messages.get(chat_id, []))
 
-    def bot_message_times(self, chat_id: int) -> list[float]:
-        """``Message.sent_at`` (``time.monotonic()``) of each bot message in the chat, oldest first."""
-        return [message.sent_at for message in self._bot_messages.get(chat_id, [])]
-
-    def first_reply_after(self, chat_id: int, mark: int) -> float | None:
-        """When (monotonic) the bot sent its first message in the chat with index >= ``mark`` (a
-        ``message_count`` taken before the user acted); None while there is none. To wait for it, use
-        ``wait_for_message(chat_id, after=mark)`` and read ``sent_at``."""
-        messages = self._bot_messages.get(chat_id, [])
-        return messages[mark].sent_at if len(messages) > mark else None
-
-    def request_times(self, chat_id: int, method: str | None = None) -> list[float]:
-        """Arrival times (monotonic) of the admitted counted requests (``FLOOD_COUNTED_METHODS``) for the
-        chat, only ``method``'s if given: the bot's cadence, e.g. of ``sendChatAction``."""
-        log = self._request_log.get(chat_id, [])
-        if method is None:
-            return [at for at, _ in log]
-        name = _CANONICAL.get(method.lower(), method)
-        return [at for at, logged in log if logged == name]
-
-    def chat_message(self, chat_id: int, message_id: int) -> dict[str, Any] | None:
-        """Any message of the chat (user's or bot's) as Bot API JSON."""
-        message = self._messages.get((chat_id, message_id))
-        return copy.deepcopy(message) if message else None
-
     @property
     def pending_updates(self) -> list[dict[str, Any]]:
-        """Queued updates the bot has not confirmed yet."""
+        """Queued updates the bot has not confirmed yet (polling) or not yet received (webhook)."""
         return list(self._pending)
 
     def calls_to(self, method: str) -> list[BotCall]:
-        name = _CANONICAL.get(method.lower(), method)
+        name = self._canonical.get(method.lower(), method)
         return [call for call in self.calls if call.method == name]
 
     async def wait_for(
@@ -1719,11 +1345,35 @@ class FakeTelegram:
                 )
 
     async def wait_updates_consumed(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-        """Until the bot has confirmed (offset past) every queued update."""
+        """Until the bot has every queued update: confirmed by a getUpdates offset past it (polling) or
+        answered 2xx to its webhook POST (webhook)."""
         deadline = time.monotonic() + timeout
         while self._pending:
             if not await self._wait_change(deadline):
-                raise TimeoutError(f"{len(self._pending)} updates still unconfirmed.\n{self.dump_calls()}")
+                raise TimeoutError(
+                    f"{len(self._pending)} updates still unconfirmed.\n{self._webhook_summary()}{self.dump_calls()}"
+                )
+
+    async def wait_webhook_delivered(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Until every queued update got a 2xx from the webhook; RuntimeError when none is set."""
+        deadline = time.monotonic() + timeout
+        while self._pending:
+            if not self.webhook_url:
+                raise RuntimeError(f"no webhook is set: {len(self._pending)} updates wait for getUpdates")
+            if not await self._wait_change(deadline):
+                raise TimeoutError(
+                    f"{len(self._pending)} updates not delivered within {timeout}s.\n{self._webhook_summary()}"
+                )
+
+    def _webhook_summary(self, last: int = 10) -> str:
+        if not self.webhook_url and not self.webhook_deliveries:
+            return ""
+        recent = "\n".join(f"  {delivery}" for delivery in self.webhook_deliveries[-last:])
+        error = f", last error {self._webhook_error[1]!r}" if self._webhook_error else ""
+        return (
+            f"Webhook {self.webhook_url or '(deleted)'}{error}; last {last} of "
+            f"{len(self.webhook_deliveries)} deliveries:\n{recent or '  (none)'}\n"
+        )
 
     def dump_calls(self, last: int = 25) -> str:
         recent = self.calls[-last:]
@@ -1732,9 +1382,6 @@ class FakeTelegram:
         return f"Last {len(recent)} of {len(self.calls)} Bot API calls:\n" + ("\n".join(lines) or "  (none)")
 
     # ---------------------------------------------------------------- HTTP layer
-
-    async def _serve_not_found(self, request: web.Request) -> web.Response:
-        return web.json_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)
 
     async def _serve_file(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["token"] != self.token:
@@ -1754,7 +1401,7 @@ class FakeTelegram:
                 {"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401
             )
         requested = request.match_info["method"]
-        method = _CANONICAL.get(requested.lower(), requested)
+        method = self._canonical.get(requested.lower(), requested)
         try:
             params, files = await self._read_params(request)
         except _ApiError as err:
@@ -1766,12 +1413,12 @@ class FakeTelegram:
             if delays:
                 await asyncio.sleep(delays.pop(0))
             self._raise_planned_failure(method)
-            handler = self._handlers.get(method.lower())
+            handler = self._handlers.get(method)
             if handler is None:
                 raise _ApiError(404, "Not Found")
             self._check_blocked_and_flood(method, params)
-            self._request = request  # read synchronously by _get_updates, before its first await
-            result = await handler(method, params, files)
+            self._request = request  # read synchronously by _h_get_updates, before its first await
+            result = await handler(params, files)
             status, payload = 200, {"ok": True, "result": result}
         except _ApiError as err:
             status, payload = err.code, err.payload()
@@ -1779,39 +1426,29 @@ class FakeTelegram:
         chat_key = self._chat_key(params)
         if status == 429:
             self.too_many_requests += 1
-            if chat_key is not None:
-                self.too_many_requests_by_chat[chat_key] += 1
         self._notify()
         if chat_key is not None:
             self._wake(chat_key)  # wait_for_message waits per chat: 1,000 waiters do not all wake
         return web.json_response(payload, status=status)
 
     async def _read_params(self, request: web.Request) -> tuple[dict[str, Any], dict[str, UploadedFile]]:
+        """The query string and a form-encoded or multipart body (PTB's way), values JSON-decoded."""
         raw: dict[str, Any] = dict(request.query)
-        typed: dict[str, Any] = {}
         files: dict[str, UploadedFile] = {}
-        if request.body_exists:
-            content_type = request.content_type
-            if content_type == "application/json":
-                try:
-                    body = await request.json()
-                except ValueError as err:
-                    raise _bad("can't parse JSON object") from err
-                if isinstance(body, dict):
-                    typed.update(body)
-            elif content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-                try:
-                    form = await request.post()
-                except web.HTTPRequestEntityTooLarge as err:
-                    raise _ApiError(413, "Request Entity Too Large") from err
-                for key, value in form.items():
-                    if isinstance(value, web.FileField):
-                        files[key] = UploadedFile(value.filename, value.content_type, value.file.read())
-                    else:
-                        raw[key] = value
-        params = {key: _decode_param(key, value) for key, value in raw.items()}
-        params.update(typed)
-        return params, files
+        if request.body_exists and request.content_type in (
+            "multipart/form-data",
+            "application/x-www-form-urlencoded",
+        ):
+            try:
+                form = await request.post()
+            except web.HTTPRequestEntityTooLarge as err:
+                raise _ApiError(413, "Request Entity Too Large") from err
+            for key, value in form.items():
+                if isinstance(value, web.FileField):
+                    files[key] = UploadedFile(value.filename, value.content_type, value.file.read())
+                else:
+                    raw[key] = value
+        return {key: _decode_param(key, value) for key, value in raw.items()}, files
 
     def _raise_planned_failure(self, method: str) -> None:
         queue = self._failures.get(method.lower())
@@ -1850,17 +1487,12 @@ class FakeTelegram:
                     429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after}
                 )
             log.append(now)
-        if not counted:
-            return
-        if self.flood_limits:  # admitted: count it in every window
+        if counted and self.flood_limits:  # admitted: count it in every window
             self._global_log.append(now)
             if chat_id is not None:
                 self._buckets[chat_id] = (tokens - 1, now)
                 if chat_id < 0:
                     self._group_logs.setdefault(chat_id, deque()).append(now)
-        self.counted_requests[method] += 1
-        if chat_id is not None:
-            self._request_log.setdefault(chat_id, []).append((now, method))
 
     def _flood_verdict(self, chat_id: int | None, now: float) -> float:
         """Telegram's limits: raise 429 (counting nothing) if a limit refuses the request now, else return
@@ -1894,14 +1526,9 @@ class FakeTelegram:
             event.set()
 
     def _chat_key(self, params: dict[str, Any]) -> int | None:
-        """The request's chat id as an int, cheaply; None when absent or unknown."""
+        """The request's chat id as an int, cheaply; None when absent or not a number."""
         value = params.get("chat_id")
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value:
-            with contextlib.suppress(_ApiError, ValueError):
-                return self._chat_id(params) if value.startswith("@") else int(value)
-        return None
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     async def _wait_change(self, deadline: float, key: object = None) -> bool:
         """Wait for a state change until ``deadline`` (any change, or only those woken for ``key``);
@@ -1915,71 +1542,37 @@ class FakeTelegram:
         return True
 
     def _build_handlers(self) -> dict[str, Handler]:
-        families: list[tuple[Handler, list[str]]] = [
-            (self._h_bot_info, ["getMe", "logOut", "close", "setChatMenuButton", "getChatMenuButton"]),
-            (self._h_updates, ["getUpdates", "setWebhook", "deleteWebhook", "getWebhookInfo"]),
-            (self._h_commands, ["setMyCommands", "getMyCommands", "deleteMyCommands"]),
-            (
-                self._h_descriptions,
-                [
-                    "setMyDescription",
-                    "getMyDescription",
-                    "setMyShortDescription",
-                    "getMyShortDescription",
-                    "setMyName",
-                    "getMyName",
-                ],
-            ),
-            (self._h_send_message, ["sendMessage"]),
-            (
-                self._h_edit,
-                ["editMessageText", "editMessageCaption", "editMessageReplyMarkup", "editMessageMedia"],
-            ),
-            (self._h_delete, ["deleteMessage", "deleteMessages"]),
-            (self._h_send_media, list(_MEDIA_METHODS)),
-            (self._h_send_media_group, ["sendMediaGroup"]),
-            (self._h_chat_action, ["sendChatAction"]),
-            (self._h_callback, ["answerCallbackQuery"]),
-            (self._h_files, ["getFile"]),
-            (self._h_reaction, ["setMessageReaction"]),
-            (self._h_chat, ["getChat", "getChatMember", "pinChatMessage", "unpinChatMessage"]),
-        ]
-        return {name.lower(): handler for handler, names in families for name in names}
+        return {
+            "getMe": self._h_get_me,
+            "getUpdates": self._h_get_updates,
+            "setWebhook": self._h_set_webhook,
+            "deleteWebhook": self._h_delete_webhook,
+            "getWebhookInfo": self._h_webhook_info,
+            "setMyCommands": self._h_set_commands,
+            "sendMessage": self._h_send_message,
+            "editMessageText": self._h_edit_text,
+            "deleteMessage": self._h_delete,
+            "sendChatAction": self._h_chat_action,
+            "sendVideo": self._h_send_video,
+            "answerCallbackQuery": self._h_callback,
+            "getFile": self._h_files,
+            "setMessageReaction": self._h_reaction,
+            "getChatMember": self._h_chat_member,
+        }
 
-    # ---------------------------------------------------------------- method families
+    # ---------------------------------------------------------------- methods
 
-    async def _h_bot_info(self, method: str, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
-        if method == "getMe":
-            return {
-                **self.bot_user,
-                "can_join_groups": True,
-                "can_read_all_group_messages": not self.privacy_mode,
-                "supports_inline_queries": False,
-                "can_connect_to_business": False,
-                "has_main_web_app": False,
-            }
-        if method == "getChatMenuButton":
-            return {"type": "commands"}
-        return True  # logOut, close, setChatMenuButton
+    async def _h_get_me(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
+        return {
+            **self.bot_user,
+            "can_join_groups": True,
+            "can_read_all_group_messages": not self.privacy_mode,
+            "supports_inline_queries": False,
+            "can_connect_to_business": False,
+            "has_main_web_app": False,
+        }
 
-    async def _h_updates(self, method: str, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
-        if method == "setWebhook":
-            self.webhook_url = str(params.get("url") or "")
-            return True
-        if method == "deleteWebhook":
-            self.webhook_url = ""
-            if params.get("drop_pending_updates"):
-                self._pending.clear()
-            return True
-        if method == "getWebhookInfo":
-            return {
-                "url": self.webhook_url,
-                "has_custom_certificate": False,
-                "pending_update_count": len(self._pending),
-            }
-        return await self._get_updates(params)
-
-    async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _h_get_updates(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
         if self.webhook_url:
             raise _ApiError(
                 409,
@@ -1989,9 +1582,7 @@ class FakeTelegram:
         offset = int(params.get("offset") or 0)
         limit = min(max(int(params.get("limit") or 100), 1), 100)
         timeout = min(max(float(params.get("timeout") or 0), 0.0), self.max_poll_timeout)
-        if "allowed_updates" in params:
-            allowed = params["allowed_updates"] or []
-            self._allowed_updates = frozenset(allowed) if allowed else DEFAULT_ALLOWED_UPDATES
+        self._set_allowed_updates(params)
         if offset > 0:
             self._pending = [u for u in self._pending if u["update_id"] >= offset]
         elif offset < 0:
@@ -2003,9 +1594,11 @@ class FakeTelegram:
         request = self._request
         deadline = time.monotonic() + timeout
         while True:
-            self._pending = [u for u in self._pending if _update_kind(u) in self._allowed_updates]
+            self._drop_disallowed()
             if self._pending or self._closing:
                 return copy.deepcopy(self._pending[:limit])
+            if self.webhook_url:
+                raise _ApiError(409, "Conflict: terminated by setWebhook request")
             if generation != self._poll_generation:
                 transport = request.transport if request is not None else None
                 if transport is None or transport.is_closing():
@@ -2018,14 +1611,78 @@ class FakeTelegram:
             if not await self._wait_change(deadline, _UPDATES_KEY):  # not woken by every bot call
                 return []
 
-    async def _h_commands(self, method: str, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
-        scope = params.get("scope") or {"type": "default"}
-        key = (json.dumps(scope, sort_keys=True), str(params.get("language_code") or ""))
-        if method == "getMyCommands":
-            return self.commands.get(key, [])
-        if method == "deleteMyCommands":
-            self.commands.pop(key, None)
+    def _set_allowed_updates(self, params: dict[str, Any]) -> None:
+        """Telegram keeps allowed_updates between getUpdates/setWebhook calls: a list given changes it
+        (an empty one means the default), no list leaves it as it was."""
+        allowed = params.get("allowed_updates")
+        if isinstance(allowed, list):
+            self._allowed_updates = frozenset(str(kind) for kind in allowed) or DEFAULT_ALLOWED_UPDATES
+
+    def _drop_disallowed(self) -> None:
+        """Updates of kinds the bot did not subscribe to are dropped, never sent."""
+        kept = [u for u in self._pending if _update_kind(u) in self._allowed_updates]
+        if len(kept) < len(self._pending):
+            self._pending = kept
+            self._notify()  # wait_updates_consumed may be done
+
+    async def _h_set_webhook(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
+        url = str(params.get("url") or "")
+        if not url:  # an empty url removes the webhook, as deleteWebhook does
+            return await self._h_delete_webhook(params, files)
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:  # http: for loopback tests
+            raise _bad("invalid webhook URL specified")
+        secret = str(params.get("secret_token") or "")
+        if len(secret) > 256:
+            raise _bad("secret token is too long")
+        if not re.fullmatch(r"[A-Za-z0-9_-]*", secret):
+            raise _bad("secret token contains unallowed characters")
+        most = LOCAL_MODE_WEBHOOK_CONNECTIONS if self.local_mode else MAX_WEBHOOK_CONNECTIONS
+        connections = min(max(_int(params.get("max_connections"), 40), 1), most)
+        drop = bool(params.get("drop_pending_updates"))
+        self._set_allowed_updates(params)
+        unchanged = (url, secret, connections) == (
+            self.webhook_url,
+            self.webhook_secret_token,
+            self.webhook_max_connections,
+        )
+        if unchanged and not drop:  # "Webhook is already set": deliveries in flight go on
+            self._wake(_WEBHOOK_KEY)
             return True
+        await self._stop_webhook()
+        if drop:
+            self._pending.clear()
+        self.webhook_url, self.webhook_secret_token, self.webhook_max_connections = url, secret, connections
+        self._webhook_error = None
+        self._wake(_UPDATES_KEY)  # a long poll in progress ends with 409
+        self._start_webhook()
+        return True
+
+    async def _h_delete_webhook(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
+        await self._stop_webhook()
+        self.webhook_url = self.webhook_secret_token = ""
+        self.webhook_max_connections = 40
+        self._webhook_error = None
+        if params.get("drop_pending_updates"):
+            self._pending.clear()
+        self._notify()
+        return True
+
+    async def _h_webhook_info(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
+        info: dict[str, Any] = {
+            "url": self.webhook_url,
+            "has_custom_certificate": False,
+            "pending_update_count": len(self._pending),
+        }
+        if self._webhook_error is not None:
+            info["last_error_date"], info["last_error_message"] = self._webhook_error
+        if self.webhook_url:
+            info["max_connections"] = self.webhook_max_connections
+        if self._allowed_updates != DEFAULT_ALLOWED_UPDATES:
+            info["allowed_updates"] = sorted(self._allowed_updates)
+        return info
+
+    async def _h_set_commands(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
         commands = params.get("commands")
         if not isinstance(commands, list) or len(commands) > 100:
             raise _bad("can't parse commands JSON object")
@@ -2039,40 +1696,14 @@ class FakeTelegram:
                     if not command.get("description")
                     else "BOT_COMMAND_DESCRIPTION_INVALID"
                 )
-        if commands:
-            self.commands[key] = [
-                {"command": c["command"].removeprefix("/"), "description": c["description"]} for c in commands
-            ]
-        else:
-            self.commands.pop(key, None)
         return True
 
-    async def _h_descriptions(
-        self, method: str, params: dict[str, Any], files: dict[str, UploadedFile]
-    ) -> Any:
-        kind = {"description": "description", "shortdescription": "short_description", "name": "name"}[
-            method.lower().removeprefix("setmy").removeprefix("getmy")
-        ]
-        key = (kind, str(params.get("language_code") or ""))
-        if method.startswith("get"):
-            default = self.bot_first_name if kind == "name" else ""
-            return {kind: self.descriptions.get(key, default)}
-        limit = {"description": 512, "short_description": 120, "name": 64}[kind]
-        value = str(params.get(kind) or "")
-        if len(value) > limit:
-            raise _bad(f"{kind} is too long")
-        self.descriptions[key] = value
-        return True
-
-    async def _h_send_message(
-        self, method: str, params: dict[str, Any], files: dict[str, UploadedFile]
-    ) -> Any:
+    async def _h_send_message(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
         chat = self._target_chat(params)
         text = params.get("text")
         if not isinstance(text, str) or not text.strip():
             raise _bad("message text is empty")
-        parse_mode = params.get("parse_mode") or None
-        plain, entities = self._format(text, parse_mode, params.get("entities"))
+        plain, entities = self._format(text, params.get("parse_mode"), params.get("entities"))
         if not plain:
             raise _bad("message text is empty")
         if len(plain) > MAX_MESSAGE_LENGTH:
@@ -2083,20 +1714,11 @@ class FakeTelegram:
         if params.get("link_preview_options"):
             content["link_preview_options"] = params["link_preview_options"]
         message = self._store_bot_message(
-            chat,
-            params,
-            kind="text",
-            content=content,
-            text=plain,
-            source=text,
-            entities=entities,
-            parse_mode=parse_mode,
+            chat, params, kind="text", content=content, text=plain, source=text, entities=entities
         )
         return copy.deepcopy(message.raw)
 
-    async def _h_edit(self, method: str, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
-        if params.get("inline_message_id"):
-            raise _bad("MESSAGE_ID_INVALID")
+    async def _h_edit_text(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
         if "chat_id" not in params or "message_id" not in params:
             raise _bad("message identifier is not specified")
         chat_id = self._chat_id(params)
@@ -2109,91 +1731,59 @@ class FakeTelegram:
         markup = self._check_markup(params.get("reply_markup"))
         if markup is not None and "inline_keyboard" not in markup:
             raise _bad("reply markup must be an inline keyboard")
-        parse_mode = params.get("parse_mode") or None
-        new_file: UploadedFile | None = None
-        if method == "editMessageText":
-            if message.kind != "text":
-                raise _bad("there is no text in the message to edit")
-            text = params.get("text")
-            if not isinstance(text, str) or not text.strip():
-                raise _bad("message text is empty")
-            plain, entities = self._format(text, parse_mode, params.get("entities"))
-            if len(plain) > MAX_MESSAGE_LENGTH:
-                raise _bad("MESSAGE_TOO_LONG")
-            if not plain:
-                raise _bad("message text is empty")
-            if plain == message.text and entities == message.entities and markup == message.reply_markup:
-                raise _bad(NOT_MODIFIED[len("Bad Request: ") :])
-            self._apply_text_edit(message, "text", plain, entities, text, parse_mode)
-        elif method == "editMessageCaption":
-            if message.kind == "text":
-                raise _bad("there is no caption in the message to edit")
-            source = str(params.get("caption") or "")
-            plain, entities = (
-                self._format(source, parse_mode, params.get("caption_entities")) if source else ("", [])
-            )
-            if len(plain) > MAX_CAPTION_LENGTH:
-                raise _bad("message caption is too long")
-            if plain == message.text and entities == message.entities and markup == message.reply_markup:
-                raise _bad(NOT_MODIFIED[len("Bad Request: ") :])
-            self._apply_text_edit(message, "caption", plain, entities, source, parse_mode)
-        elif method == "editMessageReplyMarkup":
-            if markup == message.reply_markup:
-                raise _bad(NOT_MODIFIED[len("Bad Request: ") :])
-        else:  # editMessageMedia
-            media = params.get("media")
-            if not isinstance(media, dict) or media.get("type") not in _FOLDERS:
-                raise _bad("can't parse InputMedia JSON object")
-            kind = media["type"]
-            stored, new_file = self._resolve_input_file(media.get("media"), files, kind)
-            source = str(media.get("caption") or "")
-            plain, entities = (
-                self._format(source, media.get("parse_mode"), media.get("caption_entities"))
-                if source
-                else ("", [])
-            )
-            for key in [*_FOLDERS, "caption", "caption_entities"]:
+        if message.kind != "text":
+            raise _bad("there is no text in the message to edit")
+        text = params.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise _bad("message text is empty")
+        plain, entities = self._format(text, params.get("parse_mode"), params.get("entities"))
+        if len(plain) > MAX_MESSAGE_LENGTH:
+            raise _bad("MESSAGE_TOO_LONG")
+        if not plain:
+            raise _bad("message text is empty")
+        if plain == message.text and entities == message.entities and markup == message.reply_markup:
+            raise _bad(NOT_MODIFIED[len("Bad Request: ") :])
+        if plain != message.text or text != message.source:
+            message.edits.append(plain)
+        message.text, message.entities, message.source, message.reply_markup = plain, entities, text, markup
+        message.raw["text"] = plain
+        for key, value in (("entities", entities), ("reply_markup", markup)):  # without it: removed
+            if value:
+                message.raw[key] = value
+            else:
                 message.raw.pop(key, None)
-            message.raw.update(self._media_content(kind, stored, media))
-            message.kind, message.file, message.file_id = kind, new_file, stored.file_id
-            message.file_ref = _file_ref(media.get("media"))
-            self._apply_text_edit(message, "caption", plain, entities, source, media.get("parse_mode"))
-        message.reply_markup = markup
-        if markup is not None:
-            message.raw["reply_markup"] = markup
-        else:
-            message.raw.pop("reply_markup", None)
         message.raw["edit_date"] = int(time.time())
         return copy.deepcopy(message.raw)
 
-    async def _h_delete(self, method: str, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
+    async def _h_delete(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
         chat_id = self._chat_id(params)
-        ids = params.get("message_ids") if method == "deleteMessages" else [params.get("message_id")]
-        if not isinstance(ids, list) or not ids or any(i is None for i in ids):
+        if params.get("message_id") in (None, ""):
             raise _bad("message identifier is not specified")
-        found = False
-        for raw_id in ids:
-            message_id = int(raw_id)
-            stored = self._messages.pop((chat_id, message_id), None)
-            bot_message = self._find_bot_message(chat_id, message_id)
-            if bot_message is not None and not bot_message.deleted:
-                bot_message.deleted = True
-                found = True
-            elif stored is not None:
-                found = True
-        if not found:
+        message_id = int(params["message_id"])
+        stored = self._messages.pop((chat_id, message_id), None)
+        bot_message = self._find_bot_message(chat_id, message_id)
+        if bot_message is not None and not bot_message.deleted:
+            bot_message.deleted = True
+        elif stored is None:
             raise _bad("message to delete not found")
         return True
 
-    async def _h_send_media(self, method: str, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
-        kind = _MEDIA_METHODS[method]
+    async def _h_send_video(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
         chat = self._target_chat(params)
-        stored, upload = self._resolve_input_file(params.get(kind), files, kind)
-        content = self._media_content(kind, stored, params)
-        source = str(params.get("caption") or "") if kind not in ("sticker", "video_note") else ""
-        parse_mode = params.get("parse_mode") or None
+        stored, upload = self._resolve_video(params.get("video"), files)
+        video = self._media_object(
+            "video",
+            stored,
+            duration=_int(params.get("duration"), 0),
+            width=_int(params.get("width"), 1280),
+            height=_int(params.get("height"), 720),
+        )
+        content: dict[str, Any] = {"video": video}
+        source = str(params.get("caption") or "")
         plain, entities = (
-            self._format(source, parse_mode, params.get("caption_entities")) if source else ("", [])
+            self._format(source, params.get("parse_mode"), params.get("caption_entities"))
+            if source
+            else ("", [])
         )
         if len(plain) > MAX_CAPTION_LENGTH:
             raise _bad("message caption is too long")
@@ -2204,73 +1794,22 @@ class FakeTelegram:
         message = self._store_bot_message(
             chat,
             params,
-            kind=kind,
+            kind="video",
             content=content,
             text=plain,
             source=source,
             entities=entities,
-            parse_mode=parse_mode,
             file=upload,
-            file_id=stored.file_id,
-            file_ref=_file_ref(params.get(kind)),
         )
         return copy.deepcopy(message.raw)
 
-    async def _h_send_media_group(
-        self, method: str, params: dict[str, Any], files: dict[str, UploadedFile]
-    ) -> Any:
-        chat = self._target_chat(params)
-        media = params.get("media")
-        if not isinstance(media, list) or not 2 <= len(media) <= 10:
-            raise _bad("wrong number of messages in the media group (must be 2-10)")
-        resolved = []
-        for item in media:
-            if not isinstance(item, dict) or item.get("type") not in ("photo", "video", "document", "audio"):
-                raise _bad("can't parse InputMedia JSON object")
-            resolved.append((item, *self._resolve_input_file(item.get("media"), files, item["type"])))
-        self._media_group_counter += 1
-        group_id = f"2{self._media_group_counter:017d}"
-        results = []
-        for item, stored, upload in resolved:
-            kind = item["type"]
-            content = self._media_content(kind, stored, item)
-            content["media_group_id"] = group_id
-            source = str(item.get("caption") or "")
-            plain, entities = (
-                self._format(source, item.get("parse_mode"), item.get("caption_entities"))
-                if source
-                else ("", [])
-            )
-            if plain:
-                content["caption"] = plain
-                if entities:
-                    content["caption_entities"] = entities
-            message = self._store_bot_message(
-                chat,
-                {**params, "reply_markup": None},
-                kind=kind,
-                content=content,
-                text=plain,
-                source=source,
-                entities=entities,
-                parse_mode=item.get("parse_mode"),
-                file=upload,
-                file_id=stored.file_id,
-                file_ref=_file_ref(item.get("media")),
-                media_group_id=group_id,
-            )
-            results.append(copy.deepcopy(message.raw))
-        return results
-
-    async def _h_chat_action(
-        self, method: str, params: dict[str, Any], files: dict[str, UploadedFile]
-    ) -> Any:
+    async def _h_chat_action(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
         self._target_chat(params)
         if params.get("action") not in CHAT_ACTIONS:
             raise _bad("wrong parameter action in request")
         return True
 
-    async def _h_callback(self, method: str, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
+    async def _h_callback(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
         query_id = str(params.get("callback_query_id") or "")
         if query_id not in self.callback_answers or self.callback_answers[query_id] is not None:
             raise _bad(QUERY_TOO_OLD[len("Bad Request: ") :])
@@ -2279,7 +1818,7 @@ class FakeTelegram:
         self.callback_answers[query_id] = dict(params)
         return True
 
-    async def _h_files(self, method: str, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
+    async def _h_files(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
         stored = self._files.get(str(params.get("file_id") or ""))
         if stored is None:
             raise _bad("invalid file_id")
@@ -2304,7 +1843,7 @@ class FakeTelegram:
             "file_path": stored.file_path,
         }
 
-    async def _h_reaction(self, method: str, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
+    async def _h_reaction(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
         from telegram.constants import ReactionEmoji
 
         chat_id = self._chat_id(params)
@@ -2326,25 +1865,8 @@ class FakeTelegram:
             bot_message.reactions = list(reactions)
         return True
 
-    async def _h_chat(self, method: str, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
-        chat = self._target_chat(params)
-        if method == "getChat":
-            return {
-                **chat,
-                "accent_color_id": 0,
-                "max_reaction_count": 11,
-                "accepted_gift_types": {
-                    "unlimited_gifts": False,
-                    "limited_gifts": False,
-                    "unique_gifts": False,
-                    "premium_subscription": False,
-                    "gifts_from_channels": False,
-                },
-            }
-        if method == "getChatMember":
-            user_id = int(params.get("user_id") or 0)
-            return self._chat_member(chat, user_id)
-        return True  # pin/unpin
+    async def _h_chat_member(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
+        return self._chat_member(self._target_chat(params), int(params.get("user_id") or 0))
 
     # ---------------------------------------------------------------- bot-side helpers
 
@@ -2352,11 +1874,6 @@ class FakeTelegram:
         value = params.get("chat_id")
         if value is None or value == "":
             raise _bad("chat_id is empty")
-        if isinstance(value, str) and value.startswith("@"):
-            for chat_id, chat in self._chats.items():
-                if str(chat.get("username", "")).lower() == value[1:].lower():
-                    return chat_id
-            raise _bad("chat not found")
         try:
             return int(value)
         except (TypeError, ValueError) as err:
@@ -2366,20 +1883,19 @@ class FakeTelegram:
         return self._ensure_chat(self._chat_id(params), None, None)
 
     def _format(self, text: str, parse_mode: str | None, entities: Any) -> tuple[str, list[dict[str, Any]]]:
+        """(plain text, entities) of a text or caption: HTML parsed like tdlib (a malformed one is 400
+        "can't parse entities"), or plain text with the entities given. The bot sends HTML only, so the
+        fake refuses Markdown and MarkdownV2 instead of modelling them."""
         mode = (parse_mode or "").lower()
-        try:
-            if mode == "html":
-                plain, found = parse_html(text, strict_ampersand=self.strict_html_ampersand)
-            elif mode == "markdownv2":
-                plain, found = parse_markdown_v2(text)
-            elif mode == "markdown":
-                plain, found = parse_markdown(text)
-            elif mode:
-                raise _bad(f"unsupported parse_mode {parse_mode}")
-            else:
-                plain, found = text, list(entities) if isinstance(entities, list) else []
-        except EntityParseError as err:
-            raise _bad(f"can't parse entities: {err}") from err
+        if mode == "html":
+            try:
+                plain, found = parse_html(text)
+            except EntityParseError as err:
+                raise _bad(f"can't parse entities: {err}") from err
+        elif mode:
+            raise _bad(f"unsupported parse_mode {parse_mode} (the fake parses HTML only)")
+        else:
+            plain, found = text, list(entities) if isinstance(entities, list) else []
         return _strip_text(plain, found)
 
     def _check_markup(self, markup: Any) -> dict[str, Any] | None:
@@ -2419,11 +1935,7 @@ class FakeTelegram:
         text: str,
         source: str,
         entities: list[dict[str, Any]],
-        parse_mode: str | None,
         file: UploadedFile | None = None,
-        file_id: str | None = None,
-        file_ref: str | None = None,
-        media_group_id: str | None = None,
     ) -> Message:
         chat_id = chat["id"]
         markup = self._check_markup(params.get("reply_markup"))
@@ -2459,12 +1971,8 @@ class FakeTelegram:
             edits=[],
             deleted=False,
             file=file,
-            parse_mode=parse_mode,
             source=source,
             entities=entities,
-            file_id=file_id,
-            file_ref=file_ref,
-            media_group_id=media_group_id,
             raw=raw,
             sent_text=text,
             sent_at=time.monotonic(),
@@ -2474,15 +1982,12 @@ class FakeTelegram:
         return message
 
     def _reply_target(self, chat_id: int, params: dict[str, Any]) -> int | None:
+        """The message ``reply_parameters`` (PTB's only way) points at in this chat, if any."""
         reply = params.get("reply_parameters")
-        allow_missing = bool(params.get("allow_sending_without_reply"))
-        if isinstance(reply, dict):
-            target = reply.get("message_id")
-            allow_missing = bool(reply.get("allow_sending_without_reply", allow_missing))
-            if reply.get("chat_id") not in (None, chat_id, str(chat_id)):
-                return None  # replies across chats are not modelled
-        else:
-            target = params.get("reply_to_message_id")
+        if not isinstance(reply, dict) or reply.get("chat_id") not in (None, chat_id, str(chat_id)):
+            return None  # no reply; replies across chats are not modelled
+        target = reply.get("message_id")
+        allow_missing = bool(reply.get("allow_sending_without_reply"))
         if target in (None, ""):
             return None
         target = int(target)
@@ -2492,100 +1997,36 @@ class FakeTelegram:
             raise _bad("message to be replied not found")
         return target
 
-    def _apply_text_edit(
-        self,
-        message: Message,
-        field_name: str,
-        plain: str,
-        entities: list[dict[str, Any]],
-        source: str,
-        parse_mode: str | None,
-    ) -> None:
-        entities_key = "entities" if field_name == "text" else "caption_entities"
-        message.raw.pop(entities_key, None)
-        if plain or field_name == "text":
-            message.raw[field_name] = plain
-        else:
-            message.raw.pop(field_name, None)
-        if entities:
-            message.raw[entities_key] = entities
-        if plain != message.text or source != message.source:
-            message.edits.append(plain)
-        message.text, message.entities, message.source, message.parse_mode = (
-            plain,
-            entities,
-            source,
-            parse_mode,
-        )
-
-    def _resolve_input_file(
-        self, value: Any, files: dict[str, UploadedFile], kind: str
+    def _resolve_video(
+        self, value: Any, files: dict[str, UploadedFile]
     ) -> tuple[_StoredFile, UploadedFile | None]:
-        """An InputFile param: an uploaded part, ``attach://name``, a known file_id or an HTTP URL."""
-        upload = None
-        if isinstance(value, str) and value.startswith("attach://"):
-            upload = files.get(value.removeprefix("attach://"))
+        """sendVideo's ``video``: an uploaded part (multipart) or, in local mode, a ``file://`` URI.
+        File ids and URLs are not modelled (the bot never re-sends): they get Telegram's 400."""
+        if value is None or value == "":
+            upload = files.get("video")
             if upload is None:
-                raise _bad(f"file of type {kind} not found in the request")
-        elif value is None or value == "":
-            upload = files.get(kind)
-            if upload is None:
-                raise _bad(f"there is no {kind} in the request")
-        if upload is not None:
+                raise _bad("there is no video in the request")
             if not upload.data:
                 raise _bad("file must be non-empty")
             if len(upload.data) > self.upload_limit:
                 raise _ApiError(413, "Request Entity Too Large")
             mime = upload.content_type
             if not mime or mime == "application/octet-stream":  # Telegram sniffs the real type
-                mime = mimetypes.guess_type(upload.filename)[0] or _DEFAULT_MIME.get(kind, mime)
-            stored = self._store_file(upload.data, _FOLDERS[kind], file_name=upload.filename, mime_type=mime)
-            return stored, upload
-        assert isinstance(value, str)
-        if self.local_mode and value.startswith("file://"):
-            local = self._local_upload(value, kind)
+                mime = mimetypes.guess_type(upload.filename)[0] or "video/mp4"
+            return self._store_file(upload.data, "videos", file_name=upload.filename, mime_type=mime), upload
+        if self.local_mode and isinstance(value, str) and value.startswith("file://"):
+            local = self._local_upload(value)
             size = len(local.data) if local.path is None else os.path.getsize(local.path)
             stored = self._store_file(
                 local.data or None,
-                _FOLDERS[kind],
+                "videos",
                 size=size,
                 file_name=local.filename,
                 mime_type=local.content_type,
             )
             stored.local_path = local.path
             return stored, local
-        if value in self._files:
-            stored = self._files[value]
-            data = stored.data or b""
-            return stored, UploadedFile(stored.file_name or "", stored.mime_type or "", data)
-        if re.match(r"https?://", value):
-            name = value.rsplit("/", 1)[-1].split("?", 1)[0] or None
-            stored = self._store_file(
-                None, _FOLDERS[kind], file_name=name, mime_type=mimetypes.guess_type(value)[0]
-            )
-            return stored, None
         raise _bad("wrong file identifier/HTTP URL specified")
-
-    def _media_content(self, kind: str, stored: _StoredFile, params: dict[str, Any]) -> dict[str, Any]:
-        """The Message fields for a media kind the bot sent (sizes from params, else defaults)."""
-        if kind == "photo":
-            return {"photo": self._photo_sizes(stored)}
-        dims = _image_size(stored.data or b"") if kind == "sticker" else None
-        obj = self._media_object(
-            kind,
-            stored,
-            duration=_int(params.get("duration"), 0),
-            width=_int(params.get("width"), dims[0] if dims else (512 if kind == "sticker" else 1280)),
-            height=_int(params.get("height"), dims[1] if dims else (512 if kind == "sticker" else 720)),
-            length=_int(params.get("length"), 240),
-            performer=params.get("performer"),
-            title=params.get("title"),
-            emoji=params.get("emoji") or "🙂",
-        )
-        content: dict[str, Any] = {kind: obj}
-        if kind == "animation":
-            content["document"] = self._media_object("document", stored)
-        return content
 
     # ---------------------------------------------------------------- shared model helpers
 
@@ -2648,29 +2089,21 @@ class FakeTelegram:
         duration: int = 0,
         width: int = 1280,
         height: int = 720,
-        length: int = 240,
-        performer: str | None = None,
-        title: str | None = None,
         emoji: str = "🙂",
     ) -> dict[str, Any]:
+        """The Video/Audio/Voice/Document/Sticker object of a stored file."""
         obj: dict[str, Any] = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id}
-        if kind in ("video", "animation"):
+        if kind == "video":
             obj.update(width=width, height=height, duration=duration)
         elif kind in ("audio", "voice"):
             obj["duration"] = duration
-            if performer:
-                obj["performer"] = performer
-            if title:
-                obj["title"] = title
-        elif kind == "video_note":
-            obj.update(length=length, duration=duration)
         elif kind == "sticker":
             obj.update(
                 type="regular", width=width, height=height, is_animated=False, is_video=False, emoji=emoji
             )
-        if kind in ("video", "animation", "audio", "document") and stored.file_name:
+        if kind in ("video", "audio", "document") and stored.file_name:
             obj["file_name"] = stored.file_name
-        if kind in ("video", "animation", "audio", "document", "voice") and stored.mime_type:
+        if kind in ("video", "audio", "document", "voice") and stored.mime_type:
             obj["mime_type"] = stored.mime_type
         obj["file_size"] = stored.size
         return obj
@@ -2841,16 +2274,115 @@ class FakeTelegram:
         return replied.get("from", {}).get("id") == self.bot_id
 
     def _queue_update(self, key: str, payload: dict[str, Any], visible: bool) -> dict[str, Any]:
+        """A new update: queued for getUpdates or the webhook unless privacy mode hides it (``visible``
+        False); returned either way."""
         update = {"update_id": self._next_update_id, key: copy.deepcopy(payload)}
         self._next_update_id += 1 + max(0, self.update_id_gap)
         if visible:
             self._pending.append(update)
-            self.updates.append(update)
-        else:
-            self.hidden_updates.append(update)
         self._notify()
         self._wake(_UPDATES_KEY)
+        self._wake(_WEBHOOK_KEY)
         return update
+
+    # ---------------------------------------------------------------- webhook delivery
+
+    def _start_webhook(self) -> None:
+        """Start delivering to ``webhook_url``: one dispatcher task, which starts the deliveries."""
+        self._webhook_generation += 1
+        self._webhook_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.webhook_max_connections)
+        )
+        self._spawn(self._dispatch_webhook(self._webhook_generation), "webhook dispatcher")
+
+    async def _stop_webhook(self) -> None:
+        """Cancel the dispatcher and every delivery in flight (their updates stay queued) and wait for
+        them to end; close the HTTP session."""
+        self._webhook_generation += 1
+        tasks = list(self._webhook_tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._webhook_tasks.difference_update(tasks)
+        self._in_flight.clear()
+        if self._webhook_session is not None:
+            await self._webhook_session.close()
+            self._webhook_session = None
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._webhook_tasks.add(task)
+        task.add_done_callback(self._webhook_tasks.discard)
+
+    async def _dispatch_webhook(self, generation: int) -> None:
+        """Until the webhook is deleted or replaced: start a delivery for each queued update, oldest
+        first, at most ``webhook_max_connections`` in flight."""
+        while generation == self._webhook_generation and not self._closing:
+            self._drop_disallowed()
+            for update in self._pending:
+                if len(self._in_flight) >= self.webhook_max_connections:
+                    break
+                update_id = update["update_id"]
+                if update_id not in self._in_flight:
+                    self._in_flight.add(update_id)
+                    self._spawn(self._deliver(update, generation), f"webhook delivery {update_id}")
+            # woken by a new update or a finished delivery; the timeout only bounds each wait
+            await self._wait_change(time.monotonic() + 1.0, _WEBHOOK_KEY)
+
+    async def _deliver(self, update: dict[str, Any], generation: int) -> None:
+        """POST the update until the webhook answers 2xx, pausing between attempts (the pause doubles
+        from ``webhook_retry_seconds`` up to ``webhook_retry_max_seconds``); ends early when the webhook
+        is deleted or replaced."""
+        update_id = update["update_id"]
+        body = json.dumps(update, ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.webhook_secret_token:
+            headers["X-Telegram-Bot-Api-Secret-Token"] = self.webhook_secret_token
+        pause = self.webhook_retry_seconds
+        attempt = 0
+        try:
+            while generation == self._webhook_generation and self._webhook_session is not None:
+                attempt += 1
+                outcome, error = await self._post_update(self._webhook_session, body, headers)
+                self.webhook_deliveries.append(WebhookDelivery(update_id, outcome, attempt, time.monotonic()))
+                if error is None:
+                    with contextlib.suppress(ValueError):  # gone already if drop_pending_updates raced it
+                        self._pending.remove(update)
+                    return
+                self._webhook_error = (int(time.time()), error)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, self.webhook_retry_max_seconds)
+        finally:
+            self._in_flight.discard(update_id)
+            self._notify()
+            self._wake(_WEBHOOK_KEY)
+
+    async def _post_update(
+        self, session: aiohttp.ClientSession, body: bytes, headers: dict[str, str]
+    ) -> tuple[int | str, str | None]:
+        """One attempt: (HTTP status or exception name, None on a 2xx else Telegram's error text)."""
+        try:
+            async with session.post(
+                self.webhook_url,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.webhook_timeout),
+            ) as response:
+                await response.read()
+                if 200 <= response.status <= 299:
+                    return response.status, None
+                return (
+                    response.status,
+                    f"Wrong response from the webhook: {response.status} {response.reason}",
+                )
+        except TimeoutError as err:
+            return type(err).__name__, "Read timeout expired"
+        except aiohttp.ClientConnectorError as err:
+            refused = isinstance(err.os_error, ConnectionRefusedError)
+            error = "Connection refused" if refused else f"Failed to connect: {err.os_error}"
+            return type(err).__name__, error
+        except aiohttp.ClientError as err:
+            return type(err).__name__, f"Webhook connection closed: {err}"
 
 
 def _window_wait(log: deque[float], limit: int, window: float, now: float) -> float:
@@ -2875,10 +2407,6 @@ def _decode_param(key: str, value: str) -> Any:
         return json.loads(value)
     except ValueError:
         return value
-
-
-def _file_ref(value: Any) -> str | None:
-    return value if isinstance(value, str) and value and not value.startswith("attach://") else None
 
 
 def _int(value: Any, default: int) -> int:
