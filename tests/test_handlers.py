@@ -607,3 +607,25 @@ async def test_a_redis_outage_is_explained_to_the_user(bot: Harness) -> None:
     bot.services.store.load_chat = down  # type: ignore[method-assign]
     mark = await say(bot, "status")
     await bot.fake.wait_for_message(CHAT, "briefly unavailable", after=mark)
+
+
+async def test_a_warm_credits_request_reads_the_chats_record_once(bot: Harness) -> None:
+    """A connected chat's "credits": one read of its record (token, session and the register
+    link's id together), where there used to be three."""
+    await connected(bot)
+    reads = 0
+    load_chat = bot.services.store.load_chat
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await load_chat(*args, **kwargs)
+
+    bot.services.store.load_chat = counted  # type: ignore[method-assign]
+    mark = await say(bot, "credits")
+    await bot.fake.wait_for_message(CHAT, "Credits:", after=mark)
+    sent = [
+        call.params["text"] for call in bot.fake.calls_to("sendMessage") if "Credits" in call.params["text"]
+    ]
+    assert "bind=" in sent[-1]  # the register link still names the account
+    assert reads == 1
