@@ -27,9 +27,9 @@ from bot.media import ACCEPTED_LIST
 from bot.nemo import NemoClient
 from bot.projects import ChatRef, Connection, OperatorTokenRejected, Projects
 from bot.settings import Settings
-from bot.store import Store
-from bot.telegram_io import ChatOutput
-from bot.texts import Lang, say
+from bot.store import ChatAddress, Store
+from bot.telegram_io import ChatOutput, Telegram
+from bot.texts import Lang, language_of, say
 from bot.timeline import format_timeline, tracks
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,16 @@ class ChatContext:
     out: ChatOutput
     user_id: int | None = None  # None for channel posts and work resumed after a restart
     shared: bool = False  # a group or channel: quieter, merged output
+
+
+def resume(address: ChatAddress, telegram: Telegram) -> ChatContext:
+    """The chat that durable work (a render, a cut turn, pending media) answers, rebuilt after a
+    restart or on another replica from its record's address."""
+    lang = language_of(address.language)
+    out = telegram.to(address.chat_id, lang, thread_id=address.thread_id)
+    return ChatContext(
+        ChatRef(address.chat_id, address.thread_id, address.key), lang, address.session_language, out
+    )
 
 
 def register_link(base: str, user_id: str) -> str:

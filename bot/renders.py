@@ -29,11 +29,11 @@ from bot import metrics
 from bot.access import today
 from bot.errors import BackendRejected, NemoError, SessionNotFound, TokenExpired
 from bot.flood import Thinned
-from bot.flows import ChatContext, Flows
+from bot.flows import ChatContext, Flows, resume
 from bot.media import human_size
 from bot.nemo import NemoClient, RenderStatus
 from bot.projects import ChatRef, Connection, Projects
-from bot.store import RenderRecord, Store
+from bot.store import FINISHED, RenderRecord, RenderState, Store
 from bot.telegram_io import ChatGone, ChatOutput, Telegram
 from bot.texts import Lang, language_of, say
 from bot.timeline import is_exportable
@@ -172,18 +172,17 @@ class Renders:
             return
         notice = await ctx.out.say("render_pending")
         record.progress_message_id = notice.message_id if notice else None
-        await self.store.save_render(record)
+        await self.store.move_render(record, RenderState.STARTING)
         try:
             status = await self._start(ctx.chat, record, state.draft)
         except Exception as err:
             metrics.RENDERS.labels("failed").inc()
-            record.status = "failed"
-            await self.store.close_render(record)
+            await self.store.move_render(record, RenderState.FAILED)
             await self.flows.explain(ctx, err, message_id=record.progress_message_id, buttons=("retry",))
             return
         metrics.RENDERS.labels("started").inc()
-        record.status, record.progress = status.status, status.progress
-        await self.store.save_render(record)
+        record.progress = status.progress
+        await self.store.move_render(record, RenderState.of_backend(status.status))
         log.info("chat %s: render %s started", ctx.chat.key, record.render_id)
 
     async def _start(self, chat: ChatRef, record: RenderRecord, draft: dict[str, Any]) -> RenderStatus:
@@ -228,11 +227,11 @@ class Renders:
             state = await self.projects.state(chat, record.session_language)
             status = await self._start(chat, record, state.draft)
             log.info("render %s: started after a restart", record.render_id)
-        record.status, record.progress = status.status, status.progress
+        record.progress = status.progress
         if record.progress_message_id is None:
             notice = await out.say("render_pending")
             record.progress_message_id = notice.message_id if notice else None
-        await self.store.save_render(record)
+        await self.store.move_render(record, RenderState.of_backend(status.status))
 
     # -- watching -------------------------------------------------------------------------------
 
@@ -346,9 +345,8 @@ class Renders:
         except ChatGone as err:
             log.info("render %s: chat gone, not delivered: %s", render_id, err)
             current = await self.store.get_render(render_id)
-            if current is not None:
-                current.status = "undeliverable"
-                await self.store.close_render(current)
+            if current is not None and current.status not in FINISHED:
+                await self.store.move_render(current, RenderState.UNDELIVERABLE)
         except Exception:
             log.exception("render %s: poll failed", render_id)
 
@@ -361,13 +359,12 @@ class Renders:
             log.warning(
                 "render %s: giving up delivery after %d attempts", record.render_id, record.delivery_attempts
             )
-            record.status = "undeliverable"
-            await self.store.close_render(record)
+            await self.store.move_render(record, RenderState.UNDELIVERABLE)
         elif step is Step.RESEND_LINK:
             # A delivery was cut (a stopped process, or Telegram failing): Telegram may have the
             # video. Send the link, not the video again: neither a duplicate nor silence.
             record.delivery_attempts += 1
-            await self.store.save_render(record)
+            await self.store.move_render(record, RenderState.DELIVERING)
             await out.send(say(lang, "video_ready_again", url=record.url))
             await self._delivered(record, sent_file=False)
         elif step is Step.DELIVER:
@@ -388,13 +385,13 @@ class Renders:
             return
         verdict, reason = reading(status, record)
         if verdict is Reading.COMPLETED:
-            record.status, record.progress, record.url = "completed", 100, status.url or ""
-            await self.store.save_render(record)
+            record.progress, record.url = 100, status.url or ""
+            if not await self.store.move_render(record, RenderState.COMPLETED):
+                return  # another process moved it since it was read: the next round reads it again
             await out.edit_or_send(record.progress_message_id, say(lang, "render_completed"))
             await self._deliver(record, out, status)
         elif verdict is Reading.FAILED:
-            record.status = "failed"
-            await self.store.close_render(record)
+            await self.store.move_render(record, RenderState.FAILED)
             await out.edit_or_send(
                 record.progress_message_id, say(lang, "render_failed", reason=reason), buttons=("retry",)
             )
@@ -406,8 +403,8 @@ class Renders:
                 )
             except Thinned:
                 return
-            record.status, record.progress = status.status, status.progress
-            await self.store.save_render(record)
+            record.progress = status.progress
+            await self.store.move_render(record, RenderState.of_backend(status.status))
 
     async def _deliver(self, record: RenderRecord, out: ChatOutput, status: RenderStatus | None) -> None:
         """Send the MP4 (or its link when it is too large for Telegram), then close the record."""
@@ -428,8 +425,9 @@ class Renders:
                         "render %s: lease lapsed before delivery, left to its holder", record.render_id
                     )
                     return
-                record.status = "delivering"
-                await self.store.save_render(record)
+                if not await self.store.move_render(record, RenderState.DELIVERING):
+                    log.warning("render %s: moved by another process, left to it", record.render_id)
+                    return
                 sent = await self._send_file(record, out, caption, status)
         if not sent and size is not None and size > self._upload_limit:
             await out.send(say(lang, "video_ready_link", url=record.url, size=human_size(size)))
@@ -442,8 +440,7 @@ class Renders:
     async def _delivered(self, record: RenderRecord, *, sent_file: bool) -> None:
         metrics.RENDERS.labels("completed").inc()
         metrics.DELIVERIES.labels("video" if sent_file else "link").inc()
-        record.status = "delivered"
-        await self.store.close_render(record)
+        await self.store.move_render(record, RenderState.DELIVERED)
         await self.store.count_usage("delivered", record.chat_key, today())
         log.info("render %s delivered (%s)", record.render_id, "file" if sent_file else "link")
 
@@ -464,8 +461,7 @@ class Renders:
 
     async def _give_up(self, record: RenderRecord, out: ChatOutput) -> None:
         metrics.RENDERS.labels("timed_out").inc()
-        record.status = "expired"
-        await self.store.close_render(record)
+        await self.store.move_render(record, RenderState.EXPIRED)
         minutes = round(self.timings.max_seconds / 60)
         text = say(language_of(record.language), "render_too_long", minutes=minutes)
         await out.edit_or_send(record.progress_message_id, text, buttons=("retry",))
@@ -480,4 +476,4 @@ class Renders:
             log.info("render %s: cancel refused: %s", record.render_id, err.describe())
 
     def _output(self, record: RenderRecord) -> ChatOutput:
-        return self.telegram.to(record.chat_id, language_of(record.language), thread_id=record.thread_id)
+        return resume(record.address, self.telegram).out

@@ -7,6 +7,7 @@ own id, so two bots can share one Redis. Tokens expire with their token; the cha
 
 from __future__ import annotations
 
+import enum
 import json
 import time
 from collections.abc import Callable
@@ -19,7 +20,55 @@ from redis.exceptions import WatchError
 T = TypeVar("T")
 
 
-FINISHED = ("delivered", "failed", "expired", "undeliverable")
+class RenderState(enum.StrEnum):
+    """Where a render is, from its record before the backend has it to its delivery."""
+
+    STARTING = "starting"  # recorded, the backend not yet asked (or not yet answered)
+    PENDING = "pending"  # queued on the backend
+    PROCESSING = "processing"
+    COMPLETED = "completed"  # the video exists; not yet sent
+    DELIVERING = "delivering"  # being sent: a cut delivery is followed by the link, never a resend
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    EXPIRED = "expired"  # unfinished after RENDER_MAX_SECONDS
+    UNDELIVERABLE = "undeliverable"  # the chat is gone, or Telegram kept refusing the delivery
+
+    @classmethod
+    def of_backend(cls, status: str) -> RenderState:
+        """A backend status word as a state (an unfinished word it may add later counts as pending)."""
+        known = {"processing": cls.PROCESSING, "completed": cls.COMPLETED, "failed": cls.FAILED}
+        return known.get(status, cls.PENDING)
+
+
+UNFINISHED = frozenset({RenderState.STARTING, RenderState.PENDING, RenderState.PROCESSING})
+FINISHED = frozenset(
+    {RenderState.DELIVERED, RenderState.FAILED, RenderState.EXPIRED, RenderState.UNDELIVERABLE}
+)
+# The allowed moves (a state may also stay, with new progress or attempts).
+MOVES: dict[RenderState, frozenset[RenderState]] = {
+    **{
+        state: UNFINISHED
+        | {RenderState.COMPLETED, RenderState.FAILED, RenderState.EXPIRED, RenderState.UNDELIVERABLE}
+        for state in UNFINISHED
+    },
+    RenderState.COMPLETED: frozenset(
+        {RenderState.COMPLETED, RenderState.DELIVERING, RenderState.DELIVERED, RenderState.UNDELIVERABLE}
+    ),
+    RenderState.DELIVERING: frozenset(
+        {RenderState.DELIVERING, RenderState.DELIVERED, RenderState.UNDELIVERABLE}
+    ),
+    **{state: frozenset() for state in FINISHED},
+}
+
+
+def may_move(current: RenderState, to: RenderState) -> bool:
+    """Whether a render may go from `current` to `to` (pure): never back from a video to a render
+    in progress, never out of a finished state."""
+    return to in MOVES[current]
+
+
+class InvalidMove(Exception):
+    """A render was asked to make a move its state does not allow (a bug, not a user error)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +140,17 @@ class ChatRecord:
     token_expires_at: float = 0.0
 
 
+@dataclass(frozen=True)
+class ChatAddress:
+    """Where durable work answers: enough to rebuild the chat (and its languages) after a restart."""
+
+    chat_id: int
+    thread_id: int | None
+    key: str  # the project: a chat, a forum topic, or one member's in a group
+    language: str  # the reply language
+    session_language: str  # the agent session's
+
+
 @dataclass
 class TurnRecord:
     started_at: float
@@ -101,6 +161,9 @@ class TurnRecord:
     session_language: str = "en"
     before: list[dict[str, Any]] | None = None  # the timeline when the turn began
     owner: str = ""  # the replica running it (bot.replicas); "" in records from before replicas
+
+    def address(self, chat_key: str) -> ChatAddress:
+        return ChatAddress(self.chat_id, self.thread_id, chat_key, self.language, self.session_language)
 
 
 @dataclass
@@ -114,12 +177,21 @@ class RenderRecord:
     thread_id: int | None = None
     progress_message_id: int | None = None
     started_at: float = field(default_factory=time.time)
-    status: str = (
-        "starting"  # starting | pending | processing | completed | delivering | delivered | failed ...
-    )
+    status: RenderState = RenderState.STARTING
     progress: int = 0
     url: str = ""
     delivery_attempts: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.status, RenderState):  # read back from JSON, or an older record
+            try:
+                self.status = RenderState(self.status)
+            except ValueError:
+                self.status = RenderState.PENDING
+
+    @property
+    def address(self) -> ChatAddress:
+        return ChatAddress(self.chat_id, self.thread_id, self.chat_key, self.language, self.session_language)
 
 
 def _encode(value: Any) -> str:
@@ -152,6 +224,25 @@ SCRIPTS = {
             end
         end
         return taken
+    """,
+    # KEYS: the render, the active set, the chat's render pointer; ARGV: the state the caller read,
+    # the new record, its retention when finished (else 0), the render id.
+    "move_render": """
+        local raw = redis.call('GET', KEYS[1])
+        if not raw or cjson.decode(raw)['status'] ~= ARGV[1] then
+            return 0
+        end
+        local keep = tonumber(ARGV[3])
+        if keep > 0 then
+            redis.call('SET', KEYS[1], ARGV[2], 'EX', keep)
+            redis.call('SREM', KEYS[2], ARGV[4])
+            if redis.call('GET', KEYS[3]) == ARGV[4] then
+                redis.call('DEL', KEYS[3])
+            end
+        else
+            redis.call('SET', KEYS[1], ARGV[2])
+        end
+        return 1
     """,
     # KEYS: the turn; ARGV: started_at. Deletes the record only while it is that turn's.
     "end_turn": """
@@ -250,7 +341,7 @@ class Store:
         """Keep the timeline a turn started from (`turn.before`) with its record, while it is that
         turn's (same expiry)."""
         await self._scripts["replace_turn"](
-            keys=[self.keys.turn(chat_key)], args=[turn.started_at, _encode(asdict(turn))]
+            client=self.redis, keys=[self.keys.turn(chat_key)], args=[turn.started_at, _encode(asdict(turn))]
         )
 
     async def current_turn(self, chat_key: str) -> TurnRecord | None:
@@ -270,7 +361,11 @@ class Store:
         have expired, and a newer turn hold the slot now). True for the one caller that closed it."""
         if started_at is None:
             return bool(await self.redis.delete(self.keys.turn(chat_key)))
-        return bool(await self._scripts["end_turn"](keys=[self.keys.turn(chat_key)], args=[started_at]))
+        return bool(
+            await self._scripts["end_turn"](
+                client=self.redis, keys=[self.keys.turn(chat_key)], args=[started_at]
+            )
+        )
 
     async def running_turns(self) -> list[tuple[str, TurnRecord]]:
         """Every turn recorded as running, by any replica (the caller picks the orphans)."""
@@ -310,24 +405,33 @@ class Store:
         raw = await self.redis.get(self.keys.render(render_id))
         return _decode(RenderRecord, raw) if raw else None
 
-    async def save_render(self, render: RenderRecord) -> None:
-        await self.redis.set(self.keys.render(render.render_id), _encode(asdict(render)))
-
     async def active_renders(self) -> list[str]:
         return sorted(_text(item) for item in await self.redis.smembers(self.keys.active_renders()))
 
-    async def close_render(self, render: RenderRecord) -> None:
-        """Take a finished render off the active set; its record stays a while for the log."""
-        render_key = self.keys.render(render.render_id)
-        chat_key = self.keys.chat_render(render.chat_key)
-        current = await self.redis.get(chat_key)
-        await self._pipe(
-            lambda p: (
-                p.set(render_key, _encode(asdict(render)), ex=self.retention.finished_render),
-                p.srem(self.keys.active_renders(), render.render_id),
-                *((p.delete(chat_key),) if current and _text(current) == render.render_id else ()),
-            )
+    async def move_render(self, render: RenderRecord, to: RenderState) -> bool:
+        """Move a render to `to`, saving the record with it: only if the move is allowed and Redis
+        still holds the render in the state this record was read in (compare and set, one script).
+        A finished render leaves the active set and its chat. False: another process moved it."""
+        if not may_move(render.status, to):
+            raise InvalidMove(f"render {render.render_id}: {render.status} -> {to}")
+        expected, render.status = render.status, to
+        moved = await self._scripts["move_render"](
+            client=self.redis,
+            keys=[
+                self.keys.render(render.render_id),
+                self.keys.active_renders(),
+                self.keys.chat_render(render.chat_key),
+            ],
+            args=[
+                expected,
+                _encode(asdict(render)),
+                self.retention.finished_render if to in FINISHED else 0,
+                render.render_id,
+            ],
         )
+        if not moved:
+            render.status = expected
+        return bool(moved)
 
     async def lease_render(self, render_id: str, owner: str, seconds: float) -> bool:
         """Hold a render for one poll so two processes never poll or deliver it at once."""
@@ -524,7 +628,9 @@ class Store:
         """The pending media of replicas that died, now recorded as `me`'s (atomically: of two
         replicas taking over at once, each item goes to one)."""
         taken = await self._scripts["take_over_uploads"](
-            keys=[self.keys.pending_uploads(), self.keys.pending_owners()], args=[me, *sorted(dead)]
+            client=self.redis,
+            keys=[self.keys.pending_uploads(), self.keys.pending_owners()],
+            args=[me, *sorted(dead)],
         )
         return [json.loads(_text(raw)) for raw in taken]
 

@@ -23,12 +23,12 @@ from bot.agent_text import ChatText, to_chat
 from bot.aio import cancel_and_wait
 from bot.errors import StreamDropped, StreamIdle
 from bot.flood import Thinned
-from bot.flows import ChatContext, Flows
-from bot.projects import ChatRef, Projects
+from bot.flows import ChatContext, Flows, resume
+from bot.projects import Projects
 from bot.sse import AgentEvent
 from bot.store import Store, TurnRecord
 from bot.telegram_io import ChatGone, Telegram
-from bot.texts import bullet_list, language_of, say
+from bot.texts import bullet_list, say
 from bot.timeline import TrackSummary, describe_changes, tracks
 
 log = logging.getLogger(__name__)
@@ -195,9 +195,8 @@ class Turns:
         await asyncio.gather(*reports)  # each chat waits for its own timeline, not for the others
 
     async def _report_interrupted(self, chat_key: str, turn: TurnRecord) -> None:
-        lang = language_of(turn.language)
-        out = self.telegram.to(turn.chat_id, lang, thread_id=turn.thread_id)
-        ctx = ChatContext(ChatRef(turn.chat_id, turn.thread_id, chat_key), lang, turn.session_language, out)
+        ctx = resume(turn.address(chat_key), self.telegram)
+        out = ctx.out
         try:
             await out.say("turn_interrupted", request=turn.text_preview)
             if turn.before is not None:

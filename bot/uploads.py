@@ -22,13 +22,13 @@ from telegram.error import TelegramError
 from bot import metrics
 from bot.errors import FileTooLarge, UnsupportedFile
 from bot.flood import Thinned
-from bot.flows import ChatContext, Flows
+from bot.flows import ChatContext, Flows, resume
 from bot.media import ACCEPTED_LIST, KINDS, check_name, content_type, human_size, inspect_file, safe_filename
 from bot.nemo import LocalFile, NemoClient, UploadedMedia
-from bot.projects import ChatRef, Projects
-from bot.store import Store
+from bot.projects import Projects
+from bot.store import ChatAddress, Store
 from bot.telegram_io import Telegram
-from bot.texts import bullet_list, language_of, say
+from bot.texts import bullet_list, say
 
 log = logging.getLogger(__name__)
 MB = 1024 * 1024
@@ -171,11 +171,10 @@ class Uploads:
             groups.setdefault((item["chat_key"], group), []).append(item)
         for (chat_key, _), items in groups.items():
             first = items[0]
-            lang = language_of(first["lang"])
-            out = self.telegram.to(first["chat_id"], lang, thread_id=first["thread_id"])
-            ctx = ChatContext(
-                ChatRef(first["chat_id"], first["thread_id"], chat_key), lang, first["session_lang"], out
+            address = ChatAddress(
+                first["chat_id"], first["thread_id"], chat_key, first["lang"], first["session_lang"]
             )
+            ctx = resume(address, self.telegram)
             batch = close_album((IncomingFile(**item["file"]), item.get("caption")) for item in items)
             log.info("chat %s: forwarding %d file(s) received before a restart", chat_key, len(batch.files))
             try:

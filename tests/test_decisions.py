@@ -8,7 +8,7 @@ import pytest
 from bot.access import overflowing
 from bot.nemo import RenderStatus
 from bot.renders import Reading, RenderTimings, Step, next_step, reading
-from bot.store import RenderRecord
+from bot.store import FINISHED, RenderRecord, RenderState, may_move
 from bot.turns import Close, Ending, closing
 from bot.uploads import IncomingFile, close_album
 
@@ -110,3 +110,42 @@ def test_the_close_of_an_album(
     batch = close_album((file(message_id), caption) for message_id, caption in arrived)
     assert [f.message_id for f in batch.files] == files
     assert batch.captions == captions
+
+
+S = RenderState
+
+
+@pytest.mark.parametrize(
+    ("current", "to", "allowed"),
+    [
+        (S.STARTING, S.PENDING, True),
+        (S.PENDING, S.PROCESSING, True),
+        (S.PROCESSING, S.PROCESSING, True),  # new progress
+        (S.PROCESSING, S.COMPLETED, True),
+        (S.PENDING, S.EXPIRED, True),
+        (S.COMPLETED, S.DELIVERING, True),
+        (S.DELIVERING, S.DELIVERING, True),  # one more attempt at the link
+        (S.DELIVERING, S.DELIVERED, True),
+        (S.COMPLETED, S.DELIVERED, True),  # sent as a link, without an upload
+        (S.PROCESSING, S.UNDELIVERABLE, True),  # the chat is gone
+        (S.COMPLETED, S.PROCESSING, False),  # never back from a video
+        (S.DELIVERING, S.COMPLETED, False),  # a cut delivery is never sent again
+        (S.STARTING, S.DELIVERED, False),  # nothing delivered without a video
+        (S.DELIVERED, S.DELIVERING, False),
+        (S.FAILED, S.PENDING, False),
+    ],
+)
+def test_a_renders_moves(current: RenderState, to: RenderState, allowed: bool) -> None:
+    assert may_move(current, to) is allowed
+
+
+def test_finished_renders_move_nowhere() -> None:
+    assert not [(a, b) for a in FINISHED for b in RenderState if may_move(a, b)]
+
+
+@pytest.mark.parametrize(
+    ("word", "state"),
+    [("pending", S.PENDING), ("processing", S.PROCESSING), ("completed", S.COMPLETED), ("queued", S.PENDING)],
+)
+def test_the_backends_words_as_states(word: str, state: RenderState) -> None:
+    assert RenderState.of_backend(word) is state

@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.access import overflowing
-from bot.store import RenderRecord, Store, TurnRecord
+from bot.store import InvalidMove, RenderRecord, RenderState, Store, TurnRecord
 from tests.conftest import RETENTION, RedisServer
 
 
@@ -63,11 +63,10 @@ async def test_renders_are_recorded_once_per_chat_and_closed(any_store: Store) -
     assert not await any_store.add_render(RenderRecord("render_2", "1", 1, "s"))
     assert await any_store.active_renders() == ["render_1"]
     assert (await any_store.chat_render("1")) == first
-    first.status = "delivered"
-    await any_store.close_render(first)
+    assert await any_store.move_render(first, RenderState.FAILED)
     assert await any_store.active_renders() == []
     assert await any_store.chat_render("1") is None
-    assert (await any_store.get_render("render_1")).status == "delivered"  # type: ignore[union-attr]
+    assert (await any_store.get_render("render_1")).status == "failed"  # type: ignore[union-attr]
     assert await any_store.add_render(RenderRecord("render_3", "1", 1, "s"))
 
 
@@ -131,8 +130,7 @@ async def test_a_render_closed_since_the_list_was_read_is_not_leased_again(any_s
     """Another process delivered it between our reading the active set and our lease."""
     records = [await add(store, index) for index in range(3)]
     listed = await store.active_renders()
-    records[1].status = "delivered"
-    await store.close_render(records[1])
+    assert await store.move_render(records[1], RenderState.FAILED)
     leased = await store.lease_renders(listed, "me", 30)
     assert [rid for rid, _ in leased] == ["render_0", "render_2"]
     assert await store.lease_render("render_1", "other", 30)  # its lease was not kept
@@ -163,3 +161,20 @@ async def test_concurrent_attempts_never_take_more_than_the_allowance(any_store:
     assert int(await any_store.redis.get(any_store.keys.counter("turns:chat:-100"))) == 10
     counted = [await any_store.redis.get(any_store.keys.counter(f"turns:user:{m}")) for m in members]
     assert sorted(counted, key=str) == ["1"] * 10 + [None] * 20
+
+
+async def test_a_render_moves_only_from_the_state_it_was_read_in(any_store: Store) -> None:
+    """Two processes holding the same render: the first move wins, the stale one changes nothing."""
+    record = RenderRecord("render_5", "5", 5, "s", status=RenderState.PROCESSING)
+    assert await any_store.add_render(record)
+    stale = await any_store.get_render("render_5")
+    assert stale is not None
+    record.url = "https://cdn.example/v.mp4"
+    assert await any_store.move_render(record, RenderState.COMPLETED)
+    assert not await any_store.move_render(stale, RenderState.FAILED)
+    assert stale.status is RenderState.PROCESSING  # the stale copy is left as it was read
+    stored = await any_store.get_render("render_5")
+    assert stored is not None and stored.status is RenderState.COMPLETED and stored.url
+    assert await any_store.active_renders() == ["render_5"]
+    with pytest.raises(InvalidMove):
+        await any_store.move_render(record, RenderState.PENDING)  # never back from a video
