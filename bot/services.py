@@ -170,9 +170,18 @@ class Services:
         self._background.append(asyncio.create_task(self._sweeps(), name="sweeps"))
 
     async def _sweeps(self) -> None:
+        hold = self._replicas.lease
         if not self.settings.telegram_webhook_url:
+            try:
+                await self._uploads.flush_albums(hold, all_now=True)  # what the last process gathered
+            except RedisError as err:
+                log.warning("albums not recovered, Redis unavailable: %s", type(err).__name__)
+            self._background.append(
+                asyncio.create_task(self._uploads.keep_flushing_albums(hold), name="albums")
+            )
             await self._sweep(_everyone)
             return
+        self._background.append(asyncio.create_task(self._uploads.keep_flushing_albums(hold), name="albums"))
         self._background.append(
             asyncio.create_task(self._turns.follow_cancels(self._replicas.lease / 3), name="cancels")
         )
@@ -204,8 +213,7 @@ class Services:
     async def stop(self, grace: float) -> None:
         """Finish or hand over the work in hand (the bot can still send), then leave: the
         heartbeat goes at once, so other replicas take over what is left without waiting."""
-        await self._renders.stop(grace)
-        await self._uploads.flush_all()
+        await self._renders.stop(grace)  # albums being gathered stay in Redis for the next process
         await self._turns.hand_over(grace)
         await cancel_and_wait(self._background)
         try:

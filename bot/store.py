@@ -111,6 +111,9 @@ class Keys:
     def pending_uploads(self) -> str:
         return f"{self.namespace}:pending-uploads"
 
+    def albums_due(self) -> str:
+        return f"{self.namespace}:albums-due"
+
     def pending_owners(self) -> str:
         return f"{self.namespace}:pending-owners"
 
@@ -243,6 +246,14 @@ SCRIPTS = {
             redis.call('SET', KEYS[1], ARGV[2])
         end
         return 1
+    """,
+    # KEYS: the albums' schedule; ARGV: now, the claim's end, how many. Claims albums that are due.
+    "claim_albums": """
+        local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+        for _, album in ipairs(due) do
+            redis.call('ZADD', KEYS[1], ARGV[2], album)
+        end
+        return due
     """,
     # KEYS: the turn; ARGV: started_at. Deletes the record only while it is that turn's.
     "end_turn": """
@@ -616,6 +627,31 @@ class Store:
                     p.hdel(self.keys.pending_owners(), *items),
                 )
             )
+
+    async def schedule_album(self, chat_key: str, album: str, due_at: float) -> None:
+        """An album is flushed once it has been quiet until `due_at` (each item moves it later)."""
+        await self.redis.zadd(self.keys.albums_due(), {f"{chat_key}|{album}": due_at})
+
+    async def claim_albums(
+        self, due_by: float, hold_seconds: float, limit: int = 100
+    ) -> list[tuple[str, str]]:
+        """Albums due by `due_by`, as (chat key, album id), held by the caller for `hold_seconds`:
+        atomically, so of replicas looking at once each album goes to one; one not finished
+        within the hold (its replica died) falls due again."""
+        claimed = await self._scripts["claim_albums"](
+            client=self.redis,
+            keys=[self.keys.albums_due()],
+            args=[due_by, time.time() + hold_seconds, limit],
+        )
+        return [tuple(_text(member).rsplit("|", 1)) for member in claimed]  # type: ignore[misc]
+
+    async def album_done(self, chat_key: str, album: str) -> None:
+        await self.redis.zrem(self.keys.albums_due(), f"{chat_key}|{album}")
+
+    async def album_items(self, chat_key: str, album: str) -> list[dict[str, Any]]:
+        """The pending media of one album, whichever replica received each item."""
+        items = await self.pending_uploads()
+        return [item for item in items if item.get("album") == album and item.get("chat_key") == chat_key]
 
     async def pending_upload_owners(self) -> set[str]:
         """The replicas holding media not yet forwarded ("" for items recorded without one)."""

@@ -8,15 +8,19 @@ the bot token) never leaves the bot.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import html
 import logging
+import math
 import re
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from redis.exceptions import RedisError
 from telegram.error import TelegramError
 
 from bot import metrics
@@ -77,13 +81,6 @@ def close_album(parts: Iterable[tuple[IncomingFile, str | None]]) -> Batch:
     return Batch([file for file, _ in ordered], [caption for _, caption in ordered if caption])
 
 
-@dataclass
-class _Album:
-    ctx: ChatContext
-    parts: list[tuple[IncomingFile, str | None]] = field(default_factory=list)
-    timer: asyncio.Task[None] | None = None
-
-
 class Uploads:
     def __init__(
         self,
@@ -107,7 +104,6 @@ class Uploads:
         self.album_wait = album_wait
         self.on_caption = on_caption
         self.owner = owner  # this replica: the pending media it records are its own
-        self._albums: dict[tuple[str, str], _Album] = {}
 
     async def receive(
         self, ctx: ChatContext, file: IncomingFile, *, album: str | None, caption: str | None
@@ -115,6 +111,8 @@ class Uploads:
         """One file from a message: uploaded now, or gathered with the rest of its album.
 
         It is noted in Redis until its reply is sent, so a restarted bot forwards it all the same.
+        An album is gathered in Redis too: its items may reach different replicas, and whichever
+        replica finds the album quiet for `album_wait` sends it on (`flush_albums`).
         """
         await self.store.add_pending_upload(
             ctx.chat.key, file.message_id, _pending(ctx, file, album, caption), self.owner
@@ -125,63 +123,55 @@ class Uploads:
             finally:
                 await self.store.remove_pending_uploads(ctx.chat.key, [file.message_id])
             return
-        key = (ctx.chat.key, album)
-        entry = self._albums.setdefault(key, _Album(ctx))
-        entry.parts.append((file, caption))
-        if entry.timer is not None:
-            entry.timer.cancel()
-        entry.timer = asyncio.create_task(self._flush_later(key), name=f"album {album}")
+        await self.store.schedule_album(ctx.chat.key, album, time.time() + self.album_wait)
 
-    async def flush_all(self) -> None:
-        """Upload every album still being gathered (at shutdown)."""
-        for key in list(self._albums):
-            entry = self._albums.get(key)
-            if entry and entry.timer:
-                entry.timer.cancel()
-            await self._flush(key)
+    async def flush_albums(self, hold_seconds: float, *, all_now: bool = False) -> None:
+        """Send on every album that has been quiet for `album_wait` (with `all_now`, every album
+        recorded: at the start of the one process that polls, whatever the last one left)."""
+        now = math.inf if all_now else time.time()
+        for chat_key, album in await self.store.claim_albums(now, hold_seconds):
+            try:
+                await self._flush(chat_key, album)
+            except Exception:
+                log.exception("chat %s: album upload failed", chat_key)
+            await self.store.album_done(chat_key, album)
 
-    async def _flush_later(self, key: tuple[str, str]) -> None:
-        await asyncio.sleep(self.album_wait)
-        entry = self._albums.get(key)
-        if entry is not None:
-            entry.timer = None  # the upload below must not be cancelled by a late album item
-        await self._flush(key)
+    async def keep_flushing_albums(self, hold_seconds: float) -> None:
+        """`flush_albums` a few times per `album_wait`, until cancelled."""
+        while True:
+            await asyncio.sleep(max(0.05, self.album_wait / 3))
+            try:
+                await self.flush_albums(hold_seconds)
+            except RedisError as err:
+                log.warning("albums not flushed, Redis unavailable: %s", type(err).__name__)
 
-    async def _flush(self, key: tuple[str, str]) -> None:
-        entry = self._albums.pop(key, None)
-        if entry is None:
+    async def _flush(self, chat_key: str, album: str) -> None:
+        items = await self.store.album_items(chat_key, album)
+        if not items:
             return
-        batch = close_album(entry.parts)
-        try:
-            await self.upload(entry.ctx, batch.files, batch.captions)
-            await self.store.remove_pending_uploads(entry.ctx.chat.key, [f.message_id for f in batch.files])
-        except Exception:
-            log.exception("chat %s: album upload failed", entry.ctx.chat.key)
+        batch = close_album((IncomingFile(**item["file"]), item.get("caption")) for item in items)
+        await self.upload(_context(items[0], self.telegram), batch.files, batch.captions)
+        await self.store.remove_pending_uploads(chat_key, [f.message_id for f in batch.files])
 
     async def sweep(self, orphaned: Orphaned) -> None:
-        """Forward media that a replica which has stopped had received but not yet sent on
-        (albums kept whole). Of replicas sweeping at once, each item goes to one."""
+        """Forward single files that a replica which has stopped had received but not yet sent on
+        (albums are sent on by `flush_albums`, whoever received them). Of replicas sweeping at
+        once, each item goes to one."""
         owners = await self.store.pending_upload_owners() - {self.owner}
         dead = await orphaned(owners) if owners else set()
         if not dead:
             return
-        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for item in await self.store.take_over_uploads(dead, self.owner):
-            group = item.get("album") or f"message {item['file']['message_id']}"
-            groups.setdefault((item["chat_key"], group), []).append(item)
-        for (chat_key, _), items in groups.items():
-            first = items[0]
-            address = ChatAddress(
-                first["chat_id"], first["thread_id"], chat_key, first["lang"], first["session_lang"]
-            )
-            ctx = resume(address, self.telegram)
-            batch = close_album((IncomingFile(**item["file"]), item.get("caption")) for item in items)
-            log.info("chat %s: forwarding %d file(s) received before a restart", chat_key, len(batch.files))
+            if item.get("album"):
+                continue
+            chat_key, file = item["chat_key"], IncomingFile(**item["file"])
+            log.info("chat %s: forwarding a file received before a restart", chat_key)
             try:
-                await self.upload(ctx, batch.files, batch.captions)
+                caption = item.get("caption")
+                await self.upload(_context(item, self.telegram), [file], [caption] if caption else [])
             except Exception as err:
                 log.warning("chat %s: recovered upload failed: %s", chat_key, type(err).__name__)
-            await self.store.remove_pending_uploads(chat_key, [f.message_id for f in batch.files])
+            await self.store.remove_pending_uploads(chat_key, [file.message_id])
 
     async def upload(
         self, ctx: ChatContext, files: Sequence[IncomingFile], captions: Sequence[str] = ()
@@ -309,17 +299,29 @@ async def _notice(ctx: ChatContext, count: int) -> int | None:
 
 
 def _pending(ctx: ChatContext, file: IncomingFile, album: str | None, caption: str | None) -> dict[str, Any]:
-    """What a restarted bot needs to forward a file: where it came from, and Telegram's file id."""
+    """What any replica needs to forward a file: where it came from, who sent it, and Telegram's
+    file id."""
     return {
         "chat_key": ctx.chat.key,
         "chat_id": ctx.chat.chat_id,
         "thread_id": ctx.chat.thread_id,
         "lang": ctx.lang,
         "session_lang": ctx.session_lang,
+        "user_id": ctx.user_id,
+        "shared": ctx.shared,
         "album": album,
         "caption": caption,
         "file": asdict(file),
     }
+
+
+def _context(item: dict[str, Any], telegram: Telegram) -> ChatContext:
+    """The chat and sender of a pending file, rebuilt from its record (see `_pending`)."""
+    address = ChatAddress(
+        item["chat_id"], item["thread_id"], item["chat_key"], item["lang"], item["session_lang"]
+    )
+    ctx = resume(address, telegram)
+    return dataclasses.replace(ctx, user_id=item.get("user_id"), shared=bool(item.get("shared")))
 
 
 def _describe(media: UploadedMedia, fallback_name: str, size: int | None = None) -> str:

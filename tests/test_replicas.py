@@ -20,7 +20,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.bot_process import BotProcess
-from tests.conftest import RedisServer, free_port
+from tests.conftest import MEDIA, RedisServer, free_port
 from tests.emulator import NemoEmulator, Turn
 from tests.fake_telegram import FakeTelegram, User
 from tests.proxy import round_robin_proxy
@@ -250,3 +250,22 @@ async def turn_owner(redis_url: str) -> str:
         return str(json.loads(await redis.get(keys[0]) or "{}")["owner"])
     finally:
         await redis.aclose()
+
+
+async def test_an_album_spread_over_replicas_is_uploaded_once_as_one_batch(cluster: Cluster) -> None:
+    await cluster.start(cluster.proxy_url)
+    user = cluster.fake.users(1)[0]
+    cluster.fake.send_text(user.id, "credits", user=user)
+    await cluster.fake.wait_for_message(user.id, "Credits:", timeout=20)
+    items = [
+        ("photo", (MEDIA / "photo.jpg").read_bytes(), "a.jpg"),
+        ("photo", (MEDIA / "photo.png").read_bytes(), "b.png"),
+        ("photo", (MEDIA / "photo.jpg").read_bytes(), "c.jpg"),
+    ]
+    cluster.fake.send_album(user.id, items, user=user, caption="make a slideshow")
+    added = await cluster.fake.wait_for_message(user.id, "Added to your project", timeout=20)
+    await settled(cluster.fake, 1.5)
+    assert added.text.count("•") == 3
+    assert texts(cluster.fake, user.id, "Added to your project") == 1
+    assert len(cluster.emulator.calls("upload")) == 1
+    assert [m for s in cluster.emulator.sessions.values() for m in s.messages] == ["make a slideshow"]
