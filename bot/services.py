@@ -203,9 +203,8 @@ class Services:
         """Queue depths for /metrics, read from Redis (shared by every replica)."""
         try:
             metrics.QUEUE_DEPTH.labels("updates_pending").set(await self.inbox.pending())
-            metrics.QUEUE_DEPTH.labels("renders_active").set(len(await self.store.active_renders()))
-            metrics.QUEUE_DEPTH.labels("turns_running").set(len(await self.store.running_turns()))
-            metrics.QUEUE_DEPTH.labels("uploads_pending").set(len(await self.store.pending_upload_owners()))
+            for queue, depth in (await self.store.depths()).items():
+                metrics.QUEUE_DEPTH.labels(queue).set(depth)
             metrics.REPLICAS.set(await self._replicas.count())
         except RedisError as err:
             log.info("queue depths not read, Redis unavailable: %s", type(err).__name__)

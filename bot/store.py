@@ -653,6 +653,16 @@ class Store:
         items = await self.pending_uploads()
         return [item for item in items if item.get("album") == album and item.get("chat_key") == chat_key]
 
+    async def depths(self) -> dict[str, int]:
+        """How much work is in hand across replicas, for /metrics (counted, not read)."""
+        renders, uploads = await self._pipe(
+            lambda p: (p.scard(self.keys.active_renders()), p.hlen(self.keys.pending_uploads()))
+        )
+        turns = 0
+        async for _ in self.redis.scan_iter(match=self.keys.turn("*"), count=500):
+            turns += 1
+        return {"renders_active": int(renders), "uploads_pending": int(uploads), "turns_running": turns}
+
     async def pending_upload_owners(self) -> set[str]:
         """The replicas holding media not yet forwarded ("" for items recorded without one)."""
         items, owners = await self._pipe(

@@ -216,6 +216,18 @@ async def test_a_forged_post_is_refused_and_not_acted_on(cluster: Cluster) -> No
     assert not cluster.fake.bot_messages(victim.id)
     assert not cluster.emulator.calls("credits")
     assert "nvb_updates_total" in metrics
+    assert 'nvb_queue_depth{queue="updates_pending"}' in metrics
+    assert "nvb_replicas_alive 3.0" in metrics
+
+
+async def test_healthz_says_what_is_wrong(cluster: Cluster) -> None:
+    await cluster.start(cluster.proxy_url, REDIS_TIMEOUT_SECONDS="0.5")
+    async with httpx.AsyncClient(timeout=5) as client:
+        assert (await client.get(cluster.proxy_url + "/healthz")).status_code == 200
+        cluster.redis.stop()
+        answer = await client.get(f"http://127.0.0.1:{cluster.ports[1]}/healthz")
+    assert answer.status_code == 503
+    assert "redis" in answer.text
 
 
 async def test_sigterm_hands_a_running_turn_over_and_exits_within_the_grace(cluster: Cluster) -> None:
