@@ -182,8 +182,8 @@ async def test_a_burst_across_replicas_draws_no_429(cluster: Cluster) -> None:
         "TELEGRAM_CHAT_PER_SECOND": "1",
         # Twice the default margin: the fake stamps a request when its event loop reaches it, and on
         # two cores shared by three bots, nginx, Redis and the fake that stamp lags by tens of ms
-        # (in production each replica's jitter is its own). Without the shared limiter this burst
-        # draws dozens of 429s whatever the margin.
+        # (in production each replica's jitter is its own). Without the shared limiter this test
+        # failed (each replica would pace alone, at 30 a second).
         "TELEGRAM_LIMIT_MARGIN_SECONDS": "0.1",
         "TELEGRAM_GROUP_PER_MINUTE": "20",
     }
