@@ -171,17 +171,16 @@ class Services:
 
     async def _sweeps(self) -> None:
         hold = self._replicas.lease
-        if not self.settings.telegram_webhook_url:
+        polling = not self.settings.telegram_webhook_url
+        if polling:
             try:
                 await self._uploads.flush_albums(hold, all_now=True)  # what the last process gathered
             except RedisError as err:
                 log.warning("albums not recovered, Redis unavailable: %s", type(err).__name__)
-            self._background.append(
-                asyncio.create_task(self._uploads.keep_flushing_albums(hold), name="albums")
-            )
+        self._background.append(asyncio.create_task(self._uploads.keep_flushing_albums(hold), name="albums"))
+        if polling:
             await self._sweep(_everyone)
             return
-        self._background.append(asyncio.create_task(self._uploads.keep_flushing_albums(hold), name="albums"))
         self._background.append(
             asyncio.create_task(self._turns.follow_cancels(self._replicas.lease / 3), name="cancels")
         )
@@ -211,8 +210,9 @@ class Services:
 
     async def stop(self, grace: float) -> None:
         """Finish or hand over the work in hand (the bot can still send), then leave: the
-        heartbeat goes at once, so other replicas take over what is left without waiting."""
-        await self._renders.stop(grace)  # albums being gathered stay in Redis for the next process
+        heartbeat goes at once, so other replicas take over what is left without waiting. (Albums
+        being gathered are in Redis already: another replica, or the next process, sends them.)"""
+        await self._renders.stop(grace)
         await self._turns.hand_over(grace)
         await cancel_and_wait(self._background)
         try:

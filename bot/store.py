@@ -381,12 +381,11 @@ class Store:
     async def running_turns(self) -> list[tuple[str, TurnRecord]]:
         """Every turn recorded as running, by any replica (the caller picks the orphans)."""
         prefix = self.keys.turn("")
-        found = []
-        async for key in self.redis.scan_iter(match=f"{prefix}*", count=200):
-            raw = await self.redis.get(key)
-            if raw:
-                found.append((_text(key)[len(prefix) :], _decode(TurnRecord, raw)))
-        return found
+        keys = [_text(key) async for key in self.redis.scan_iter(match=f"{prefix}*", count=500)]
+        raws = await self.redis.mget(keys) if keys else []  # one read for all, not one per turn
+        return [
+            (key[len(prefix) :], _decode(TurnRecord, raw)) for key, raw in zip(keys, raws, strict=True) if raw
+        ]
 
     # -- renders --------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import hmac
 import logging
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -68,7 +69,9 @@ class Health:
         return problem
 
 
-def make_app(settings: Settings, inbox: Inbox, health: Health, gauges: Any) -> web.Application:
+def make_app(
+    settings: Settings, inbox: Inbox, health: Health, gauges: Callable[[], Awaitable[None]]
+) -> web.Application:
     secret = (
         settings.telegram_webhook_secret.get_secret_value().encode()
         if settings.telegram_webhook_secret
