@@ -59,6 +59,7 @@ def setup_logging(level: str, secrets: Iterable[str]) -> None:
     root.setLevel(level)
     logging.getLogger("telegram.ext").addFilter(LibraryAbortFilter())
     # httpx logs every request URL at INFO, and Bot API URLs hold the bot token: keep it quiet
-    # unless debugging (and then the filter above masks the token anyway).
-    for noisy in ("httpx", "httpcore", "telegram.ext.Updater", "apscheduler"):
+    # unless debugging (and then the filter above masks the token anyway). SAQ logs every job
+    # (each render poll) at INFO.
+    for noisy in ("httpx", "httpcore", "telegram.ext.Updater", "apscheduler", "saq"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)

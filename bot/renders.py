@@ -1,28 +1,23 @@
-"""Exports: start a render, watch it, and deliver the MP4 into the chat once.
+"""Exports: start a render, poll it, and deliver the MP4 into the chat once.
 
-A render in flight is a record in Redis, not a coroutine: the watcher polls every active record,
-whichever process started it, so a restarted bot still finishes and delivers it. A short lease
-per record keeps two processes from polling or delivering the same render at once.
+A render in flight is a record in Redis, not a coroutine, and its polls are steps of a keyed job
+on the job queue (`bot.jobs`): whichever replica is alive runs the next poll, so a restarted bot
+still finishes and delivers it, and no two processes poll or deliver the same render at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
-import math
-import os
 import secrets
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from redis.exceptions import RedisError
 from telegram.error import TelegramError
 
 from bot import metrics
@@ -30,6 +25,7 @@ from bot.access import today
 from bot.errors import BackendRejected, NemoError, SessionNotFound, TokenExpired
 from bot.flood import Thinned
 from bot.flows import ChatContext, Flows, resume
+from bot.jobs import Jobs
 from bot.media import human_size
 from bot.nemo import NemoClient, RenderStatus
 from bot.projects import ChatRef, Connection, Projects
@@ -39,6 +35,7 @@ from bot.texts import Lang, language_of, say
 from bot.timeline import is_exportable
 
 log = logging.getLogger(__name__)
+ADOPT_BATCH = 1000  # renders checked for a job per Redis command while adopting
 CAPTION_LIMIT = 1024  # Telegram's limit for a media caption
 
 
@@ -46,11 +43,9 @@ CAPTION_LIMIT = 1024  # Telegram's limit for a media caption
 class RenderTimings:
     poll_seconds: float
     max_seconds: float
-    lease_seconds: float  # how long a stopped process's hold on a render outlives it
+    lease_seconds: float  # how often renders without a job are adopted
     delivery_attempts: int  # polls that may retry a cut delivery (by link) while Telegram keeps failing
     download_seconds: float  # the finished MP4 from the CDN
-    lease_batch: int  # renders leased and read per Redis round trip, just ahead of their polls
-    late_notice_seconds: float  # at most one "a round took longer than the interval" warning this often
 
 
 class Step(enum.Enum):
@@ -119,10 +114,10 @@ class Renders:
         client: NemoClient,
         store: Store,
         telegram: Telegram,
+        jobs: Jobs,
         timings: RenderTimings,
         *,
         upload_limit_mb: int,
-        poll_concurrency: int,
         delivery_concurrency: int,
     ):
         self.flows = flows
@@ -130,22 +125,20 @@ class Renders:
         self.client = client
         self.store = store
         self.telegram = telegram
+        self.jobs = jobs
         self.timings = timings
+        jobs.register("render", self.poll)
+        jobs.register("adopt_renders", self.adopt)
         self._upload_limit = upload_limit_mb * 1024 * 1024
-        self._concurrency = poll_concurrency  # status polls at once (each may lead to a delivery)
         self._delivery_slots = asyncio.Semaphore(delivery_concurrency)  # videos downloaded and sent at once
-        self._owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self._stopping = asyncio.Event()
-        self._watcher: asyncio.Task[None] | None = None
         # Each chat's connection as its last status poll used it, so the next poll needs no Redis
-        # reads for the token; dropped when the backend refuses it, and with the chat's render.
+        # reads for the token; dropped when the backend refuses it, and when the render ends.
         self._connections: dict[str, Connection] = {}
-        self._late_noted = -math.inf
 
     # -- starting -------------------------------------------------------------------------------
 
     async def export(self, ctx: ChatContext) -> None:
-        """Render the project's current draft; the watcher takes it from there."""
+        """Render the project's current draft; its polls (job steps) take it from there."""
         if not (connection := await self.flows.ensure_connected(ctx)):
             return
         try:
@@ -166,10 +159,14 @@ class Renders:
             language=ctx.lang,
             session_language=ctx.session_lang,
         )
-        # Recorded before anything else, so a crash from here on leaves a record to pick up.
+        # Recorded before anything else, so a crash from here on leaves a record to pick up (its
+        # first poll is scheduled at once; a crash between the two is caught by `adopt`).
         if not await self.store.add_render(record):
             await ctx.out.say("export_running")
             return
+        await self.jobs.schedule(
+            "render", record.render_id, delay=self.timings.poll_seconds, render_id=record.render_id
+        )
         notice = await ctx.out.say("render_pending")
         record.progress_message_id = notice.message_id if notice else None
         await self.store.move_render(record, RenderState.STARTING)
@@ -233,122 +230,48 @@ class Renders:
             record.progress_message_id = notice.message_id if notice else None
         await self.store.move_render(record, RenderState.of_backend(status.status))
 
-    # -- watching -------------------------------------------------------------------------------
+    # -- polling --------------------------------------------------------------------------------
 
-    async def watch(self) -> None:
-        """Poll every active render each `poll_seconds` until `stop`.
+    async def poll(self, render_id: str) -> float | None:
+        """One poll of a render, as a job step: show progress, deliver or report its end.
 
-        Rounds start `poll_seconds` apart (not `poll_seconds` after the previous round ended), so a
-        render is polled every `poll_seconds` however long a round over many renders takes; a
-        round longer than that is followed by the next at once, and logged.
+        Answers when to poll again (`poll_seconds`), or None once the render has ended. Whatever
+        fails here is logged and polled again at the next interval: the render completes on the
+        backend whether or not anyone is polling.
         """
-        while not self._stopping.is_set():
-            started = time.monotonic()
-            polled = 0
-            try:
-                polled = await self.poll_all()
-            except RedisError as err:
-                log.warning("render watcher: Redis unavailable (%s), retrying", type(err).__name__)
-            except Exception:
-                log.exception("render watcher: poll round failed")
-            elapsed = time.monotonic() - started
-            self._note_round(polled, elapsed)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), max(0.0, self.timings.poll_seconds - elapsed))
-
-    def _note_round(self, polled: int, elapsed: float) -> None:
-        log.debug("render watcher: %d renders polled in %.2fs", polled, elapsed)
-        now = time.monotonic()
-        if elapsed > self.timings.poll_seconds and now - self._late_noted > self.timings.late_notice_seconds:
-            self._late_noted = now
-            log.warning(
-                "render watcher: polling %d renders took %.1fs, longer than RENDER_POLL_SECONDS (%gs): "
-                "each render is polled (and delivered) that much later",
-                polled,
-                elapsed,
-                self.timings.poll_seconds,
-            )
-
-    async def stop(self, grace: float) -> None:
-        """Let the poll round in hand (a delivery, say) finish, for up to `grace` seconds."""
-        self._stopping.set()
-        if self._watcher is not None:
-            await asyncio.wait({self._watcher}, timeout=grace)
-
-    def start(self) -> asyncio.Task[None]:
-        self._watcher = asyncio.create_task(self.watch(), name="render watcher")
-        return self._watcher
-
-    async def poll_all(self) -> int:
-        """Poll every active render once, `poll_concurrency` at a time; the number polled.
-
-        Renders are leased (and their records read) a batch at a time just ahead of their polls,
-        and released a batch at a time after them. Once `stop` is called no more are leased: the
-        polls in hand finish, and the rest is left to the next round or process.
-        """
-        render_ids = await self.store.active_renders()
-        slots = asyncio.Semaphore(self._concurrency)
-        polled: list[str] = []  # their leases not yet released
-        leased: list[tuple[str, RenderRecord | None]] = []
-        chats: set[str] = set()
-        failure: RedisError | None = None
-        started = 0
-
-        async def one(render_id: str, record: RenderRecord | None) -> None:
-            try:
-                await self._poll_leased(render_id, record)
-            finally:
-                polled.append(render_id)
-                slots.release()
-
+        record = await self.store.get_render(render_id)
+        if record is None or record.status in FINISHED:
+            await self.store.forget_render(render_id)  # off the active set, if a process stopped first
+            return None
         try:
-            async with asyncio.TaskGroup() as group:
-                for first in range(0, len(render_ids), self.timings.lease_batch):
-                    if self._stopping.is_set():
-                        break
-                    try:
-                        leased = await self.store.lease_renders(
-                            render_ids[first : first + self.timings.lease_batch],
-                            self._owner,
-                            self.timings.lease_seconds,
-                        )
-                    except RedisError as err:  # the polls in hand go on; the round ends with them
-                        failure = err
-                        break
-                    while leased and not self._stopping.is_set():
-                        await slots.acquire()
-                        render_id, record = leased.pop(0)
-                        if record is not None:
-                            chats.add(record.chat_key)
-                        group.create_task(one(render_id, record))
-                        started += 1
-                    if len(polled) >= self.timings.lease_batch:
-                        done, polled[:] = polled[:], []
-                        with contextlib.suppress(RedisError):  # a lease not released just expires
-                            await self.store.release_renders(done)
-        finally:
-            with contextlib.suppress(RedisError):
-                await self.store.release_renders(polled + [render_id for render_id, _ in leased])
-        if failure is not None:
-            raise failure
-        if not self._stopping.is_set():  # a whole round: forget the chats whose render has ended
-            self._connections = {key: c for key, c in self._connections.items() if key in chats}
-        return started
-
-    async def _poll_leased(self, render_id: str, record: RenderRecord | None) -> None:
-        """Advance one render this process holds: show progress, and deliver or report its end."""
-        try:
-            if record is None:
-                log.error("render %s: its record cannot be read", render_id)
-                return
             await self._advance(record)
         except ChatGone as err:
             log.info("render %s: chat gone, not delivered: %s", render_id, err)
             current = await self.store.get_render(render_id)
             if current is not None and current.status not in FINISHED:
                 await self.store.move_render(current, RenderState.UNDELIVERABLE)
+            record.status = RenderState.UNDELIVERABLE
         except Exception:
             log.exception("render %s: poll failed", render_id)
+        if record.status in FINISHED:
+            self._connections.pop(record.chat_key, None)
+            return None
+        return self.timings.poll_seconds
+
+    async def adopt(self) -> float:
+        """Give every render in flight a job: those recorded by a process that stopped before it
+        scheduled the first poll, those whose job ran out of retries, and records written by an
+        older version. Keyed jobs make this safe to run anywhere; it runs every lease period."""
+        render_ids = await self.store.active_renders()
+        for first in range(0, len(render_ids), ADOPT_BATCH):
+            for render_id in await self.jobs.unscheduled("render", render_ids[first : first + ADOPT_BATCH]):
+                if await self.jobs.schedule("render", render_id, render_id=render_id):
+                    log.info("render %s: adopted", render_id)
+        return self.timings.lease_seconds
+
+    async def start(self) -> None:
+        """Make sure the adoption pass runs (once, whichever replica takes it)."""
+        await self.jobs.schedule("adopt_renders", "all")
 
     async def _advance(self, record: RenderRecord) -> None:
         """Do the render's next step (`next_step`), and what its status says (`reading`)."""
@@ -416,15 +339,7 @@ class Renders:
         sent = False
         if size is None or size <= self._upload_limit:
             async with self._delivery_slots:  # each holds a downloaded video while it is uploaded
-                # The lease is renewed for the upload; if it lapsed while this waited for a slot,
-                # the process holding it now delivers (the record still says "completed").
-                if not await self.store.lease_render(
-                    record.render_id, self._owner, self.timings.lease_seconds
-                ):
-                    log.warning(
-                        "render %s: lease lapsed before delivery, left to its holder", record.render_id
-                    )
-                    return
+                # The move is the claim: of two steps that read "completed", one sends the video.
                 if not await self.store.move_render(record, RenderState.DELIVERING):
                     log.warning("render %s: moved by another process, left to it", record.render_id)
                     return

@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import fakeredis
 import httpx
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
@@ -22,6 +23,7 @@ from bot.aio import cancel_and_wait
 from bot.flows import ChatContext, Flows
 from bot.inbox import Inbox
 from bot.intents import Intent, links_in, route
+from bot.jobs import Jobs, JobTimings
 from bot.nemo import Attribution, NemoClient, RetryPolicy
 from bot.projects import Projects
 from bot.renders import Renders, RenderTimings
@@ -54,6 +56,7 @@ class Services:
         telegram: Telegram,
         replicas: Replicas,
         inbox: Inbox,
+        jobs: Jobs,
     ):
         self.settings = settings
         self.store = store
@@ -66,6 +69,7 @@ class Services:
         self._telegram = telegram
         self._replicas = replicas
         self.inbox = inbox  # webhook mode: updates recorded for the replicas
+        self._jobs = jobs  # durable work: render polls and deliveries
         self._background: list[asyncio.Task[None]] = []
         self._admin_cache: dict[tuple[int, int], tuple[bool, float]] = {}
 
@@ -162,12 +166,19 @@ class Services:
         return self._replicas.me
 
     def start(self) -> None:
-        """Start watching renders, keep this replica's heartbeat, and take over the work of
-        replicas that stopped: once at start with long polling (one process per token, so every
-        other owner is gone), every lease period in webhook mode."""
-        self._background.append(self._renders.start())
+        """Start the job worker (render polls and deliveries), keep this replica's heartbeat, and
+        take over the work of replicas that stopped: once at start with long polling (one process
+        per token, so every other owner is gone), every lease period in webhook mode."""
+        self._background.append(self._jobs.start())
+        self._background.append(asyncio.create_task(self._adopt_renders(), name="adopt renders"))
         self._background.append(asyncio.create_task(self._replicas.keep_alive(), name="heartbeat"))
         self._background.append(asyncio.create_task(self._sweeps(), name="sweeps"))
+
+    async def _adopt_renders(self) -> None:
+        try:
+            await self._renders.start()
+        except RedisError as err:  # the next replica to start schedules it
+            log.warning("render adoption not scheduled, Redis unavailable: %s", type(err).__name__)
 
     async def _sweeps(self) -> None:
         hold = self._replicas.lease
@@ -202,7 +213,8 @@ class Services:
         """Queue depths for /metrics, read from Redis (shared by every replica)."""
         try:
             metrics.QUEUE_DEPTH.labels("updates_pending").set(await self.inbox.pending())
-            for queue, depth in (await self.store.depths()).items():
+            depths = {**await self.store.depths(), **await self._jobs.depths()}
+            for queue, depth in depths.items():
                 metrics.QUEUE_DEPTH.labels(queue).set(depth)
             metrics.REPLICAS.set(await self._replicas.count())
         except RedisError as err:
@@ -212,7 +224,7 @@ class Services:
         """Finish or hand over the work in hand (the bot can still send), then leave: the
         heartbeat goes at once, so other replicas take over what is left without waiting. (Albums
         being gathered are in Redis already: another replica, or the next process, sends them.)"""
-        await self._renders.stop(grace)
+        await self._jobs.stop(grace)
         await self._turns.hand_over(grace)
         await cancel_and_wait(self._background)
         try:
@@ -223,6 +235,7 @@ class Services:
     async def close(self) -> None:
         for http in self._http:
             await http.aclose()
+        await self._jobs.close()
         await self.store.redis.aclose()
 
     # -- the gates -------------------------------------------------------------------------------
@@ -263,29 +276,39 @@ async def _everyone(owners: set[str]) -> set[str]:
     return owners
 
 
-def connect_redis(settings: Settings) -> Redis:
+def connect_redis(
+    settings: Settings,
+    *,
+    decode: bool = True,
+    connections: int | None = None,
+    embedded: fakeredis.FakeServer | None = None,
+) -> Redis:
+    """The Redis client: `decode` for the store (text), not for the job queue (SAQ reads bytes);
+    `connections`, the pool's size when not REDIS_MAX_CONNECTIONS. Without REDIS_URL, a client of
+    the `embedded` in-process server (a new one unless given, to share it between clients)."""
     if settings.redis_url:
         # A blocking pool: past its size a command waits for a free connection (redis-py's default
         # pool refuses at once with MaxConnectionsError). Short socket timeouts: with Redis down, a
         # user hears "briefly unavailable" at once, not after minutes.
         pool = BlockingConnectionPool.from_url(
             settings.redis_url,
-            max_connections=settings.redis_max_connections,
+            max_connections=connections or settings.redis_max_connections,
             timeout=settings.redis_pool_timeout_seconds,
-            decode_responses=True,
+            decode_responses=decode,
             health_check_interval=30,
             socket_connect_timeout=settings.redis_timeout_seconds,
             socket_timeout=settings.redis_timeout_seconds,
         )
         return Redis.from_pool(pool)
-    import fakeredis
-
-    log.warning(
-        "REDIS_URL is not set: using an embedded in-process store. State (sessions, renders in flight) "
-        "will NOT survive a restart; set REDIS_URL for production."
+    if decode:  # said once, for the store
+        log.warning(
+            "REDIS_URL is not set: using an embedded in-process store. State (sessions, renders in flight) "
+            "will NOT survive a restart; set REDIS_URL for production."
+        )
+    client: Redis = fakeredis.FakeAsyncRedis(
+        server=embedded or fakeredis.FakeServer(), decode_responses=decode
     )
-    embedded: Redis = fakeredis.FakeAsyncRedis(decode_responses=True)
-    return embedded
+    return client
 
 
 def backend_client(settings: Settings, connections: int) -> httpx.AsyncClient:
@@ -299,8 +322,28 @@ def backend_client(settings: Settings, connections: int) -> httpx.AsyncClient:
     )
 
 
+def job_queue(settings: Settings, embedded: fakeredis.FakeServer | None) -> Jobs:
+    """The job queue for durable work, on a Redis pool of its own: each worker slot holds a
+    connection while it waits for a job, and must not starve the store's commands."""
+    timings = JobTimings(
+        concurrency=settings.render_poll_concurrency,
+        heartbeat_seconds=settings.render_lease_seconds,
+        sweep_seconds=settings.job_sweep_seconds,
+        schedule_seconds=settings.job_schedule_seconds,
+        retries=settings.job_retries,
+        retry_seconds=settings.job_retry_seconds,
+        dequeue_seconds=min(1.0, settings.redis_timeout_seconds / 2),
+    )
+    redis = connect_redis(
+        settings, decode=False, connections=settings.render_poll_concurrency + 16, embedded=embedded
+    )
+    return Jobs(redis, f"nvb:{settings.bot_id}:work", timings, blocking=embedded is None)
+
+
 def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
-    store = Store(connect_redis(settings), f"nvb:{settings.bot_id}", settings.retention)
+    embedded = None if settings.redis_url else fakeredis.FakeServer()
+    store = Store(connect_redis(settings, embedded=embedded), f"nvb:{settings.bot_id}", settings.retention)
+    jobs = job_queue(settings, embedded)
     http = backend_client(settings, settings.nemo_max_connections)
     # Chat turns hold a connection for minutes each: they get a pool of their own, sized to the
     # number of turns that may stream at once, so they never starve the short calls.
@@ -350,17 +393,15 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
         client,
         store,
         telegram,
+        jobs,
         RenderTimings(
             poll_seconds=settings.render_poll_seconds,
             max_seconds=settings.render_max_seconds,
             lease_seconds=settings.render_lease_seconds,
             delivery_attempts=settings.render_delivery_attempts,
             download_seconds=settings.render_download_seconds,
-            lease_batch=settings.render_lease_batch,
-            late_notice_seconds=settings.render_late_notice_seconds,
         ),
         upload_limit_mb=settings.telegram_upload_limit_mb,
-        poll_concurrency=settings.render_poll_concurrency,
         delivery_concurrency=settings.render_delivery_concurrency,
     )
     services: Services | None = None
@@ -393,5 +434,6 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
         telegram,
         replicas,
         inbox,
+        jobs,
     )
     return services

@@ -75,12 +75,14 @@ class Settings(BaseSettings):
 
     render_poll_seconds: float = Field(default=30, gt=0)
     render_max_seconds: float = Field(default=1800, gt=0)
-    render_lease_seconds: float = Field(default=60, gt=0)
+    render_lease_seconds: float = Field(default=60, gt=0)  # a render step untouched this long is taken over
     render_delivery_attempts: int = Field(default=120, ge=1)  # polls retrying a cut delivery by link
     render_download_seconds: float = Field(default=60, gt=0)  # the finished MP4 from the CDN
-    render_lease_batch: int = Field(default=100, ge=1, le=10_000)  # renders leased per Redis round trip
-    render_late_notice_seconds: float = Field(default=600, gt=0)  # "a poll round ran late", at most
-    render_poll_concurrency: int = Field(default=40, ge=1, le=1000)  # status polls at once
+    render_poll_concurrency: int = Field(default=40, ge=1, le=1000)  # render steps at once (per replica)
+    job_schedule_seconds: float = Field(default=1, gt=0)  # how often due jobs are released to workers
+    job_sweep_seconds: float = Field(default=20, gt=0)  # how often jobs of a dead replica are looked for
+    job_retries: int = Field(default=3, ge=1, le=100)  # attempts of a job step that raised
+    job_retry_seconds: float = Field(default=5, ge=0)  # the first retry's delay, then doubled
     render_delivery_concurrency: int = Field(default=8, ge=1, le=1000)  # videos fetched and sent at once
     still_working_seconds: float = Field(default=120, gt=0)
     sse_max_seconds: float = Field(default=900, gt=0)

@@ -87,9 +87,6 @@ class Keys:
     def render(self, render_id: str) -> str:
         return f"{self.namespace}:render:{render_id}"
 
-    def render_lease(self, render_id: str) -> str:
-        return f"{self.namespace}:render-lease:{render_id}"
-
     def active_renders(self) -> str:
         return f"{self.namespace}:renders:active"
 
@@ -443,104 +440,9 @@ class Store:
             render.status = expected
         return bool(moved)
 
-    async def lease_render(self, render_id: str, owner: str, seconds: float) -> bool:
-        """Hold a render for one poll so two processes never poll or deliver it at once."""
-        key = self.keys.render_lease(render_id)
-        if await self.redis.set(key, owner, nx=True, px=int(seconds * 1000)):
-            return True
-        current = await self.redis.get(key)
-        if current is not None and _text(current) == owner:
-            await self.redis.pexpire(key, int(seconds * 1000))
-            return True
-        return False
-
-    async def release_render(self, render_id: str) -> None:
-        await self.redis.delete(self.keys.render_lease(render_id))
-
-    async def lease_renders(
-        self, render_ids: list[str], owner: str, seconds: float
-    ) -> list[tuple[str, RenderRecord | None]]:
-        """`lease_render` for many renders at once, and the records of those leased, in order.
-
-        A few round trips for the whole batch instead of three per render. A leased render whose
-        record is gone or already finished (closed by another process since the caller listed the
-        active set) is taken off the active set and released, not returned. None in place of a
-        record: leased, but its record cannot be read (the caller logs it and releases it).
-        """
-        if not render_ids:
-            return []
-        ms = int(seconds * 1000)
-        leases = [self.keys.render_lease(render_id) for render_id in render_ids]
-        taken = await self._batch(lambda p: [p.set(key, owner, nx=True, px=ms) for key in leases])
-        held = [render_id for render_id, ok in zip(render_ids, taken, strict=True) if ok]
-        others = [render_id for render_id, ok in zip(render_ids, taken, strict=True) if not ok]
-        answers = await self._batch(
-            lambda p: [
-                *(p.get(self.keys.render(render_id)) for render_id in held),
-                *(p.get(self.keys.render_lease(render_id)) for render_id in others),
-            ]
-        )
-        raw = dict(zip(held, answers[: len(held)], strict=True))
-        ours = [  # held since an earlier lease by this owner (a delivery, say): renewed
-            render_id
-            for render_id, current in zip(others, answers[len(held) :], strict=True)
-            if current is not None and _text(current) == owner
-        ]
-        if ours:
-            renewed = await self._batch(
-                lambda p: [
-                    command
-                    for render_id in ours
-                    for command in (
-                        p.pexpire(self.keys.render_lease(render_id), ms),
-                        p.get(self.keys.render(render_id)),
-                    )
-                ]
-            )
-            raw.update(
-                (render_id, record)
-                for render_id, alive, record in zip(ours, renewed[::2], renewed[1::2], strict=True)
-                if alive
-            )
-        found: list[tuple[str, RenderRecord | None]] = []
-        ended: list[str] = []
-        for render_id in render_ids:
-            if render_id not in raw:
-                continue  # another process holds it
-            record = self._render_from(raw[render_id])
-            if raw[render_id] is None or (record is not None and record.status in FINISHED):
-                ended.append(render_id)
-            else:
-                found.append((render_id, record))
-        if ended:
-            await self._batch(
-                lambda p: [
-                    p.srem(self.keys.active_renders(), *ended),
-                    p.delete(*(self.keys.render_lease(render_id) for render_id in ended)),
-                ]
-            )
-        return found
-
-    async def release_renders(self, render_ids: list[str]) -> None:
-        """`release_render` for many renders, in one command."""
-        if render_ids:
-            await self.redis.delete(*(self.keys.render_lease(render_id) for render_id in render_ids))
-
-    async def _batch(self, build: Any) -> list[Any]:
-        """Commands sent together, without a transaction (each one stands alone)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            build(pipe)
-            return list(await pipe.execute())
-
-    @staticmethod
-    def _render_from(raw: str | bytes | None) -> RenderRecord | None:
-        """A render record, or None when there is none or it cannot be read."""
-        if raw is None:
-            return None
-        try:
-            return _decode(RenderRecord, raw)
-        except (ValueError, TypeError):
-            return None
+    async def forget_render(self, render_id: str) -> None:
+        """Take a render off the active set (its record is gone, or it has ended)."""
+        await self.redis.srem(self.keys.active_renders(), render_id)
 
     async def first_sight(self, update_id: int) -> bool:
         """True the first time an update id is seen (Telegram keeps unconfirmed updates 24 h)."""

@@ -14,6 +14,8 @@ from tests.fake_telegram import FakeTelegram
 FAST = {
     "RENDER_POLL_SECONDS": "0.2",
     "RENDER_LEASE_SECONDS": "2",
+    "JOB_SCHEDULE_SECONDS": "0.05",
+    "JOB_SWEEP_SECONDS": "0.5",
     "STILL_WORKING_SECONDS": "5",
     "TYPING_INTERVAL_SECONDS": "1",
     "ALBUM_WAIT_SECONDS": "0.3",

@@ -17,6 +17,8 @@ from tests.fake_telegram import FakeTelegram, User
 FAST_SETTINGS: dict[str, Any] = {
     "render_poll_seconds": 0.05,
     "render_lease_seconds": 1,
+    "job_schedule_seconds": 0.02,
+    "job_sweep_seconds": 0.3,
     "still_working_seconds": 0.4,
     "typing_interval_seconds": 0.1,
     "album_wait_seconds": 0.2,

@@ -18,8 +18,6 @@ TIMINGS = RenderTimings(
     lease_seconds=60,
     delivery_attempts=3,
     download_seconds=60,
-    lease_batch=100,
-    late_notice_seconds=600,
 )
 T0 = 1_800_000_000.0
 

@@ -70,14 +70,6 @@ async def test_renders_are_recorded_once_per_chat_and_closed(any_store: Store) -
     assert await any_store.add_render(RenderRecord("render_3", "1", 1, "s"))
 
 
-async def test_lease_keeps_a_second_owner_out(any_store: Store) -> None:
-    assert await any_store.lease_render("r", "a", 5)
-    assert await any_store.lease_render("r", "a", 5)
-    assert not await any_store.lease_render("r", "b", 5)
-    await any_store.release_render("r")
-    assert await any_store.lease_render("r", "b", 5)
-
-
 async def test_two_bots_share_one_redis_without_seeing_each_other(real_store: Store) -> None:
     other = Store(real_store.redis, "nvb:999", RETENTION)
     await real_store.save_chat("1", session_id="mine")
@@ -95,55 +87,6 @@ async def test_state_survives_a_redis_restart_with_append_only_persistence(redis
     store = Store(redis, "nvb:test", RETENTION)
     assert await store.active_renders() == ["render_9"]
     await redis.aclose()
-
-
-# -- renders leased in batches (the render watcher at 10,000 in flight) --------------------------
-
-
-async def add(store: Store, index: int) -> RenderRecord:
-    record = RenderRecord(f"render_{index}", f"chat{index}", index, "s1", status="processing")
-    assert await store.add_render(record)
-    return record
-
-
-async def test_a_batch_lease_takes_only_free_renders_and_reads_their_records(any_store: Store) -> None:
-    store = any_store
-    for index in range(5):
-        await add(store, index)
-    assert await store.lease_render("render_1", "other", 30)
-    leased = await store.lease_renders(await store.active_renders(), "me", 30)
-    assert [render_id for render_id, _ in leased] == ["render_0", "render_2", "render_3", "render_4"]
-    assert all(record is not None and record.render_id == rid for rid, record in leased)
-    assert not await store.lease_render("render_2", "other", 30)  # held now
-    assert await store.lease_render("render_2", "me", 30)  # by its owner, who may renew it
-    assert [rid for rid, _ in await store.lease_renders(["render_2"], "me", 30)] == ["render_2"]
-    assert await store.lease_renders(["render_2"], "other", 30) == []
-    await store.release_renders(["render_0", "render_2", "render_3", "render_4"])
-    assert [rid for rid, _ in await store.lease_renders(["render_2", "render_3"], "other", 30)] == [
-        "render_2",
-        "render_3",
-    ]
-
-
-async def test_a_render_closed_since_the_list_was_read_is_not_leased_again(any_store: Store) -> None:
-    store = any_store
-    """Another process delivered it between our reading the active set and our lease."""
-    records = [await add(store, index) for index in range(3)]
-    listed = await store.active_renders()
-    assert await store.move_render(records[1], RenderState.FAILED)
-    leased = await store.lease_renders(listed, "me", 30)
-    assert [rid for rid, _ in leased] == ["render_0", "render_2"]
-    assert await store.lease_render("render_1", "other", 30)  # its lease was not kept
-
-
-async def test_a_render_whose_record_is_gone_leaves_the_active_set(any_store: Store) -> None:
-    store = any_store
-    await add(store, 0)
-    await add(store, 1)
-    await store.redis.delete(store.keys.render("render_0"))
-    leased = await store.lease_renders(await store.active_renders(), "me", 30)
-    assert [rid for rid, _ in leased] == ["render_1"]
-    assert await store.active_renders() == ["render_1"]
 
 
 async def test_concurrent_attempts_never_take_more_than_the_allowance(any_store: Store) -> None:

@@ -1,0 +1,203 @@
+"""The job queue for durable work (SAQ), on fakeredis and on a real redis-server.
+
+What the renders rely on: a keyed step runs once at a time however often it is scheduled, a step
+runs again when it asks to, a failing step is retried, the step of a replica that died is taken
+over, and renders in flight without a job are adopted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import fakeredis
+import pytest
+from redis.asyncio import Redis
+from saq.job import Status
+
+from bot.jobs import Jobs, JobTimings
+from bot.store import RenderRecord, Store
+from tests.conftest import RETENTION, RedisServer
+
+TIMINGS = JobTimings(
+    concurrency=4,
+    heartbeat_seconds=0.6,
+    sweep_seconds=0.2,
+    schedule_seconds=0.02,
+    retries=3,
+    retry_seconds=0.05,
+    dequeue_seconds=0.2,
+)
+
+
+@pytest.fixture(params=["fakeredis", "redis-server"])
+async def redis(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Redis]:
+    server = None
+    if request.param == "fakeredis":
+        client: Redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    else:
+        if shutil.which("redis-server") is None:
+            pytest.skip("redis-server is not installed: the real-Redis tier needs it")
+        server = RedisServer(tmp_path, appendonly=False)
+        server.start()
+        client = Redis.from_url(server.url)
+    yield client
+    await client.aclose()
+    if server is not None:
+        server.stop()
+
+
+def jobs_on(redis: Redis) -> Jobs:
+    return Jobs(redis, "nvb:test:work", TIMINGS, blocking=not isinstance(redis, fakeredis.FakeAsyncRedis))
+
+
+async def until(condition: object, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_keyed_step_runs_once_however_often_it_is_scheduled(redis: Redis) -> None:
+    jobs = jobs_on(redis)
+    runs: list[str] = []
+
+    async def step(note: str) -> None:
+        runs.append(note)
+        await asyncio.sleep(0.2)
+
+    jobs.register("deliver", step)
+    assert await jobs.schedule("deliver", "render_1", note="first")
+    assert not await jobs.schedule("deliver", "render_1", note="second")  # another replica, say
+    jobs.start()
+    try:
+        await until(lambda: runs)
+        assert not await jobs.schedule("deliver", "render_1", note="third")  # still running
+        await asyncio.sleep(0.4)
+        assert runs == ["first"]
+        assert await jobs.unscheduled("deliver", ["render_1", "render_2"]) == ["render_1", "render_2"]
+    finally:
+        await jobs.stop(1)
+
+
+async def test_a_step_runs_again_when_it_asks_and_stops_when_done(redis: Redis) -> None:
+    jobs = jobs_on(redis)
+    times: list[float] = []
+
+    async def poll() -> float | None:
+        times.append(time.monotonic())
+        return 0.15 if len(times) < 4 else None
+
+    jobs.register("poll", poll)
+    jobs.start()
+    try:
+        await jobs.schedule("poll", "render_1")
+        await until(lambda: len(times) == 4)
+        await asyncio.sleep(0.4)
+        assert len(times) == 4  # done: not scheduled again
+        gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+        assert all(gap >= 0.15 for gap in gaps), gaps
+        assert await jobs.unscheduled("poll", ["render_1"]) == ["render_1"]
+    finally:
+        await jobs.stop(1)
+
+
+async def test_a_failing_step_is_retried(redis: Redis) -> None:
+    jobs = jobs_on(redis)
+    attempts: list[int] = []
+
+    async def flaky() -> None:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise RuntimeError("backend hiccup")
+
+    jobs.register("flaky", flaky)
+    jobs.start()
+    try:
+        await jobs.schedule("flaky", "x")
+        await until(lambda: len(attempts) == 3)
+        await until(lambda: asyncio.ensure_future(jobs.queue.job("flaky:x")).done() or True)
+        job = await jobs.queue.job("flaky:x")
+        await until(lambda: job is not None)
+    finally:
+        await jobs.stop(1)
+    job = await jobs.queue.job("flaky:x")
+    assert job is not None and job.status == Status.COMPLETE and job.attempts == 3
+
+
+async def test_the_step_of_a_replica_that_died_is_taken_over(redis: Redis) -> None:
+    """A replica took a step and died: the step is in Redis as running, and nobody touches it."""
+    dead = jobs_on(redis)
+    await dead.schedule("deliver", "render_1", note="cut")
+    taken = await dead.queue.dequeue(timeout=1)  # what a worker does first: move it to active
+    assert taken is not None
+    taken.started, taken.attempts = int(time.time() * 1000), 1
+    await taken.update(status=Status.ACTIVE)
+    # ... and the process is gone: no heartbeat, no finish.
+
+    alive = jobs_on(redis)
+    runs: list[str] = []
+
+    async def step(note: str) -> None:
+        runs.append(note)
+
+    alive.register("deliver", step)
+    started = time.monotonic()
+    alive.start()
+    try:
+        await until(lambda: runs, seconds=TIMINGS.heartbeat_seconds + 5)
+    finally:
+        await alive.stop(1)
+    assert runs == ["cut"]
+    assert time.monotonic() - started >= TIMINGS.heartbeat_seconds  # not before it was stale
+
+
+async def test_a_live_long_step_is_not_taken_over(redis: Redis) -> None:
+    """A step running longer than the heartbeat (a video upload) keeps its job touched."""
+    first, second = jobs_on(redis), jobs_on(redis)
+    runs: list[str] = []
+
+    async def upload() -> None:
+        runs.append("start")
+        await asyncio.sleep(TIMINGS.heartbeat_seconds * 3)
+        runs.append("end")
+
+    for jobs in (first, second):
+        jobs.register("upload", upload)
+    await first.schedule("upload", "render_1")
+    first.start()
+    try:
+        await until(lambda: runs)
+        second.start()
+        await until(lambda: "end" in runs, seconds=10)
+        await asyncio.sleep(TIMINGS.sweep_seconds * 2)
+    finally:
+        await first.stop(1)
+        await second.stop(1)
+    assert runs == ["start", "end"]
+
+
+async def test_renders_in_flight_without_a_job_are_adopted(redis: Redis) -> None:
+    """Recorded by a process that stopped before scheduling the first poll: adopted once."""
+    from bot.renders import Renders, RenderTimings
+
+    store = Store(redis, "nvb:test", RETENTION)
+    jobs = jobs_on(redis)
+    timings = RenderTimings(
+        poll_seconds=60, max_seconds=600, lease_seconds=0.2, delivery_attempts=3, download_seconds=5
+    )
+    renders = Renders(
+        None, None, None, store, None, jobs, timings, upload_limit_mb=50, delivery_concurrency=1
+    )  # type: ignore[arg-type]
+    for index in range(3):
+        assert await store.add_render(RenderRecord(f"render_{index}", f"chat{index}", index, "s"))
+    await jobs.schedule("render", "render_1", delay=60, render_id="render_1")  # this one has its job
+    assert await jobs.unscheduled("render", ["render_0", "render_1", "render_2"]) == ["render_0", "render_2"]
+    assert await renders.adopt() == 0.2
+    assert await jobs.unscheduled("render", ["render_0", "render_1", "render_2"]) == []
+    job = await jobs.queue.job("render:render_0")
+    assert job is not None and job.kwargs == {"render_id": "render_0"}
