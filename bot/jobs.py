@@ -69,6 +69,8 @@ class Queue(RedisQueue):
     - Its schedule and sweep hold a lock for their interval so that one replica does each per
       interval; the lock is set in whole seconds (SETEX), so an interval below a second (in tests,
       or for renders polled more often) rounds the lock up and clears the schedule lock after use.
+    - SAQ publishes every change of a job for listeners (its `listen` and `refresh`); nothing here
+      listens, and at 10,000 renders that is two commands per poll for nobody: not published.
     - The embedded in-process store (fakeredis) answers a blocking pop at once instead of waiting,
       so on it a worker slot polls every `EMBEDDED_POLL_SECONDS` instead.
     """
@@ -85,6 +87,9 @@ class Queue(RedisQueue):
             await asyncio.sleep(EMBEDDED_POLL_SECONDS)
             return None
         return await self._get_job_by_id(job_id)
+
+    async def notify(self, job: Job) -> None:
+        return None
 
     async def schedule(self, lock: int = 1) -> list[str]:
         moved = await super().schedule(max(1, math.ceil(lock)))

@@ -269,10 +269,6 @@ class Renders:
                     log.info("render %s: adopted", render_id)
         return self.timings.lease_seconds
 
-    async def start(self) -> None:
-        """Make sure the adoption pass runs (once, whichever replica takes it)."""
-        await self.jobs.schedule("adopt_renders", "all")
-
     async def _advance(self, record: RenderRecord) -> None:
         """Do the render's next step (`next_step`), and what its status says (`reading`)."""
         out = self._output(record)

@@ -170,26 +170,21 @@ class Services:
         take over the work of replicas that stopped: once at start with long polling (one process
         per token, so every other owner is gone), every lease period in webhook mode."""
         self._background.append(self._jobs.start())
-        self._background.append(asyncio.create_task(self._adopt_renders(), name="adopt renders"))
+        self._background.append(asyncio.create_task(self._adopt(), name="adopt"))
         self._background.append(asyncio.create_task(self._replicas.keep_alive(), name="heartbeat"))
         self._background.append(asyncio.create_task(self._sweeps(), name="sweeps"))
 
-    async def _adopt_renders(self) -> None:
+    async def _adopt(self) -> None:
+        """Make sure the adoption passes run (once, whichever replica takes them): at once, for
+        what a stopped process left without a job, then every lease period."""
         try:
-            await self._renders.start()
-        except RedisError as err:  # the next replica to start schedules it
-            log.warning("render adoption not scheduled, Redis unavailable: %s", type(err).__name__)
+            for kind in ("adopt_renders", "adopt_albums"):
+                await self._jobs.schedule(kind, "all")
+        except RedisError as err:  # the next replica to start schedules them
+            log.warning("adoption passes not scheduled, Redis unavailable: %s", type(err).__name__)
 
     async def _sweeps(self) -> None:
-        hold = self._replicas.lease
-        polling = not self.settings.telegram_webhook_url
-        if polling:
-            try:
-                await self._uploads.flush_albums(hold, all_now=True)  # what the last process gathered
-            except RedisError as err:
-                log.warning("albums not recovered, Redis unavailable: %s", type(err).__name__)
-        self._background.append(asyncio.create_task(self._uploads.keep_flushing_albums(hold), name="albums"))
-        if polling:
+        if not self.settings.telegram_webhook_url:
             await self._sweep(_everyone)
             return
         self._background.append(
@@ -223,7 +218,8 @@ class Services:
     async def stop(self, grace: float) -> None:
         """Finish or hand over the work in hand (the bot can still send), then leave: the
         heartbeat goes at once, so other replicas take over what is left without waiting. (Albums
-        being gathered are in Redis already: another replica, or the next process, sends them.)"""
+        being gathered and renders are jobs in Redis: another replica, or the next process, runs
+        them; a step cut by the grace goes back to the queue.)"""
         await self._jobs.stop(grace)
         await self._turns.hand_over(grace)
         await cancel_and_wait(self._background)
@@ -421,6 +417,8 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
         album_wait=settings.album_wait_seconds,
         on_caption=act_on_caption,
         owner=replicas.me,
+        jobs=jobs,
+        adopt_seconds=settings.replica_lease_seconds,
     )
     services = Services(
         settings,

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
@@ -243,14 +243,6 @@ SCRIPTS = {
             redis.call('SET', KEYS[1], ARGV[2])
         end
         return 1
-    """,
-    # KEYS: the albums' schedule; ARGV: now, the claim's end, how many. Claims albums that are due.
-    "claim_albums": """
-        local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-        for _, album in ipairs(due) do
-            redis.call('ZADD', KEYS[1], ARGV[2], album)
-        end
-        return due
     """,
     # KEYS: the turn; ARGV: started_at. Deletes the record only while it is that turn's.
     "end_turn": """
@@ -533,18 +525,21 @@ class Store:
         """An album is flushed once it has been quiet until `due_at` (each item moves it later)."""
         await self.redis.zadd(self.keys.albums_due(), {f"{chat_key}|{album}": due_at})
 
-    async def claim_albums(
-        self, due_by: float, hold_seconds: float, limit: int = 100
-    ) -> list[tuple[str, str]]:
-        """Albums due by `due_by`, as (chat key, album id), held by the caller for `hold_seconds`:
-        atomically, so of replicas looking at once each album goes to one; one not finished
-        within the hold (its replica died) falls due again."""
-        claimed = await self._scripts["claim_albums"](
-            client=self.redis,
-            keys=[self.keys.albums_due()],
-            args=[due_by, time.time() + hold_seconds, limit],
+    async def album_due(self, chat_key: str, album: str) -> float | None:
+        """When an album being gathered falls quiet; None once it has been sent on."""
+        due = await self.redis.zscore(self.keys.albums_due(), f"{chat_key}|{album}")
+        return None if due is None else float(due)
+
+    async def albums(self) -> list[tuple[str, str, float]]:
+        """Every album being gathered: (chat key, album id, when it falls quiet)."""
+        found = cast(
+            list[tuple[str, float]], await self.redis.zrange(self.keys.albums_due(), 0, -1, withscores=True)
         )
-        return [tuple(_text(member).rsplit("|", 1)) for member in claimed]  # type: ignore[misc]
+        albums = []
+        for member, due in found:
+            chat_key, album = member.rsplit("|", 1)
+            albums.append((chat_key, album, float(due)))
+        return albums
 
     async def album_done(self, chat_key: str, album: str) -> None:
         await self.redis.zrem(self.keys.albums_due(), f"{chat_key}|{album}")

@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import html
 import logging
-import math
 import re
 import tempfile
 import time
@@ -20,13 +19,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from redis.exceptions import RedisError
 from telegram.error import TelegramError
 
 from bot import metrics
 from bot.errors import FileTooLarge, UnsupportedFile
 from bot.flood import Thinned
 from bot.flows import ChatContext, Flows, resume
+from bot.jobs import Jobs
 from bot.media import ACCEPTED_LIST, KINDS, check_name, content_type, human_size, inspect_file, safe_filename
 from bot.nemo import LocalFile, NemoClient, UploadedMedia
 from bot.projects import Projects
@@ -94,6 +93,8 @@ class Uploads:
         album_wait: float,
         on_caption: CaptionHandler,
         owner: str,
+        jobs: Jobs,
+        adopt_seconds: float,
     ):
         self.flows = flows
         self.projects = projects
@@ -104,6 +105,10 @@ class Uploads:
         self.album_wait = album_wait
         self.on_caption = on_caption
         self.owner = owner  # this replica: the pending media it records are its own
+        self.jobs = jobs
+        self.adopt_seconds = adopt_seconds
+        jobs.register("album", self.flush_album)
+        jobs.register("adopt_albums", self.adopt_albums)
 
     async def receive(
         self, ctx: ChatContext, file: IncomingFile, *, album: str | None, caption: str | None
@@ -111,8 +116,8 @@ class Uploads:
         """One file from a message: uploaded now, or gathered with the rest of its album.
 
         It is noted in Redis until its reply is sent, so a restarted bot forwards it all the same.
-        An album is gathered in Redis too: its items may reach different replicas, and whichever
-        replica finds the album quiet for `album_wait` sends it on (`flush_albums`).
+        An album is gathered in Redis too: its items may reach different replicas; its job
+        (`flush_album`, keyed by the album) sends it on once it has been quiet for `album_wait`.
         """
         await self.store.add_pending_upload(
             ctx.chat.key, file.message_id, _pending(ctx, file, album, caption), self.owner
@@ -124,26 +129,41 @@ class Uploads:
                 await self.store.remove_pending_uploads(ctx.chat.key, [file.message_id])
             return
         await self.store.schedule_album(ctx.chat.key, album, time.time() + self.album_wait)
+        await self._schedule_flush(ctx.chat.key, album, self.album_wait)
 
-    async def flush_albums(self, hold_seconds: float, *, all_now: bool = False) -> None:
-        """Send on every album that has been quiet for `album_wait` (with `all_now`, every album
-        recorded: at the start of the one process that polls, whatever the last one left)."""
-        now = math.inf if all_now else time.time()
-        for chat_key, album in await self.store.claim_albums(now, hold_seconds):
-            try:
-                await self._flush(chat_key, album)
-            except Exception:
-                log.exception("chat %s: album upload failed", chat_key)
-            await self.store.album_done(chat_key, album)
+    async def _schedule_flush(self, chat_key: str, album: str, delay: float) -> bool:
+        return await self.jobs.schedule(
+            "album", f"{chat_key}|{album}", delay=delay, chat_key=chat_key, album=album
+        )
 
-    async def keep_flushing_albums(self, hold_seconds: float) -> None:
-        """`flush_albums` a few times per `album_wait`, until cancelled."""
-        while True:
-            await asyncio.sleep(max(0.05, self.album_wait / 3))
-            try:
-                await self.flush_albums(hold_seconds)
-            except RedisError as err:
-                log.warning("albums not flushed, Redis unavailable: %s", type(err).__name__)
+    async def flush_album(self, chat_key: str, album: str) -> float | None:
+        """An album's job step: once it has been quiet for `album_wait`, its files go on as one
+        batch with one reply. Items that arrive while it is being sent go on in a second batch."""
+        due = await self.store.album_due(chat_key, album)
+        if due is None:
+            return None  # sent on already
+        if due > time.time():
+            return due - time.time()  # an item arrived since this was scheduled
+        try:
+            await self._flush(chat_key, album)
+        except Exception:
+            log.exception("chat %s: album upload failed", chat_key)
+        await self.store.album_done(chat_key, album)
+        if await self.store.album_items(chat_key, album):  # arrived while the batch was sent
+            await self.store.schedule_album(chat_key, album, time.time() + self.album_wait)
+            return self.album_wait
+        return None
+
+    async def adopt_albums(self) -> float:
+        """Give every album being gathered a job (one whose items arrived just as its job ended,
+        or recorded by a process that stopped before scheduling it); every `adopt_seconds`."""
+        albums = await self.store.albums()
+        keys = [f"{chat_key}|{album}" for chat_key, album, _ in albums]
+        missing = set(await self.jobs.unscheduled("album", keys))
+        for chat_key, album, due in albums:
+            if f"{chat_key}|{album}" in missing:
+                await self._schedule_flush(chat_key, album, due - time.time())
+        return self.adopt_seconds
 
     async def _flush(self, chat_key: str, album: str) -> None:
         items = await self.store.album_items(chat_key, album)
@@ -155,7 +175,7 @@ class Uploads:
 
     async def sweep(self, orphaned: Orphaned) -> None:
         """Forward single files that a replica which has stopped had received but not yet sent on
-        (albums are sent on by `flush_albums`, whoever received them). Of replicas sweeping at
+        (albums are sent on by their jobs, whoever received them). Of replicas sweeping at
         once, each item goes to one."""
         owners = await self.store.pending_upload_owners() - {self.owner}
         dead = await orphaned(owners) if owners else set()

@@ -143,7 +143,7 @@ async def test_kill_during_a_chat_turn_is_reported_not_resent(bots: Restartable)
 
 
 async def test_kill_while_an_album_is_gathered_forwards_it_after_restart(bots: Restartable) -> None:
-    first = await bots.start(ALBUM_WAIT_SECONDS="30")
+    first = await bots.start(ALBUM_WAIT_SECONDS="4")  # killed while it waits for more items
     bots.fake.send_text(CHAT, "credits", user=USER)
     await bots.fake.wait_for_message(CHAT, "Credits:", timeout=20)
     items = [
@@ -155,7 +155,7 @@ async def test_kill_while_an_album_is_gathered_forwards_it_after_restart(bots: R
     await asyncio.sleep(0.5)
     await bots.kill(first)
     assert not bots.emulator.calls("upload")
-    await bots.start()
+    await bots.start(ALBUM_WAIT_SECONDS="4")  # its job, in Redis, sends it once it falls quiet
     added = await bots.fake.wait_for_message(CHAT, "Added to your project", timeout=20)
     assert added.text.count("•") == 2
     await asyncio.sleep(1.0)

@@ -19,7 +19,7 @@ import pytest
 from redis.asyncio import Redis
 from saq.job import Status
 
-from bot.jobs import Jobs, JobTimings
+from bot.jobs import Jobs, JobTimings, abandoned
 from bot.store import RenderRecord, Store
 from tests.conftest import RETENTION, RedisServer
 
@@ -60,6 +60,31 @@ async def until(condition: object, seconds: float = 5.0) -> None:
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    ("status", "touched_ago", "due_ago", "left"),
+    [
+        (Status.ACTIVE, 0.1, 100, False),  # running, touched within its heartbeat
+        (Status.ACTIVE, 5, 100, True),  # running, untouched for longer: its worker died
+        (Status.QUEUED, 100, 0.1, False),  # just taken from the queue, not yet marked running
+        (Status.QUEUED, 100, 5, True),  # taken long ago and never marked: its worker died
+        (Status.ABORTING, 5, 100, True),
+    ],
+)
+def test_which_running_jobs_a_dead_worker_left(
+    status: Status, touched_ago: float, due_ago: float, left: bool
+) -> None:
+    from saq.job import Job
+
+    now = time.time()
+    job = Job(
+        "render", heartbeat=1, timeout=0, status=status, scheduled=int(now - due_ago) if due_ago >= 1 else 0
+    )
+    job.queued = job.touched = int((now - touched_ago) * 1000)
+    if due_ago < 1:  # due at once: it was queued a moment ago
+        job.queued = int((now - due_ago) * 1000)
+    assert abandoned(job, now) is left
 
 
 async def test_a_keyed_step_runs_once_however_often_it_is_scheduled(redis: Redis) -> None:
@@ -120,13 +145,13 @@ async def test_a_failing_step_is_retried(redis: Redis) -> None:
     try:
         await jobs.schedule("flaky", "x")
         await until(lambda: len(attempts) == 3)
-        await until(lambda: asyncio.ensure_future(jobs.queue.job("flaky:x")).done() or True)
-        job = await jobs.queue.job("flaky:x")
-        await until(lambda: job is not None)
+        deadline = time.monotonic() + 5
+        while (job := await jobs.queue.job("flaky:x")) is None or job.status != Status.COMPLETE:
+            assert time.monotonic() < deadline, "the third attempt did not complete"
+            await asyncio.sleep(0.02)
     finally:
         await jobs.stop(1)
-    job = await jobs.queue.job("flaky:x")
-    assert job is not None and job.status == Status.COMPLETE and job.attempts == 3
+    assert job.attempts == 3 and len(attempts) == 3
 
 
 async def test_the_step_of_a_replica_that_died_is_taken_over(redis: Redis) -> None:

@@ -121,19 +121,3 @@ async def test_a_render_moves_only_from_the_state_it_was_read_in(any_store: Stor
     assert await any_store.active_renders() == ["render_5"]
     with pytest.raises(InvalidMove):
         await any_store.move_render(record, RenderState.PENDING)  # never back from a video
-
-
-async def test_a_quiet_album_is_claimed_by_one_replica_and_falls_due_again_if_it_dies(
-    any_store: Store,
-) -> None:
-    now = time.time()
-    await any_store.schedule_album("1", "A", now - 1)  # quiet long enough
-    await any_store.schedule_album("2", "B", now + 60)  # still arriving
-    first, second = await asyncio.gather(any_store.claim_albums(now, 0.2), any_store.claim_albums(now, 0.2))
-    assert sorted([*first, *second]) == [("1", "A")]  # one replica each, the other gets nothing
-    assert await any_store.claim_albums(time.time(), 0.2) == []  # held by its claimer
-    await asyncio.sleep(0.3)  # the claimer died without finishing: due again
-    assert await any_store.claim_albums(time.time(), 0.2) == [("1", "A")]
-    await any_store.album_done("1", "A")
-    await asyncio.sleep(0.3)
-    assert await any_store.claim_albums(time.time(), 0.2) == []
