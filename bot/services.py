@@ -68,6 +68,7 @@ class Services:
         self._guard = guard
         self._telegram = telegram
         self._replicas = replicas
+        self._orphaned = stopped_owners(settings, replicas)
         self.inbox = inbox  # webhook mode: updates recorded for the replicas
         self._jobs = jobs  # durable work: render polls and deliveries
         self._background: list[asyncio.Task[None]] = []
@@ -178,31 +179,29 @@ class Services:
         """Make sure the adoption passes run (once, whichever replica takes them): at once, for
         what a stopped process left without a job, then every lease period."""
         try:
-            for kind in ("adopt_renders", "adopt_albums"):
+            for kind in ("adopt_renders", "adopt_albums", "adopt_turns"):
                 await self._jobs.schedule(kind, "all")
         except RedisError as err:  # the next replica to start schedules them
             log.warning("adoption passes not scheduled, Redis unavailable: %s", type(err).__name__)
 
     async def _sweeps(self) -> None:
         if not self.settings.telegram_webhook_url:
-            await self._sweep(_everyone)
+            await self._sweep(self._orphaned)
             return
         self._background.append(
             asyncio.create_task(self._turns.follow_cancels(self._replicas.lease / 3), name="cancels")
         )
         while True:
-            await self._sweep(self._replicas.dead)
+            await self._sweep(self._orphaned)
             await asyncio.sleep(self._replicas.lease)
 
     async def _sweep(self, orphaned: Callable[[set[str]], Awaitable[set[str]]]) -> None:
-        """Cut turns and media not yet forwarded; media first, since turns wait on timelines."""
-        for step in (self._uploads.sweep, self._turns.sweep):
-            try:
-                await step(orphaned)
-            except RedisError as err:
-                log.warning(
-                    "recovery step %s skipped, Redis unavailable: %s", step.__qualname__, type(err).__name__
-                )
+        """Single files a stopped replica received but did not forward (cut turns, albums and
+        renders are jobs: see `_adopt`)."""
+        try:
+            await self._uploads.sweep(orphaned)
+        except RedisError as err:
+            log.warning("pending uploads not recovered, Redis unavailable: %s", type(err).__name__)
 
     async def read_gauges(self) -> None:
         """Queue depths for /metrics, read from Redis (shared by every replica)."""
@@ -270,6 +269,12 @@ class Services:
 async def _everyone(owners: set[str]) -> set[str]:
     """With long polling only one process runs: every other owner has stopped."""
     return owners
+
+
+def stopped_owners(settings: Settings, replicas: Replicas) -> Callable[[set[str]], Awaitable[set[str]]]:
+    """Which owners of work have stopped: with long polling only one process runs (one per
+    token), so every other owner is gone; replicas tell by their heartbeats."""
+    return replicas.dead if settings.telegram_webhook_url else _everyone
 
 
 def connect_redis(
@@ -360,6 +365,7 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
     flows = Flows(settings, projects, client, store)
     telegram = Telegram(bot, settings.transfers)
     replicas = Replicas(store, settings.replica_lease_seconds)
+    orphaned = stopped_owners(settings, replicas)
     inbox = Inbox(
         store,
         replicas.me,
@@ -382,6 +388,9 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
         ),
         telegram,
         owner=replicas.me,
+        jobs=jobs,
+        orphaned=orphaned,
+        watch_seconds=settings.replica_lease_seconds,
     )
     renders = Renders(
         flows,

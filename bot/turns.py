@@ -24,6 +24,7 @@ from bot.aio import cancel_and_wait
 from bot.errors import StreamDropped, StreamIdle
 from bot.flood import Thinned
 from bot.flows import ChatContext, Flows, resume
+from bot.jobs import Jobs
 from bot.projects import Projects
 from bot.sse import AgentEvent
 from bot.store import Store, TurnRecord
@@ -100,8 +101,16 @@ class Turns:
         telegram: Telegram,
         *,
         owner: str,
+        jobs: Jobs,
+        orphaned: Callable[[set[str]], Awaitable[set[str]]],
+        watch_seconds: float,
     ):
         self.owner = owner  # this replica: the turns it records are its own
+        self.jobs = jobs
+        self.orphaned = orphaned  # which of some owners have stopped
+        self.watch_seconds = watch_seconds  # how often a running turn's owner is checked
+        jobs.register("turn", self.watch)
+        jobs.register("adopt_turns", self.adopt)
         self.flows = flows
         self.projects = projects
         self.store = store
@@ -133,6 +142,7 @@ class Turns:
                 metrics.TURNS.labels("busy").inc()
                 await ctx.out.say("busy")
                 return None
+        await self._watch(ctx.chat.key, record.started_at)
         task = asyncio.create_task(self._guarded(ctx, text, record), name=f"turn {ctx.chat.key}")
         self._tasks[ctx.chat.key] = task
         self._started[ctx.chat.key] = record.started_at
@@ -181,18 +191,40 @@ class Turns:
         self._handing_over = True
         await cancel_and_wait(list(self._tasks.values()))
 
-    async def sweep(self, orphaned: Callable[[set[str]], Awaitable[set[str]]]) -> None:
-        """Tell each chat whose turn a replica that has stopped cut off, then what changed on the
-        timeline. The request itself is never sent again: the agent may have done it already.
-        Of replicas sweeping at once, one reports each turn."""
-        others = [(key, turn) for key, turn in await self.store.running_turns() if turn.owner != self.owner]
-        dead = await orphaned({turn.owner for _, turn in others}) if others else set()
-        reports = []
-        for chat_key, turn in others:
-            # Closed first, so a crash here cannot make anyone say it twice.
-            if turn.owner in dead and await self.store.end_turn(chat_key, turn.started_at) and turn.chat_id:
-                reports.append(self._report_interrupted(chat_key, turn))
-        await asyncio.gather(*reports)  # each chat waits for its own timeline, not for the others
+    async def _watch(self, chat_key: str, started_at: float, delay: float | None = None) -> None:
+        await self.jobs.schedule(
+            "turn",
+            f"{chat_key}|{started_at}",
+            delay=self.watch_seconds if delay is None else delay,
+            chat_key=chat_key,
+            started_at=started_at,
+        )
+
+    async def watch(self, chat_key: str, started_at: float) -> float | None:
+        """A running turn's job step: while its owner lives, look again in `watch_seconds`; once
+        the owner has stopped, tell the chat its turn was cut off, then what changed on the
+        timeline. The request itself is never sent again: the agent may have done it already."""
+        turn = await self.store.current_turn(chat_key)
+        if turn is None or turn.started_at != started_at:
+            return None  # it ended
+        if turn.owner == self.owner:
+            running = self._tasks.get(chat_key)
+            if running is not None and not running.done():
+                return self.watch_seconds
+        elif turn.owner not in await self.orphaned({turn.owner}):
+            return self.watch_seconds
+        # Closed first, so a crash here cannot make anyone say it twice.
+        if await self.store.end_turn(chat_key, started_at) and turn.chat_id:
+            await self._report_interrupted(chat_key, turn)
+        return None
+
+    async def adopt(self) -> float:
+        """Give every running turn a watch (recorded by a process that stopped before it
+        scheduled one, or by an older version); every `watch_seconds`."""
+        for chat_key, turn in await self.store.running_turns():
+            if turn.owner != self.owner or chat_key not in self._tasks:
+                await self._watch(chat_key, turn.started_at, delay=0)
+        return self.watch_seconds
 
     async def _report_interrupted(self, chat_key: str, turn: TurnRecord) -> None:
         ctx = resume(turn.address(chat_key), self.telegram)
