@@ -1,10 +1,12 @@
 """Durable work on SAQ, a maintained asyncio job queue over Redis.
 
-Each kind of durable work (polling and delivering a render, adopting renders without a job) is a
-*step*: an async function that does one round of the work and answers when it wants to run again
-(seconds from now) or None when the work is done. A step runs as a SAQ job keyed by its work, so
-the same work is never scheduled or run twice at once, whichever replica asks; when a step
-answers a delay, the same key is scheduled again as soon as SAQ has finished the job.
+Each kind of durable work (polling and delivering a render, sending an album on, watching a
+running turn, adopting work that has no job) is a *step*: an async function that does one round
+of the work and answers when it wants to run again, in seconds after this step was due (so a
+render polled every 30 s is polled every 30 s however long each poll waited for a worker), or
+None when the work is done. A step runs as a SAQ job keyed by its work, so the same work is never
+scheduled or run twice at once, whichever replica asks; when a step answers a delay, the same key
+is scheduled again as soon as SAQ has finished the job.
 
 What SAQ brings: scheduled jobs, retries with backoff when a step fails, and the sweep that finds
 the jobs of a replica that died (a job untouched for `heartbeat_seconds`) and runs them again
@@ -233,4 +235,5 @@ class Jobs:
         delay = job.result
         if isinstance(delay, int | float):
             kind, _, key = job.key.partition(":")
-            await self.schedule(kind, key, delay=float(delay), **(job.kwargs or {}))
+            was_due = job.scheduled or job.queued / 1000
+            await self.schedule(kind, key, delay=was_due + delay - time.time(), **(job.kwargs or {}))

@@ -8,7 +8,6 @@ over, and renders in flight without a job are adopted.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -120,12 +119,15 @@ async def test_a_step_runs_again_when_it_asks_and_stops_when_done(redis: Redis) 
     jobs.register("poll", poll)
     jobs.start()
     try:
+        due = time.monotonic()
         await jobs.schedule("poll", "render_1")
         await until(lambda: len(times) == 4)
         await asyncio.sleep(0.4)
         assert len(times) == 4  # done: not scheduled again
-        gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-        assert all(gap >= 0.15 for gap in gaps), gaps
+        # Each run is due 0.15 s after the one before was due, not after it ran: no drift.
+        since = [at - due for at in times]
+        assert all(after >= 0.15 * k for k, after in enumerate(since)), since
+        assert since[3] < 0.45 + 0.25, since
         assert await jobs.unscheduled("poll", ["render_1"]) == ["render_1"]
     finally:
         await jobs.stop(1)
