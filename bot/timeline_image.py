@@ -265,20 +265,23 @@ def _load(path: str | None, size: int) -> Font:
     return ImageFont.load_default(size)  # FreeType's Aileron, or the bitmap font without FreeType
 
 
-_MISSING: dict[int, bytes] = {}
+_MISSING: dict[
+    int, tuple[Font, bytes]
+] = {}  # each font's "missing glyph", and the font (kept: its id stays its)
 _GLYPHS: dict[tuple[int, str], bool] = {}
 
 
 def _has_glyph(font: Font, ch: str) -> bool:
     """Whether the font draws `ch` as itself, not as its "missing glyph" box."""
-    key = (id(font), ch)  # fonts are cached for the process's life (`_load`), so ids stay theirs
+    key = (id(font), ch)
     known = _GLYPHS.get(key)
     if known is not None:
         return known
+    if id(font) not in _MISSING:
+        missing = _mask(font, "\U0010fffd") if isinstance(font, ImageFont.FreeTypeFont) else b""
+        _MISSING[id(font)] = (font, missing)  # a private-use code point no font has
     if isinstance(font, ImageFont.FreeTypeFont):
-        if id(font) not in _MISSING:
-            _MISSING[id(font)] = _mask(font, "\U0010fffd")  # a private-use code point no font has
-        found = ch.isspace() or _mask(font, ch) != _MISSING[id(font)]
+        found = ch.isspace() or _mask(font, ch) != _MISSING[id(font)][1]
     else:  # Pillow's bitmap font: Latin-1 only (anything else raises)
         found = ch.isprintable() and ord(ch) < 256
     if len(_GLYPHS) < 20_000:
