@@ -175,8 +175,9 @@ class Flows:
         if chosen is not None:
             text += f"\n\n{say(ctx.lang, 'try_this')}"
         actions = [example_action(i) for i in offered]
-        labels = {
-            example_action(i): say(ctx.lang, "button_example", example=profile.examples[i]) for i in offered
+        labels = {  # a button's text is plain, not HTML
+            example_action(i): html.unescape(say(ctx.lang, "button_example", example=profile.examples[i]))
+            for i in offered
         }
         await ctx.out.send(text, buttons=actions, labels=labels)
         await self.ensure_connected(ctx)
