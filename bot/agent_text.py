@@ -17,6 +17,11 @@ TELEGRAM_LIMIT = 4096
 
 EXPORT = "export"
 TIMELINE = "status"
+# What people ask for most, one tap each (under the timeline and a turn's last reply). Each but
+# Export is a chat turn with a clear instruction (texts `do_<action>`); in this order the keyboard
+# is two rows of four: the aspect ratios and Export, then the edits.
+QUICK_ACTIONS = ("ratio_9_16", "ratio_16_9", "ratio_1_1", EXPORT, "music", "title", "shorter", "longer")
+INSTRUCTED = frozenset(QUICK_ACTIONS) - {EXPORT}  # the actions that are an instruction to the agent
 
 Replacement = Callable[[re.Match[str], Lang], str]
 
@@ -97,6 +102,12 @@ def to_chat(text: str, lang: Lang) -> ChatText:
         cursor = end
     out.append(html.escape(text[cursor:]))
     return ChatText("".join(out), tuple(buttons))
+
+
+def reply_actions(buttons: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The buttons under a turn's last reply: those its words called for (Export, Timeline), then
+    the quick actions, each once."""
+    return tuple(dict.fromkeys((*QUICK_ACTIONS[:3], *buttons, *QUICK_ACTIONS[3:])))
 
 
 def split_html(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:

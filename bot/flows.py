@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import html
 import logging
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from redis.exceptions import RedisError
+from telegram.error import TelegramError
 
 from bot.access import today
+from bot.agent_text import QUICK_ACTIONS
 from bot.errors import (
     BackendUnavailable,
     ExportNotAllowed,
@@ -28,11 +32,13 @@ from bot.nemo import NemoClient
 from bot.projects import ChatRef, Connection, OperatorTokenRejected, Projects
 from bot.settings import Settings
 from bot.store import ChatAddress, Store
-from bot.telegram_io import ChatOutput, Telegram
+from bot.telegram_io import CAPTION_LIMIT, ChatOutput, Telegram, plain
 from bot.texts import Lang, language_of, say
-from bot.timeline import format_timeline, tracks
+from bot.timeline import duration_ms, format_timeline, layout, tracks
+from bot.timeline_image import clock, render_png
 
 log = logging.getLogger(__name__)
+EXAMPLE = re.compile(r"ex([1-9][0-9]{0,2})")
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,19 @@ def resume(address: ChatAddress, telegram: Telegram) -> ChatContext:
     return ChatContext(
         ChatRef(address.chat_id, address.thread_id, address.key), lang, address.session_language, out
     )
+
+
+def example_action(index: int) -> str:
+    """The button (and deep-link payload) of the profile's example `index` (0-based): `ex1`, `ex2` …"""
+    return f"ex{index + 1}"
+
+
+def example_index(payload: str | None, count: int) -> int | None:
+    """The 0-based example a payload or button names (`ex1` is the first), or None when it names none
+    (a deep-link payload is `[A-Za-z0-9_-]{1,64}`; anything else, or `ex0`, `ex07`, is no example)."""
+    match = EXAMPLE.fullmatch(payload or "")
+    index = int(match.group(1)) - 1 if match else -1
+    return index if 0 <= index < count else None
 
 
 def register_link(base: str, user_id: str) -> str:
@@ -144,13 +163,30 @@ class Flows:
             await ctx.out.edit_or_send(notice.message_id, say(ctx.lang, "ready"))
         return connection
 
-    async def greet(self, ctx: ChatContext) -> None:
-        """The profile's greeting and "try saying" examples, then the connection."""
+    async def greet(self, ctx: ChatContext, payload: str | None = None) -> None:
+        """The profile's greeting and "try saying" examples, each a button that says it, then the
+        connection. A deep link's payload `ex<N>` (`/start ex2`) offers only that example."""
         profile = self.settings.profile
         examples = "\n".join(f"• “{html.escape(example)}”" for example in profile.examples)
         greeting = html.escape(profile.greeting[ctx.lang])
-        await ctx.out.send(f"{greeting}\n\n{say(ctx.lang, 'try_saying')}\n{examples}\n\n/help")
+        text = f"{greeting}\n\n{say(ctx.lang, 'try_saying')}\n{examples}\n\n/help"
+        chosen = example_index(payload, len(profile.examples))
+        offered = [chosen] if chosen is not None else list(range(len(profile.examples)))
+        if chosen is not None:
+            text += f"\n\n{say(ctx.lang, 'try_this')}"
+        actions = [example_action(i) for i in offered]
+        labels = {  # a button's text is plain, not HTML
+            example_action(i): html.unescape(say(ctx.lang, "button_example", example=profile.examples[i]))
+            for i in offered
+        }
+        await ctx.out.send(text, buttons=actions, labels=labels)
         await self.ensure_connected(ctx)
+
+    def example(self, action: str) -> str | None:
+        """The profile's example an `ex<N>` button names (None for anything else)."""
+        examples = self.settings.profile.examples
+        index = example_index(action, len(examples))
+        return examples[index] if index is not None else None
 
     async def help(self, ctx: ChatContext) -> None:
         await ctx.out.say("help", formats=ACCEPTED_LIST, limit=self.settings.upload_limit_mb)
@@ -176,7 +212,38 @@ class Flows:
             kinds = Counter(str(item.get("file_type") or item.get("type") or "file") for item in state.media)
             described = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
             lines.append(say(ctx.lang, "media_count", count=len(state.media), kinds=described))
-        await ctx.out.send("\n".join(lines), buttons=("export",) if summary else ())
+        text = "\n".join(lines)
+        if not summary:  # nothing to draw
+            await ctx.out.send(text)
+        elif not await self._send_picture(ctx, state.draft, text):
+            await ctx.out.send(text, buttons=QUICK_ACTIONS)
+
+    async def _send_picture(self, ctx: ChatContext, draft: object, text: str) -> bool:
+        """The timeline as a picture, the summary its caption (or, when too long for one, a short
+        caption and the summary after it), with the quick actions under the last message. False
+        when the picture could not be drawn or Telegram refused it: the caller sends the text."""
+        try:
+            png = await asyncio.to_thread(render_png, draft)
+        except Exception as err:  # a drawing bug must never cost the user the summary
+            log.error("chat %s: timeline picture failed: %s", ctx.chat.key, type(err).__name__, exc_info=err)
+            return False
+        fits = len(plain(text).encode("utf-16-le")) // 2 <= CAPTION_LIMIT  # Telegram counts UTF-16 units
+        caption = text if fits else self._short_caption(ctx, draft)
+        try:
+            await ctx.out.send_photo(png, caption, buttons=QUICK_ACTIONS if fits else ())
+        except TelegramError as err:
+            log.info("chat %s: timeline picture refused, sending text: %s", ctx.chat.key, err)
+            return False
+        if not fits:
+            await ctx.out.send(text, buttons=QUICK_ACTIONS)
+        return True
+
+    @staticmethod
+    def _short_caption(ctx: ChatContext, draft: object) -> str:
+        layouts = layout(draft)
+        return say(
+            ctx.lang, "timeline_picture", tracks=len(layouts), duration=clock(duration_ms(draft, layouts))
+        )
 
     async def credits(self, ctx: ChatContext) -> None:
         if not (connection := await self.ensure_connected(ctx)):

@@ -19,6 +19,7 @@ from telegram.ext import ExtBot
 
 from bot import metrics
 from bot.access import Guard
+from bot.agent_text import INSTRUCTED
 from bot.aio import cancel_and_wait
 from bot.flows import ChatContext, Flows
 from bot.inbox import Inbox
@@ -95,8 +96,9 @@ class Services:
 
     # -- what users ask for ----------------------------------------------------------------------
 
-    async def greet(self, ctx: ChatContext) -> None:
-        await self._flows.greet(ctx)
+    async def greet(self, ctx: ChatContext, payload: str | None = None) -> None:
+        """/start, or a deep link's `/start <payload>` (`ex2`: the profile's second example)."""
+        await self._flows.greet(ctx, payload)
 
     async def help(self, ctx: ChatContext) -> None:
         await self._flows.help(ctx)
@@ -113,11 +115,21 @@ class Services:
         await ctx.out.say("cancelled" if stopped else "nothing_to_cancel")
 
     async def press(self, ctx: ChatContext, action: str) -> None:
-        """A button under a reply: the action it names (anything else is ignored)."""
+        """A button under a reply: the action it names (anything else is ignored). A quick action
+        is a chat turn with its instruction in the user's language; an example (`ex2`) is acted on
+        as if the user had typed it. The chat shows what was asked, as the user would have said it."""
         if action in ("export", "retry"):
             await self.export(ctx)
         elif action == "status":
             await self.status(ctx)
+        elif action in INSTRUCTED:
+            instruction = say(ctx.lang, f"do_{action}")
+            if await self._within_limit(ctx, "turns"):
+                await ctx.out.say("you_asked", request=instruction)
+                await self._chat_turn(ctx, instruction)
+        elif (example := self._flows.example(action)) is not None:
+            await ctx.out.say("you_asked", request=example)
+            await self.act_on_text(ctx, example)
 
     async def act_on_text(self, ctx: ChatContext, text: str) -> None:
         """Do what a text (a message or a media caption) asks: a fixed action or a chat turn."""
@@ -134,7 +146,12 @@ class Services:
             links = links_in(text)
             if await self._within_limit(ctx, "uploads", len(links)):
                 await self._uploads.upload_links(ctx, links)
-        elif await self._within_limit(ctx, "turns") and await self._turns.start(ctx, text) is not None:
+        elif await self._within_limit(ctx, "turns"):
+            await self._chat_turn(ctx, text)
+
+    async def _chat_turn(self, ctx: ChatContext, text: str) -> None:
+        """A chat turn with the agent (the caller checked the limit); counted once it starts."""
+        if await self._turns.start(ctx, text) is not None:
             await self._guard.count("turns", ctx.chat.key)
 
     async def receive_media(

@@ -12,7 +12,7 @@ import asyncio
 import html
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,9 +35,24 @@ from bot.texts import Lang, say, sendable
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-BUTTON_LABELS = {"export": "button_export", "status": "button_timeline", "retry": "button_retry"}
+BUTTON_LABELS = {
+    "export": "button_export",
+    "status": "button_timeline",
+    "retry": "button_retry",
+    # quick actions (bot.agent_text.QUICK_ACTIONS): each a chat turn with a clear instruction
+    "ratio_9_16": "button_ratio_9_16",
+    "ratio_16_9": "button_ratio_16_9",
+    "ratio_1_1": "button_ratio_1_1",
+    "music": "button_music",
+    "title": "button_title",
+    "shorter": "button_shorter",
+    "longer": "button_longer",
+}
 CALLBACK_PREFIX = "act:"
+ROW_MAX = 4  # buttons in a row: more get too narrow on a phone
+LONG_LABEL = 16  # a label longer than this (an example sentence) gets a row of its own
 TAG = re.compile(r"<[^>]+>")
+CAPTION_LIMIT = 1024  # Telegram's, for a photo's caption once its HTML is parsed
 
 
 GONE_REASONS = (
@@ -56,14 +71,35 @@ class ChatGone(Exception):
     """Telegram refuses for good: the bot was blocked, kicked, or the chat no longer exists."""
 
 
-def keyboard(actions: Sequence[str], lang: Lang) -> InlineKeyboardMarkup | None:
-    """Inline buttons for actions; callback data names the action only, never another chat's ids."""
+def keyboard(
+    actions: Sequence[str], lang: Lang, labels: Mapping[str, str] | None = None
+) -> InlineKeyboardMarkup | None:
+    """Inline buttons for actions; callback data names the action only, never another chat's ids.
+
+    `labels` gives the text of actions without a fixed label (the profile's examples)."""
     if not actions:
         return None
+    texts = [(labels or {}).get(a) or say(lang, BUTTON_LABELS[a]) for a in actions]
     buttons = [
-        InlineKeyboardButton(say(lang, BUTTON_LABELS[a]), callback_data=CALLBACK_PREFIX + a) for a in actions
+        InlineKeyboardButton(text, callback_data=CALLBACK_PREFIX + a)
+        for text, a in zip(texts, actions, strict=True)
     ]
-    return InlineKeyboardMarkup([buttons])
+    return InlineKeyboardMarkup([[buttons[i] for i in row] for row in button_rows(texts)])
+
+
+def button_rows(labels: Sequence[str]) -> list[list[int]]:
+    """Which buttons share a row (indices, in order): long labels alone, the rest in rows of at
+    most ROW_MAX, as even as can be (8 buttons: 4 + 4; 9: 3 + 3 + 3; 3: one row)."""
+    if any(len(label) > LONG_LABEL for label in labels):
+        return [[i] for i in range(len(labels))]
+    count = len(labels)
+    rows = -(-count // ROW_MAX)
+    sizes = [count // rows + (1 if r < count % rows else 0) for r in range(rows)] if count else []
+    result, start = [], 0
+    for size in sizes:
+        result.append(list(range(start, start + size)))
+        start += size
+    return result
 
 
 def plain(html_text: str) -> str:
@@ -116,7 +152,12 @@ class ChatOutput:
         return await self.send(say(self.lang, key, **values), buttons=buttons, cosmetic=cosmetic)
 
     async def send(
-        self, html_text: str, *, buttons: Sequence[str] = (), cosmetic: bool = False
+        self,
+        html_text: str,
+        *,
+        buttons: Sequence[str] = (),
+        cosmetic: bool = False,
+        labels: Mapping[str, str] | None = None,
     ) -> Message | None:
         """Send HTML, split to Telegram's limit; buttons go under the last part. The last Message.
 
@@ -124,9 +165,24 @@ class ChatOutput:
         parts = split_html(sendable(html_text)) or [html_text]
         last = None
         for index, part in enumerate(parts):
-            markup = keyboard(buttons, self.lang) if index == len(parts) - 1 else None
+            markup = keyboard(buttons, self.lang, labels) if index == len(parts) - 1 else None
             last = await self._send_text(part, markup, _priority(cosmetic))
         return last
+
+    async def set_buttons(self, message_id: int, buttons: Sequence[str]) -> bool:
+        """Put these buttons under a message already sent; False when Telegram refuses (the
+        message is gone, or already shows them): the message itself stands either way."""
+        try:
+            await self._retry(
+                self.bot.edit_message_reply_markup,
+                chat_id=self.chat_id,
+                message_id=message_id,
+                reply_markup=keyboard(buttons, self.lang),
+            )
+        except BadRequest as err:
+            log.info("chat %s: buttons not set on message %s: %s", self.chat_id, message_id, err)
+            return False
+        return True
 
     async def edit(
         self, message_id: int, html_text: str, *, buttons: Sequence[str] = (), cosmetic: bool = False
@@ -199,6 +255,39 @@ class ChatOutput:
             read_timeout=self.transfers.file_seconds,
             write_timeout=self.transfers.file_seconds,
         )
+
+    async def send_photo(
+        self, png: bytes, caption_html: str, *, buttons: Sequence[str] = (), filename: str = "timeline.png"
+    ) -> Message | None:
+        """Send a picture with an HTML caption (at most 1024 characters once parsed: the caller
+        keeps it short). Not retried on a timeout (a second copy is worse than the text the caller
+        sends instead); a caption Telegram cannot parse is sent again as plain text."""
+        kwargs: dict[str, Any] = {
+            "chat_id": self.chat_id,
+            "photo": png,
+            "filename": filename,
+            "message_thread_id": self.thread_id,
+            "reply_markup": keyboard(buttons, self.lang),
+            "reply_parameters": self._reply(),
+            "read_timeout": self.transfers.file_seconds,
+            "write_timeout": self.transfers.file_seconds,
+        }
+        caption = sendable(caption_html)
+        try:
+            return await self._retry(
+                self.bot.send_photo,
+                retry_timeouts=False,
+                caption=caption,
+                parse_mode=ParseMode.HTML,
+                **kwargs,
+            )
+        except BadRequest as err:
+            if "parse entities" not in str(err).lower():
+                raise
+            log.warning("chat %s: HTML caption refused (%s), sending plain text", self.chat_id, err)
+            return await self._retry(
+                self.bot.send_photo, retry_timeouts=False, caption=plain(caption)[:CAPTION_LIMIT], **kwargs
+            )
 
     # -- internals ------------------------------------------------------------------------------
 

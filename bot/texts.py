@@ -16,6 +16,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "setting_up": ("⚙️ Setting things up…", "⚙️ 正在准备…"),
     "ready": ("✅ Connected and ready.", "✅ 已连接，可以开始了。"),
     "try_saying": ("Try saying:", "试着说："),
+    "try_this": ("Tap to try it:", "点击试试："),
     "help": (
         "<b>How it works</b>\n"
         "• Send photos, clips or audio (as files for best quality), or paste a link.\n"
@@ -235,6 +236,39 @@ TEXTS: dict[str, tuple[str, str]] = {
     "button_export": ("🎬 Export", "🎬 导出"),
     "button_timeline": ("📋 Timeline", "📋 时间线"),
     "button_retry": ("🔁 Retry export", "🔁 重新导出"),
+    "button_ratio_9_16": ("📱 9:16", "📱 9:16"),
+    "button_ratio_16_9": ("🖥 16:9", "🖥 16:9"),
+    "button_ratio_1_1": ("⬛ 1:1", "⬛ 1:1"),
+    "button_music": ("🎵 Add music", "🎵 加音乐"),
+    "button_title": ("🔤 Add a title", "🔤 加标题"),
+    "button_shorter": ("➖ Shorter", "➖ 更短"),
+    "button_longer": ("➕ Longer", "➕ 更长"),
+    "button_example": ("💬 {example}", "💬 {example}"),
+    # What a quick-action button asks the agent (plain text: it is the user's message to the agent).
+    "do_ratio_9_16": ("Change the aspect ratio to 9:16 (vertical).", "把画面比例改为 9:16（竖屏）。"),
+    "do_ratio_16_9": ("Change the aspect ratio to 16:9 (landscape).", "把画面比例改为 16:9（横屏）。"),
+    "do_ratio_1_1": ("Change the aspect ratio to 1:1 (square).", "把画面比例改为 1:1（方形）。"),
+    "do_music": (
+        "Add background music that fits the video.",
+        "给视频加上合适的背景音乐。",
+    ),
+    "do_title": (
+        "Add a title at the start of the video.",
+        "在视频开头加一个标题。",
+    ),
+    "do_shorter": (
+        "Make the video shorter: keep the best parts.",
+        "把视频剪短一些：保留最精彩的部分。",
+    ),
+    "do_longer": (
+        "Make the video longer: give each part more time.",
+        "把视频加长一些：让每个部分多停留一会儿。",
+    ),
+    "you_asked": ("🗣 {request}", "🗣 {request}"),
+    "timeline_picture": (
+        "📋 Timeline: {tracks} track(s), {duration} in all. Details below.",
+        "📋 时间线：{tracks} 条轨道，共 {duration}。详情见下方。",
+    ),
     "gui_export": ('say "export" (or tap Export below)', "发送“导出”（或点击下方的导出按钮）"),
     "gui_timeline": ('say "status" (or tap Timeline below)', "发送“状态”（或点击下方的时间线按钮）"),
     "gui_drag": ("tell me what to move", "告诉我要移动什么"),

@@ -35,16 +35,48 @@ class TrackSummary:
         return f"{self.label}: {name}{extra} ({span}{volume})"
 
 
+@dataclass(frozen=True)
+class SegmentSpan:
+    """One segment on the time axis (what the timeline picture draws as a bar)."""
+
+    start_ms: int
+    end_ms: int
+    name: str  # "" when the segment names nothing
+
+
+@dataclass(frozen=True)
+class TrackLayout:
+    """A track's summary and its segments' spans, read by the same rules."""
+
+    summary: TrackSummary
+    segments: tuple[SegmentSpan, ...]
+
+
 def tracks(draft: object) -> list[TrackSummary]:
     """The draft's tracks that hold at least one segment, in order."""
-    raw = draft.get("t") if isinstance(draft, dict) else None
-    if not isinstance(raw, list):
-        return []
+    return [summary for track in _raw_tracks(draft) if (summary := _track(track)) is not None]
+
+
+def layout(draft: object) -> list[TrackLayout]:
+    """The draft's tracks with their segments' spans and names (for drawing the timeline)."""
     result = []
-    for track in raw:
-        if isinstance(track, dict) and (summary := _track(track)) is not None:
-            result.append(summary)
+    for track in _raw_tracks(draft):
+        segments = _segments(track)
+        if not segments:
+            continue
+        summary = _summarise(track, segments, spans := _spans(segments))
+        names = [_name(_meta(segment)) for segment in segments]
+        names[0] = names[0] or summary.name  # the name the summary gives the track
+        result.append(
+            TrackLayout(summary, tuple(SegmentSpan(s, e, n) for (s, e), n in zip(spans, names, strict=True)))
+        )
     return result
+
+
+def duration_ms(draft: object, layouts: list[TrackLayout]) -> int:
+    """The timeline's length: its last segment's end, or the draft's own `d` where that is longer."""
+    own = _first_number(draft, ("d", "duration")) if isinstance(draft, dict) else None
+    return max([own or 0, *(t.summary.end_ms for t in layouts)])
 
 
 def is_exportable(draft: object) -> bool:
@@ -79,30 +111,47 @@ def describe_changes(before: list[TrackSummary], after: list[TrackSummary]) -> l
     return lines
 
 
-def _track(track: dict[str, Any]) -> TrackSummary | None:
-    segments = (
-        [s for s in track.get("sg") or [] if isinstance(s, dict)] if isinstance(track.get("sg"), list) else []
-    )
-    if not segments:
-        return None
-    meta = _meta(track)
-    kind = track.get("tt")
-    label = _label(kind, meta)
+def _raw_tracks(draft: object) -> list[dict[str, Any]]:
+    raw = draft.get("t") if isinstance(draft, dict) else None
+    return [track for track in raw if isinstance(track, dict)] if isinstance(raw, list) else []
+
+
+def _segments(track: dict[str, Any]) -> list[dict[str, Any]]:
+    raw = track.get("sg")
+    return [s for s in raw if isinstance(s, dict)] if isinstance(raw, list) else []
+
+
+def _spans(segments: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    """Each segment's (start, end) in ms: its own start, else right after the previous one."""
     cursor = 0
-    start_ms: int | None = None
-    end_ms = 0
+    spans = []
     for segment in segments:
         seg_start = _first_number(segment, START_KEYS)
         seg_start = cursor if seg_start is None else seg_start
         seg_end = seg_start + (_first_number(segment, ("d", "duration")) or 0)
-        start_ms = seg_start if start_ms is None else min(start_ms, seg_start)
-        end_ms = max(end_ms, seg_end)
+        spans.append((seg_start, seg_end))
         cursor = seg_end
+    return spans
+
+
+def _track(track: dict[str, Any]) -> TrackSummary | None:
+    segments = _segments(track)
+    return _summarise(track, segments, _spans(segments)) if segments else None
+
+
+def _summarise(
+    track: dict[str, Any], segments: list[dict[str, Any]], spans: list[tuple[int, int]]
+) -> TrackSummary:
+    meta = _meta(track)
+    kind = track.get("tt")
+    label = _label(kind, meta)
+    start_ms = min(start for start, _ in spans)
+    end_ms = max(end for _, end in spans)
     name = _name(_meta(segments[0])) or _name(meta) or label.lower()
     volume = _volume(meta) if kind == 1 else None
     if volume is None and kind == 1:
         volume = _volume(_meta(segments[0]))
-    return TrackSummary(label, name, start_ms or 0, end_ms, len(segments), volume)
+    return TrackSummary(label, name, start_ms, end_ms, len(segments), volume)
 
 
 def _label(kind: object, meta: dict[str, Any]) -> str:

@@ -16,10 +16,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 
 from redis.exceptions import RedisError
+from telegram import Message
 from telegram.error import TelegramError
 
 from bot import metrics
-from bot.agent_text import ChatText, to_chat
+from bot.agent_text import ChatText, reply_actions, to_chat
 from bot.aio import cancel_and_wait
 from bot.errors import StreamDropped, StreamIdle
 from bot.flood import Thinned
@@ -89,6 +90,7 @@ class _Progress:
     merged: list[ChatText] = field(default_factory=list)  # replies waiting to go out as one (groups)
     merged_since: float = 0.0
     asked_at: float = field(default_factory=time.time)
+    last_reply: tuple[int, tuple[str, ...]] | None = None  # the latest reply sent, and its buttons
 
 
 class Turns:
@@ -290,6 +292,8 @@ class Turns:
         await self._flush(ctx, progress)
         close = closing(ending, said_anything=bool(progress.texts or progress.errors))
         metrics.TURNS.labels(TURN_OUTCOMES[close]).inc()
+        if close is Close.NOTHING:
+            await self._offer_actions(ctx, progress)
         if close is Close.SAY_TIMEOUT:
             await ctx.out.say("turn_timeout", minutes=round(self.timings.max_seconds / 60))
         elif close is Close.WATCH_TIMELINE:
@@ -311,7 +315,8 @@ class Turns:
                     progress.merged_since = time.monotonic()
                 progress.merged.append(chat_text)
             else:
-                await ctx.out.send(chat_text.html, buttons=chat_text.buttons)
+                sent = await ctx.out.send(chat_text.html, buttons=chat_text.buttons)
+                _note_reply(progress, sent, chat_text.buttons)
         elif event.kind == "error":
             log.warning("chat %s: agent error event: %s", ctx.chat.key, event.text[:200])
             await ctx.out.say("agent_error", reason=event.text[:200])
@@ -323,7 +328,8 @@ class Turns:
         if merged:
             buttons = tuple(dict.fromkeys(b for item in merged for b in item.buttons))
             try:
-                await ctx.out.send("\n\n".join(item.html for item in merged), buttons=buttons)
+                sent = await ctx.out.send("\n\n".join(item.html for item in merged), buttons=buttons)
+                _note_reply(progress, sent, buttons)
             except TelegramError:
                 progress.merged[:0] = merged  # kept for the next flush, not lost
                 raise
@@ -373,7 +379,8 @@ class Turns:
         changes = describe_changes(before or [], after) if after is not None else []
         if changes:
             await ctx.out.send(
-                say(ctx.lang, "turn_changes", changes=bullet_list(changes)), buttons=("export",)
+                say(ctx.lang, "turn_changes", changes=bullet_list(changes)),
+                buttons=reply_actions(("export",)),
             )
             return True
         await ctx.out.say("turn_no_changes", buttons=("status",))
@@ -389,8 +396,23 @@ class Turns:
                 return
         await ctx.out.say("turn_no_changes", buttons=("status",))
 
+    async def _offer_actions(self, ctx: ChatContext, progress: _Progress) -> None:
+        """The quick actions under the turn's last reply, known only once the stream has ended."""
+        if progress.last_reply is None:
+            return
+        message_id, buttons = progress.last_reply
+        try:
+            await ctx.out.set_buttons(message_id, reply_actions(buttons))
+        except TelegramError as err:  # the reply itself arrived: buttons are not worth an error message
+            log.info("chat %s: quick actions not offered: %s", ctx.chat.key, type(err).__name__)
+
     async def _explain_safely(self, ctx: ChatContext, err: Exception) -> None:
         try:
             await self.flows.explain(ctx, err)
         except Exception:
             log.exception("chat %s: could not report a failure", ctx.chat.key)
+
+
+def _note_reply(progress: _Progress, sent: Message | None, buttons: tuple[str, ...]) -> None:
+    if sent is not None:
+        progress.last_reply = (sent.message_id, buttons)

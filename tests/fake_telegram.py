@@ -9,8 +9,8 @@ the bot makes is recorded in ``calls`` and the messages it sends are kept per ch
 with edits, deletions and uploaded bytes.
 
 Methods answered: getMe, getUpdates, setWebhook, deleteWebhook, getWebhookInfo, setMyCommands,
-sendMessage, editMessageText, deleteMessage, sendChatAction, sendVideo, answerCallbackQuery, getFile,
-setMessageReaction, getChatMember. Any other method is 404 "Not Found", as Telegram answers an unknown
+sendMessage, editMessageText, editMessageReplyMarkup, deleteMessage, sendChatAction, sendVideo, sendPhoto,
+answerCallbackQuery, getFile, setMessageReaction, getChatMember. Any other method is 404 "Not Found", as Telegram answers an unknown
 one: a bot change that needs more fails loudly here rather than against a half-modelled method.
 
 Usage (end to end, with the real bot process)::
@@ -143,6 +143,7 @@ MAX_MESSAGE_LENGTH = 4096
 MAX_CAPTION_LENGTH = 1024
 DOWNLOAD_LIMIT = 20 * 1024 * 1024  # cloud Bot API getFile limit
 UPLOAD_LIMIT = 50 * 1024 * 1024  # cloud Bot API multipart upload limit
+PHOTO_LIMIT = 10 * 1024 * 1024  # sendPhoto: at most 10 MB, width + height at most 10000, ratio at most 20
 LOCAL_MODE_LIMIT = 2000 * 1024 * 1024  # local Bot API server (--local): both ways
 MAX_POLL_TIMEOUT = 1.0  # server-side cap on getUpdates long polling, so bot shutdown is quick
 
@@ -267,13 +268,13 @@ class Message:
     message_id: int
     chat_id: int
     text: str  # current text, or caption for media ("" when none), entities stripped
-    kind: str  # "text" | "video"
+    kind: str  # "text" | "video" | "photo"
     reply_markup: dict[str, Any] | None  # whatever markup was sent (inline, reply keyboard, force_reply)
     thread_id: int | None
     reply_to: int | None
     edits: list[str]  # the text after each text/caption edit, in order
     deleted: bool
-    file: UploadedFile | None  # the uploaded bytes (a video)
+    file: UploadedFile | None  # the uploaded bytes (a video or a photo)
     source: str = ""  # text/caption exactly as the bot sent it (markup included)
     entities: list[dict[str, Any]] = field(default_factory=list)
     reactions: list[dict[str, Any]] = field(default_factory=list)
@@ -668,6 +669,7 @@ _STRING_PARAMS = frozenset(
         "secret_token",
         "ip_address",
         "video",
+        "photo",
     }
 )
 
@@ -696,7 +698,16 @@ _SENDING_PREFIXES = ("send", "edit")
 # Requests Telegram's flood limits count (canonical spelling, of the methods the fake answers): sends,
 # edits, deletions, chat actions, reactions. Every other method never gets a flood 429.
 FLOOD_COUNTED_METHODS = frozenset(
-    {"sendMessage", "sendVideo", "editMessageText", "deleteMessage", "sendChatAction", "setMessageReaction"}
+    {
+        "sendMessage",
+        "sendVideo",
+        "sendPhoto",
+        "editMessageText",
+        "editMessageReplyMarkup",
+        "deleteMessage",
+        "sendChatAction",
+        "setMessageReaction",
+    }
 )
 _UPDATES_KEY = "updates"  # the wait key of getUpdates long polls (chat waits are keyed by chat id)
 _WEBHOOK_KEY = "webhook"  # the wait key of the webhook dispatcher
@@ -1551,9 +1562,11 @@ class FakeTelegram:
             "setMyCommands": self._h_set_commands,
             "sendMessage": self._h_send_message,
             "editMessageText": self._h_edit_text,
+            "editMessageReplyMarkup": self._h_edit_markup,
             "deleteMessage": self._h_delete,
             "sendChatAction": self._h_chat_action,
             "sendVideo": self._h_send_video,
+            "sendPhoto": self._h_send_photo,
             "answerCallbackQuery": self._h_callback,
             "getFile": self._h_files,
             "setMessageReaction": self._h_reaction,
@@ -1755,6 +1768,31 @@ class FakeTelegram:
         message.raw["edit_date"] = int(time.time())
         return copy.deepcopy(message.raw)
 
+    async def _h_edit_markup(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
+        """editMessageReplyMarkup of a message in a chat (inline messages are not modelled): the text
+        stays, the keyboard is replaced (removed without ``reply_markup``)."""
+        if "chat_id" not in params or "message_id" not in params:
+            raise _bad("message identifier is not specified")
+        chat_id = self._chat_id(params)
+        message_id = int(params["message_id"])
+        message = self._find_bot_message(chat_id, message_id)
+        if message is None or message.deleted:
+            if (chat_id, message_id) in self._messages and message is None:
+                raise _bad("message can't be edited")
+            raise _bad("message to edit not found")
+        markup = self._check_markup(params.get("reply_markup"))
+        if markup is not None and "inline_keyboard" not in markup:
+            raise _bad("reply markup must be an inline keyboard")
+        if markup == message.reply_markup:
+            raise _bad(NOT_MODIFIED[len("Bad Request: ") :])
+        message.reply_markup = markup
+        if markup:
+            message.raw["reply_markup"] = markup
+        else:
+            message.raw.pop("reply_markup", None)
+        message.raw["edit_date"] = int(time.time())
+        return copy.deepcopy(message.raw)
+
     async def _h_delete(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
         chat_id = self._chat_id(params)
         if params.get("message_id") in (None, ""):
@@ -1802,6 +1840,61 @@ class FakeTelegram:
             file=upload,
         )
         return copy.deepcopy(message.raw)
+
+    async def _h_send_photo(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
+        """sendPhoto with an uploaded image (multipart), as Telegram checks it: an image it can read,
+        at most 10 MB, sides adding up to at most 10000 with a ratio of at most 20. File ids and URLs
+        are not modelled (the bot never re-sends): they get Telegram's 400."""
+        chat = self._target_chat(params)
+        upload = files.get("photo")
+        if upload is None:
+            if params.get("photo") not in (None, ""):
+                raise _bad("wrong file identifier/HTTP URL specified")
+            raise _bad("there is no photo in the request")
+        if not upload.data:
+            raise _bad("file must be non-empty")
+        if len(upload.data) > PHOTO_LIMIT:
+            raise _bad("PHOTO_SAVE_FILE_INVALID")
+        size = _image_size(upload.data)
+        if size is None:
+            raise _bad("IMAGE_PROCESS_FAILED")
+        width, height = size
+        if width + height > 10000 or max(width, height) > 20 * max(1, min(width, height)):
+            raise _bad("PHOTO_INVALID_DIMENSIONS")
+        mime = "image/png" if upload.data[:8] == b"\x89PNG\r\n\x1a\n" else "image/jpeg"
+        stored = self._store_file(upload.data, "photos", file_name=upload.filename, mime_type=mime)
+        content: dict[str, Any] = {"photo": self._photo_sizes(stored)}
+        plain, entities, source = self._caption(params, content)
+        message = self._store_bot_message(
+            chat,
+            params,
+            kind="photo",
+            content=content,
+            text=plain,
+            source=source,
+            entities=entities,
+            file=upload,
+        )
+        return copy.deepcopy(message.raw)
+
+    def _caption(
+        self, params: dict[str, Any], content: dict[str, Any]
+    ) -> tuple[str, list[dict[str, Any]], str]:
+        """A media message's caption (parsed like a text, at most 1024 characters once parsed) put
+        into ``content``: (plain text, entities, source)."""
+        source = str(params.get("caption") or "")
+        plain, entities = (
+            self._format(source, params.get("parse_mode"), params.get("caption_entities"))
+            if source
+            else ("", [])
+        )
+        if _u16(plain) > MAX_CAPTION_LENGTH:
+            raise _bad("message caption is too long")
+        if plain:
+            content["caption"] = plain
+            if entities:
+                content["caption_entities"] = entities
+        return plain, entities, source
 
     async def _h_chat_action(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
         self._target_chat(params)

@@ -244,6 +244,68 @@ async def test_send_video_with_bytes_is_recorded(fake: FakeTelegram, bot: Bot) -
         await bot.send_video(CHAT, "not-a-file-id")
 
 
+def _png(width: int, height: int) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (37, 99, 235)).save(out, format="PNG")
+    return out.getvalue()
+
+
+async def test_send_photo_with_bytes_is_recorded(fake: FakeTelegram, bot: Bot) -> None:
+    data = _png(900, 200)
+    markup = InlineKeyboardMarkup.from_button(InlineKeyboardButton("9:16", callback_data="act:ratio_9_16"))
+    message = await bot.send_photo(
+        CHAT, data, caption="<b>Timeline</b> (1 track)", parse_mode=ParseMode.HTML, reply_markup=markup
+    )
+    assert message.photo and (message.photo[-1].width, message.photo[-1].height) == (900, 200)
+    assert message.caption == "Timeline (1 track)" and message.caption_entities[0].type == "bold"
+    call = fake.calls_to("sendPhoto")[0]
+    assert call.files["photo"].data == data
+    stored = fake.bot_messages(CHAT)[0]
+    assert stored.kind == "photo" and stored.file is not None and stored.file.data == data
+    assert stored.text == "Timeline (1 track)" and stored.source == "<b>Timeline</b> (1 track)"
+    assert [b["callback_data"] for b in stored.buttons] == ["act:ratio_9_16"]
+    assert (await fake.wait_for_message(CHAT, "timeline", kind="photo")) is stored
+
+
+async def test_send_photo_is_checked_like_telegram(fake: FakeTelegram, bot: Bot) -> None:
+    with pytest.raises(BadRequest, match=r"(?i)IMAGE_PROCESS_FAILED"):
+        await bot.send_photo(CHAT, b"not an image at all", filename="x.png")
+    with pytest.raises(BadRequest, match=r"(?i)PHOTO_INVALID_DIMENSIONS"):
+        await bot.send_photo(CHAT, _png(2100, 100))  # a ratio over 20
+    with pytest.raises(BadRequest, match=r"(?i)caption is too long"):
+        await bot.send_photo(CHAT, _png(10, 10), caption="x" * 1025)
+    with pytest.raises(BadRequest, match=r"(?i)can't parse entities"):
+        await bot.send_photo(CHAT, _png(10, 10), caption="<b>open", parse_mode=ParseMode.HTML)
+    with pytest.raises(BadRequest, match=r"(?i)wrong file identifier"):
+        await bot.send_photo(CHAT, "not-a-file-id")
+    assert fake.bot_messages(CHAT) == []
+    await bot.send_photo(CHAT, _png(10, 10), caption="é" * 1024)  # the limit itself passes
+
+
+async def test_edit_reply_markup_replaces_only_the_buttons(fake: FakeTelegram, bot: Bot) -> None:
+    first = InlineKeyboardMarkup.from_button(InlineKeyboardButton("Export", callback_data="act:export"))
+    sent = await bot.send_message(CHAT, "Your clip is on the timeline.", reply_markup=first)
+    more = InlineKeyboardMarkup(
+        [
+            [InlineKeyboardButton("Export", callback_data="act:export")],
+            [InlineKeyboardButton("1:1", callback_data="act:ratio_1_1")],
+        ]
+    )
+    edited = await bot.edit_message_reply_markup(CHAT, sent.message_id, reply_markup=more)
+    assert isinstance(edited, type(sent)) and edited.text == "Your clip is on the timeline."
+    stored = fake.bot_messages(CHAT)[0]
+    assert [b["callback_data"] for b in stored.buttons] == ["act:export", "act:ratio_1_1"]
+    assert stored.history == ["Your clip is on the timeline."]  # the text was not edited
+    with pytest.raises(BadRequest, match=r"(?i)message is not modified"):
+        await bot.edit_message_reply_markup(CHAT, sent.message_id, reply_markup=more)
+    with pytest.raises(BadRequest, match=r"(?i)message to edit not found"):
+        await bot.edit_message_reply_markup(CHAT, 999, reply_markup=more)
+    await bot.edit_message_reply_markup(CHAT, sent.message_id)  # without markup: the buttons go
+    assert fake.bot_messages(CHAT)[0].buttons == []
+
+
 async def test_get_file_and_download(fake: FakeTelegram, bot: Bot) -> None:
     data = (MEDIA / "clip.mp4").read_bytes()
     update = Update.de_json(fake.send_video(CHAT, data, caption="cut this"), bot)
