@@ -1864,8 +1864,6 @@ class FakeTelegram:
     ) -> Message:
         thumbnail = None
         if kind == "video":
-            if how in ("upload", "path"):
-                self.uploaded_videos += 1
             reference = params.get("thumbnail")
             if isinstance(reference, str) and reference.startswith("attach://"):
                 thumbnail = files.get(reference.removeprefix("attach://"))
@@ -1918,6 +1916,8 @@ class FakeTelegram:
             entities=entities,
             file=upload,
         )
+        if kind == "video" and how in ("upload", "path"):
+            self.uploaded_videos += 1  # counted once it is accepted
         message.sent_as, message.media_group_id, message.thumbnail = how, group_id, thumbnail
         message.params = {k: v for k, v in params.items() if k not in ("media", "reply_markup")}
         return message
