@@ -257,7 +257,7 @@ async def test_media_by_file_id_url_and_album(fake: FakeTelegram, bot: Bot) -> N
     """What Telegram refuses, the fake refuses: a file id of the other type, a URL that serves the
     wrong thing, an album of one; what it takes is recorded with how it came."""
     clip = (MEDIA / "clip.mp4").read_bytes()
-    with pytest.raises(BadRequest, match="(?i)at most 320x320"):
+    with pytest.raises(BadRequest, match=r"(?i)at most 320x320"):
         await bot.send_video(CHAT, clip, thumbnail=(MEDIA / "photo.jpg").read_bytes())  # 640x480
     sent = await bot.send_video(CHAT, clip, thumbnail=image_thumbnail(MEDIA / "photo.jpg"))
     assert sent.video is not None and fake.uploaded_videos == 1
@@ -266,21 +266,21 @@ async def test_media_by_file_id_url_and_album(fake: FakeTelegram, bot: Bot) -> N
     first, second = fake.bot_messages(CHAT)
     assert first.thumbnail is not None and first.sent_as == "upload" and not first.disable_notification
     assert second.sent_as == "file_id" and second.disable_notification and fake.uploaded_videos == 1
-    with pytest.raises(BadRequest, match="(?i)can't use file of type video as photo"):
+    with pytest.raises(BadRequest, match=r"(?i)can't use file of type video as photo"):
         await bot.send_photo(CHAT, sent.video.file_id)
     photo_url = f"{fake.base_file_url}{fake.token}/nothing-here.jpg"
-    with pytest.raises(BadRequest, match="(?i)failed to get HTTP URL content"):
+    with pytest.raises(BadRequest, match=r"(?i)failed to get HTTP URL content"):
         await bot.send_photo(CHAT, photo_url)
     assert fake.fetched_urls == [photo_url]
     photo = Update.de_json(fake.send_photo(CHAT, (MEDIA / "photo.jpg").read_bytes()), bot)
     assert photo.message is not None
     path = (await bot.get_file(photo.message.photo[-1].file_id)).file_path
     assert path is not None
-    with pytest.raises(BadRequest, match="(?i)wrong type of the web page content"):
+    with pytest.raises(BadRequest, match=r"(?i)wrong type of the web page content"):
         await bot.send_video(CHAT, path)  # a JPEG is not an MP4
     shown = await bot.send_photo(CHAT, path, caption="by URL")
     assert shown.photo and fake.bot_messages(CHAT)[-1].sent_as == "url"
-    with pytest.raises(BadRequest, match="(?i)too few media"):
+    with pytest.raises(BadRequest, match=r"(?i)too few media"):
         await bot.send_media_group(CHAT, [InputMediaPhoto(photo.message.photo[-1].file_id)])
     album = await bot.send_media_group(
         CHAT,
