@@ -302,9 +302,11 @@ async def curl_to_emulator(servers: Stack, video: Path, size: int, digest: str) 
 
 
 def _reply_call_at(servers: Stack, since: float) -> float:
-    """When the bot sent (or edited in) its "Added to your project" reply."""
+    """When the bot sent (or edited in) its "Added to your project" reply (a text, or the caption of
+    the video's preview)."""
     for call in servers.fake.calls:
-        if call.at >= since and "Added to your project" in str(call.params.get("text", "")):
+        said = call.params.get("text") or call.params.get("caption") or ""
+        if call.at >= since and "Added to your project" in str(said):
             return call.at
     return time.monotonic()
 

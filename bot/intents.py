@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 class Intent(StrEnum):
     EXPORT = "export"
+    RESEND = "resend"  # the last video again ("send it again"), by its Telegram file id
     CREDITS = "credits"
     STATUS = "status"
     UPLOAD = "upload"
@@ -38,6 +39,11 @@ EXPORT_START = re.compile(rf"^{POLITE}(export|download|render){SUFFIX}$")
 EXPORT_PHRASE = re.compile(
     rf"^{POLITE}(send|give|get) (me )?(the |my )?(final )?(video|mp4|movie|clip|file|result)( please| now)?$"
 )
+RESEND_WORDS = re.compile(
+    rf"^{POLITE}(re-?send|send|give|share)( me)?( (it|this|that|the|my|video|mp4|movie|clip|file|last|one))*"
+    r" (again|once more|one more time)( please| pls)?$"
+    rf"|^{POLITE}re-?send( (it|this|that|the|my|video|mp4|movie|clip|file|last|one))*( please| pls)?$"
+)
 CREDITS_WORDS = re.compile(
     r"^((show|check|see|get|view)( me)? |what'?s |what is |how many )?((my|the) )?(credits?|balance)"
     r"( (left|remaining|please|do i have|do i have left|have i got))?$"
@@ -51,6 +57,7 @@ EDIT_VERBS = re.compile(
 UPLOAD_WORDS = re.compile(r"^(upload|how (do|can) i upload|upload (a |my )?(file|files|photo|video|media))$")
 
 CJK_RULES: tuple[tuple[Intent, tuple[str, ...]], ...] = (
+    (Intent.RESEND, ("再发一次", "再发一遍", "把视频再发给我", "重新发送", "重发")),
     (Intent.EXPORT, ("导出", "下载", "把视频发给我", "发给我视频")),
     (Intent.CREDITS, ("积分", "余额")),
     (Intent.STATUS, ("状态", "时间线", "轨道")),
@@ -95,6 +102,8 @@ def route(text: str) -> Intent:
         return _route_cjk(norm)
     if EDIT_VERBS.search(norm):
         return Intent.CHAT
+    if RESEND_WORDS.search(norm):
+        return Intent.RESEND
     if EXPORT_START.search(norm) or EXPORT_PHRASE.search(norm):
         return Intent.EXPORT
     if CREDITS_WORDS.search(norm):

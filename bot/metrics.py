@@ -52,7 +52,7 @@ RENDERS = Counter(
 DELIVERIES = Counter(
     "nvb_deliveries_total",
     "Finished videos delivered to chats, by how",
-    ["outcome"],  # video | link | failed
+    ["outcome"],  # video | link | failed | resent (again, by file id)
     registry=REGISTRY,
 )
 TELEGRAM_429 = Counter(

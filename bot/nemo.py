@@ -12,7 +12,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -80,6 +80,7 @@ class UploadedMedia:
 class ProjectState:
     draft: dict[str, Any]
     media: list[dict[str, Any]] = field(default_factory=list)
+    generated: list[dict[str, Any]] = field(default_factory=list)  # the agent's own images and clips
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,14 @@ class NemoClient:
             for item in state[key]
             if isinstance(item, dict)
         ]
-        return ProjectState(draft=draft, media=media)
+        generated = state.get("generated_media")
+        return ProjectState(
+            draft=draft,
+            media=media,
+            generated=[item for item in generated if isinstance(item, dict)]
+            if isinstance(generated, list)
+            else [],
+        )
 
     # -- chat -----------------------------------------------------------------------------------
 
@@ -264,16 +272,22 @@ class NemoClient:
     # -- media ----------------------------------------------------------------------------------
 
     async def upload_files(
-        self, token: str, session_id: str, files: Sequence[LocalFile]
+        self,
+        token: str,
+        session_id: str,
+        files: Sequence[LocalFile],
+        *,
+        on_bytes: Callable[[int], None] | None = None,
     ) -> list[UploadedMedia]:
-        """Multipart upload streamed from disk with an exact Content-Length (no chunked encoding)."""
+        """Multipart upload streamed from disk with an exact Content-Length (no chunked encoding);
+        `on_bytes` hears of each chunk of the files' bytes as it is handed to the connection."""
         boundary = uuid.uuid4().hex
         length = multipart_length(files, boundary)
         data = await self._request(
             "POST",
             f"/api/upload-video/{APP}/me/{session_id}",
             token=token,
-            content=_multipart_stream(files, boundary),
+            content=_multipart_stream(files, boundary, on_bytes),
             headers={
                 "Content-Type": f"multipart/form-data; boundary={boundary}",
                 "Content-Length": str(length),
@@ -428,12 +442,16 @@ def multipart_length(files: Sequence[LocalFile], boundary: str) -> int:
     return sum(len(_part_header(f, boundary)) + os.path.getsize(f.path) + 2 for f in files) + closing
 
 
-async def _multipart_stream(files: Sequence[LocalFile], boundary: str) -> AsyncIterator[bytes]:
+async def _multipart_stream(
+    files: Sequence[LocalFile], boundary: str, on_bytes: Callable[[int], None] | None = None
+) -> AsyncIterator[bytes]:
     for file in files:
         yield _part_header(file, boundary)
         with file.path.open("rb") as handle:  # read off the event loop: a cold disk must not stall chats
             while chunk := await asyncio.to_thread(handle.read, UPLOAD_CHUNK):
                 yield chunk
+                if on_bytes is not None:  # after the yield: the connection has taken the chunk
+                    on_bytes(len(chunk))
         yield b"\r\n"
     yield f"--{boundary}--\r\n".encode()
 

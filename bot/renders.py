@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
+import json
 import logging
 import secrets
 import tempfile
@@ -18,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from telegram.error import TelegramError
+from telegram import Message
+from telegram.error import BadRequest, TelegramError
 
 from bot import metrics
 from bot.access import today
@@ -30,13 +33,13 @@ from bot.media import human_size
 from bot.nemo import NemoClient, RenderStatus
 from bot.projects import ChatRef, Connection, Projects
 from bot.store import FINISHED, RenderRecord, RenderState, Store
-from bot.telegram_io import ChatGone, ChatOutput, Telegram
-from bot.texts import Lang, language_of, say
+from bot.telegram_io import CAPTION_LIMIT, ChatGone, ChatOutput, Telegram
+from bot.texts import Lang, clock, language_of, progress_bar, say
 from bot.timeline import is_exportable
+from bot.video_probe import VideoInfo, probe_video
 
 log = logging.getLogger(__name__)
 ADOPT_BATCH = 1000  # renders checked for a job per Redis command while adopting
-CAPTION_LIMIT = 1024  # Telegram's limit for a media caption
 
 
 @dataclass(frozen=True)
@@ -100,10 +103,29 @@ def new_render_id() -> str:
     return f"render_{int(time.time() * 1000)}_{secrets.token_hex(4)}"
 
 
-def progress_text(status: RenderStatus, lang: Lang) -> str:
+def progress_text(status: RenderStatus, lang: Lang, elapsed: float) -> str:
+    """The one render progress message (pure): a bar, the percent and the time since export."""
     if status.status == "processing" or (status.status not in ("pending", "starting") and status.progress):
-        return say(lang, "render_processing", progress=status.progress)
-    return say(lang, "render_pending")
+        return say(
+            lang,
+            "render_processing",
+            bar=progress_bar(status.progress),
+            progress=status.progress,
+            elapsed=clock(elapsed),
+        )
+    return say(lang, "render_queued", elapsed=clock(elapsed))
+
+
+def draft_digest(draft: dict[str, Any]) -> str:
+    """A fingerprint of a draft (pure): equal for the same timeline, whatever its keys' order."""
+    canonical = json.dumps(draft, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def reuse_video(last: RenderRecord | None, digest: str) -> bool:
+    """Whether export can send the chat's last video again instead of rendering (pure): it went out
+    as a file (Telegram keeps it under its file id) and was rendered from this very draft."""
+    return last is not None and bool(last.file_id) and bool(last.draft_digest) and last.draft_digest == digest
 
 
 class Renders:
@@ -149,6 +171,14 @@ class Renders:
         if not is_exportable(state.draft):
             await ctx.out.say("export_empty")
             return
+        digest = draft_digest(state.draft)
+        last = await self.store.last_delivered(ctx.chat.key)
+        if (
+            last is not None
+            and reuse_video(last, digest)
+            and await self._send_again(ctx.out, last, "export_unchanged")
+        ):
+            return  # the same draft as the last video: that video again, nothing rendered or uploaded
         connection = await self.projects.connect(ctx.chat, ctx.session_lang)  # renewed if state needed it
         record = RenderRecord(
             render_id=new_render_id(),
@@ -158,6 +188,7 @@ class Renders:
             session_id=connection.session_id,
             language=ctx.lang,
             session_language=ctx.session_lang,
+            draft_digest=digest,
         )
         # Recorded before anything else, so a crash from here on leaves a record to pick up (its
         # first poll is scheduled at once; a crash between the two is caught by `adopt`).
@@ -167,7 +198,7 @@ class Renders:
         await self.jobs.schedule(
             "render", record.render_id, delay=self.timings.poll_seconds, render_id=record.render_id
         )
-        notice = await ctx.out.say("render_pending")
+        notice = await ctx.out.say("render_pending", silent=True)  # progress: only the video rings
         record.progress_message_id = notice.message_id if notice else None
         await self.store.move_render(record, RenderState.STARTING)
         try:
@@ -222,11 +253,12 @@ class Renders:
             if err.http_status != 404:
                 raise
             state = await self.projects.state(chat, record.session_language)
+            record.draft_digest = draft_digest(state.draft)
             status = await self._start(chat, record, state.draft)
             log.info("render %s: started after a restart", record.render_id)
         record.progress = status.progress
         if record.progress_message_id is None:
-            notice = await out.say("render_pending")
+            notice = await out.say("render_pending", silent=True)
             record.progress_message_id = notice.message_id if notice else None
         await self.store.move_render(record, RenderState.of_backend(status.status))
 
@@ -307,7 +339,7 @@ class Renders:
             record.progress, record.url = 100, status.url or ""
             if not await self.store.move_render(record, RenderState.COMPLETED):
                 return  # another process moved it since it was read: the next round reads it again
-            await out.edit_or_send(record.progress_message_id, say(lang, "render_completed"))
+            await out.edit_or_send(record.progress_message_id, say(lang, "render_completed"), silent=True)
             await self._deliver(record, out, status)
         elif verdict is Reading.FAILED:
             await self.store.move_render(record, RenderState.FAILED)
@@ -316,9 +348,12 @@ class Renders:
             )
             log.info("render %s failed: %s", record.render_id, reason)
         elif verdict is Reading.PROGRESSED:
-            try:  # progress is cosmetic: dropped under load, shown at a later poll
+            try:  # progress is cosmetic: dropped under load, shown at a later poll; and silent
                 record.progress_message_id = await out.edit_or_send(
-                    record.progress_message_id, progress_text(status, lang), cosmetic=True
+                    record.progress_message_id,
+                    progress_text(status, lang, time.time() - record.started_at),
+                    cosmetic=True,
+                    silent=True,
                 )
             except Thinned:
                 return
@@ -331,7 +366,9 @@ class Renders:
         caption = say(lang, "video_ready", url=record.url)
         if len(caption) > CAPTION_LIMIT:  # a very long link: the video goes bare, the link follows
             caption = ""
-        size = status.size if status else None
+        if status is not None and status.size is not None:
+            record.size = status.size
+        size = record.size
         sent = False
         if size is None or size <= self._upload_limit:
             async with self._delivery_slots:  # each holds a downloaded video while it is uploaded
@@ -351,23 +388,79 @@ class Renders:
     async def _delivered(self, record: RenderRecord, *, sent_file: bool) -> None:
         metrics.RENDERS.labels("completed").inc()
         metrics.DELIVERIES.labels("video" if sent_file else "link").inc()
-        await self.store.move_render(record, RenderState.DELIVERED)
+        if await self.store.move_render(record, RenderState.DELIVERED):
+            await self.store.note_delivered(record)  # "send it again" finds it (and its file id)
         await self.store.count_usage("delivered", record.chat_key, today())
         log.info("render %s delivered (%s)", record.render_id, "file" if sent_file else "link")
 
     async def _send_file(
         self, record: RenderRecord, out: ChatOutput, caption: str, status: RenderStatus | None
     ) -> bool:
+        """Download the MP4, read its size, length and a thumbnail from it, and upload it (keeping
+        Telegram's file id on the record); False when it could not go (the caller sends the link)."""
         with tempfile.TemporaryDirectory(prefix="nemo-render-") as folder:
             path = Path(folder) / f"{record.render_id}.mp4"
             try:
                 await self.client.download(
                     record.url, path, self._upload_limit, seconds=self.timings.download_seconds
                 )
-                await out.send_video(path, "video.mp4", caption, duration=status.duration if status else None)
+                info = await asyncio.to_thread(probe_video, path)
+                message = await self._upload(out, path, caption, info, status)
             except (NemoError, TelegramError) as err:
                 log.warning("render %s: sending the file failed, sending the link: %s", record.render_id, err)
                 return False
+        if message is not None and message.video is not None:
+            record.file_id = message.video.file_id
+        return True
+
+    async def _upload(
+        self, out: ChatOutput, path: Path, caption: str, info: VideoInfo, status: RenderStatus | None
+    ) -> Message | None:
+        duration = info.duration or (status.duration if status else None)
+        try:
+            return await out.send_video(
+                path,
+                "video.mp4",
+                caption,
+                duration=duration,
+                width=info.width,
+                height=info.height,
+                thumbnail=info.thumbnail,
+            )
+        except BadRequest as err:  # refused (not sent): once more as before, without what the probe added
+            if info == VideoInfo():
+                raise
+            log.warning("video refused with its size and thumbnail (%s), sending it without", err)
+            return await out.send_video(path, "video.mp4", caption, duration=duration)
+
+    # -- sending it again -----------------------------------------------------------------------
+
+    async def resend(self, ctx: ChatContext) -> None:
+        """ "Send it again": the chat's last video by its Telegram file id (nothing is uploaded twice);
+        one that went as a link (too large for Telegram) by its link, with its size."""
+        last = await self.store.last_delivered(ctx.chat.key)
+        if last is None:
+            await ctx.out.say("nothing_to_resend")
+        elif not await self._send_again(ctx.out, last, "video_again"):
+            if last.size is not None and last.size > self._upload_limit:
+                await ctx.out.say("video_ready_link", url=last.url, size=human_size(last.size))
+            else:
+                await ctx.out.say("video_ready", url=last.url)
+
+    async def _send_again(self, out: ChatOutput, last: RenderRecord, key: str) -> bool:
+        """The last video again by its file id, under the caption `key`; False when it has none or
+        Telegram refuses it."""
+        if not last.file_id:
+            return False
+        caption = say(out.lang, key, url=last.url)
+        try:
+            await out.send_video(last.file_id, "video.mp4", caption if len(caption) <= CAPTION_LIMIT else "")
+        except TelegramError as err:
+            log.warning("render %s: sending it again by file id failed: %s", last.render_id, err)
+            return False
+        if len(caption) > CAPTION_LIMIT:
+            await out.send(caption)
+        metrics.DELIVERIES.labels("resent").inc()
         return True
 
     async def _give_up(self, record: RenderRecord, out: ChatOutput) -> None:

@@ -136,6 +136,8 @@ class Services:
         intent = route(text)
         if intent is Intent.EXPORT:
             await self.export(ctx)
+        elif intent is Intent.RESEND:
+            await self._renders.resend(ctx)
         elif intent is Intent.CREDITS:
             await self._flows.credits(ctx)
         elif intent is Intent.STATUS:
@@ -439,7 +441,12 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
         client,
         store,
         telegram,
-        UploadLimits(settings.upload_limit_mb, settings.telegram_download_limit_mb),
+        UploadLimits(
+            settings.upload_limit_mb,
+            settings.telegram_download_limit_mb,
+            progress_min_mb=settings.upload_progress_min_mb,
+            progress_seconds=settings.upload_progress_seconds,
+        ),
         album_wait=settings.album_wait_seconds,
         on_caption=act_on_caption,
         owner=replicas.me,

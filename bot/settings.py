@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     telegram_network_attempts: int = Field(default=3, ge=1, le=10)  # a request that met a network error
     telegram_file_seconds: float = Field(default=120, gt=0)  # sending a video, fetching an upload
     max_upload_mb: int | None = Field(default=None, gt=0)
+    upload_progress_min_mb: float = Field(default=5, ge=0)  # uploads this large show a progress bar
+    upload_progress_seconds: float = Field(default=3, gt=0)  # at most one progress edit this often
     shutdown_grace_seconds: float = Field(default=20, ge=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

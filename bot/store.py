@@ -93,6 +93,9 @@ class Keys:
     def chat_render(self, chat_key: str) -> str:
         return f"{self.namespace}:chat-render:{chat_key}"
 
+    def chat_video(self, chat_key: str) -> str:
+        return f"{self.namespace}:chat-video:{chat_key}"
+
     def update_seen(self, update_id: int) -> str:
         return f"{self.namespace}:update:{update_id}"
 
@@ -181,6 +184,9 @@ class RenderRecord:
     progress: int = 0
     url: str = ""
     delivery_attempts: int = 0
+    size: int | None = None  # the MP4's size in bytes, as the backend gave it
+    file_id: str = ""  # Telegram's id of the video once sent: sending it again uploads nothing
+    draft_digest: str = ""  # which draft was rendered (`draft_digest`), to tell an unchanged one
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, RenderState):  # read back from JSON, or an older record
@@ -403,6 +409,18 @@ class Store:
     async def get_render(self, render_id: str) -> RenderRecord | None:
         raw = await self.redis.get(self.keys.render(render_id))
         return _decode(RenderRecord, raw) if raw else None
+
+    async def note_delivered(self, render: RenderRecord) -> None:
+        """Remember the render as the chat's last video (kept as long as its record)."""
+        await self.redis.set(
+            self.keys.chat_video(render.chat_key), render.render_id, ex=self.retention.finished_render
+        )
+
+    async def last_delivered(self, chat_key: str) -> RenderRecord | None:
+        """The chat's last delivered render, or None (none yet, or forgotten)."""
+        render_id = await self.redis.get(self.keys.chat_video(chat_key))
+        record = await self.get_render(_text(render_id)) if render_id else None
+        return record if record is not None and record.status is RenderState.DELIVERED else None
 
     async def active_renders(self) -> list[str]:
         return sorted(_text(item) for item in await self.redis.smembers(self.keys.active_renders()))

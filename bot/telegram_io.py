@@ -15,11 +15,14 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputFile,
+    InputMediaPhoto,
+    InputMediaVideo,
     LinkPreviewOptions,
     Message,
     ReplyParameters,
@@ -52,7 +55,8 @@ CALLBACK_PREFIX = "act:"
 ROW_MAX = 4  # buttons in a row: more get too narrow on a phone
 LONG_LABEL = 16  # a label longer than this (an example sentence) gets a row of its own
 TAG = re.compile(r"<[^>]+>")
-CAPTION_LIMIT = 1024  # Telegram's, for a photo's caption once its HTML is parsed
+CAPTION_LIMIT = 1024  # Telegram's, for a media caption once its HTML is parsed
+ALBUM_LIMIT = 10  # Telegram's limit for a media group
 
 
 GONE_REASONS = (
@@ -69,6 +73,22 @@ GONE_REASONS = (
 
 class ChatGone(Exception):
     """Telegram refuses for good: the bot was blocked, kicked, or the chat no longer exists."""
+
+
+@dataclass(frozen=True)
+class Media:
+    """A photo or video to show: a Telegram file id, an http(s) URL (Telegram fetches it), or the
+    bytes of a small file to upload (a thumbnail)."""
+
+    kind: Literal["photo", "video"]
+    source: str | bytes
+    filename: str = "preview.jpg"  # the name of uploaded bytes
+
+    def input(self, *, in_group: bool = False) -> str | InputFile:
+        """What PTB sends: the id or URL as is, bytes as a file (in a media group, by attach://)."""
+        if isinstance(self.source, bytes):
+            return InputFile(self.source, filename=self.filename, attach=in_group)
+        return self.source
 
 
 def keyboard(
@@ -147,9 +167,17 @@ class ChatOutput:
         self.reply_to = reply_to
 
     async def say(
-        self, key: str, *, buttons: Sequence[str] = (), cosmetic: bool = False, **values: object
+        self,
+        key: str,
+        *,
+        buttons: Sequence[str] = (),
+        cosmetic: bool = False,
+        silent: bool = False,
+        **values: object,
     ) -> Message | None:
-        return await self.send(say(self.lang, key, **values), buttons=buttons, cosmetic=cosmetic)
+        return await self.send(
+            say(self.lang, key, **values), buttons=buttons, cosmetic=cosmetic, silent=silent
+        )
 
     async def send(
         self,
@@ -158,15 +186,17 @@ class ChatOutput:
         buttons: Sequence[str] = (),
         cosmetic: bool = False,
         labels: Mapping[str, str] | None = None,
+        silent: bool = False,
     ) -> Message | None:
         """Send HTML, split to Telegram's limit; buttons go under the last part. The last Message.
 
-        Cosmetic text (a notice, not an answer) may be dropped under load: it raises `Thinned`."""
+        Cosmetic text (a notice, not an answer) may be dropped under load: it raises `Thinned`.
+        Silent text arrives without a notification sound (progress, previews)."""
         parts = split_html(sendable(html_text)) or [html_text]
         last = None
         for index, part in enumerate(parts):
             markup = keyboard(buttons, self.lang, labels) if index == len(parts) - 1 else None
-            last = await self._send_text(part, markup, _priority(cosmetic))
+            last = await self._send_text(part, markup, _priority(cosmetic), silent=silent)
         return last
 
     async def set_buttons(self, message_id: int, buttons: Sequence[str]) -> bool:
@@ -214,15 +244,31 @@ class ChatOutput:
         return True
 
     async def edit_or_send(
-        self, message_id: int | None, html_text: str, *, buttons: Sequence[str] = (), cosmetic: bool = False
+        self,
+        message_id: int | None,
+        html_text: str,
+        *,
+        buttons: Sequence[str] = (),
+        cosmetic: bool = False,
+        silent: bool = False,
     ) -> int | None:
-        """Edit a progress message, or send a new one when it cannot be edited. The message id."""
+        """Edit a progress message, or send a new one (`silent` or not) when it cannot be edited.
+        The message id."""
         if message_id is not None and await self.edit(
             message_id, html_text, buttons=buttons, cosmetic=cosmetic
         ):
             return message_id
-        message = await self.send(html_text, buttons=buttons, cosmetic=cosmetic)
+        message = await self.send(html_text, buttons=buttons, cosmetic=cosmetic, silent=silent)
         return message.message_id if message else None
+
+    async def delete(self, message_id: int) -> bool:
+        """Remove one of the bot's messages (a notice replaced by another); False when Telegram refuses."""
+        try:
+            await self._retry(self.bot.delete_message, chat_id=self.chat_id, message_id=message_id)
+        except BadRequest as err:
+            log.info("chat %s: could not delete message %s: %s", self.chat_id, message_id, err)
+            return False
+        return True
 
     async def typing(self) -> None:
         """Show "typing…" if Telegram's budget has room for it; it is never worth a wait."""
@@ -236,20 +282,32 @@ class ChatOutput:
             raise ChatGone(str(err)) from err
 
     async def send_video(
-        self, path: Path, filename: str, caption_html: str, *, duration: float | None = None
+        self,
+        video: Path | str,
+        filename: str,
+        caption_html: str,
+        *,
+        duration: float | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        thumbnail: bytes | None = None,
     ) -> Message | None:
-        """Upload a video. Not retried on a timeout: the upload may have arrived, and a second
-        copy is worse than the link the caller sends instead."""
-        return await self._retry(
+        """Send a video: a file to upload, or (a str) a Telegram file id it already has, which
+        uploads nothing. An upload is not retried on a timeout: it may have arrived, and a second
+        copy is worse than the link the caller sends instead. It rings: the one awaited answer."""
+        upload = isinstance(video, Path)
+        return await self._with_caption(
             self.bot.send_video,
-            retry_timeouts=False,
+            caption_html,
+            retry_timeouts=not upload,
             chat_id=self.chat_id,
-            video=path,  # a path: PTB reads it per attempt (and passes a file:// URI in local mode)
-            filename=filename,
-            caption=sendable(caption_html) or None,
-            parse_mode=ParseMode.HTML,
+            video=video,  # a path: PTB reads it per attempt (and passes a file:// URI in local mode)
+            filename=filename if upload else None,
             supports_streaming=True,
-            duration=int(duration) if duration else None,
+            duration=round(duration) if duration else None,
+            width=width,
+            height=height,
+            thumbnail=InputFile(thumbnail, filename="thumbnail.jpg", attach=True) if thumbnail else None,
             message_thread_id=self.thread_id,
             reply_parameters=self._reply(),
             read_timeout=self.transfers.file_seconds,
@@ -261,33 +319,76 @@ class ChatOutput:
     ) -> Message | None:
         """Send a picture with an HTML caption (at most 1024 characters once parsed: the caller
         keeps it short). Not retried on a timeout (a second copy is worse than the text the caller
-        sends instead); a caption Telegram cannot parse is sent again as plain text."""
+        sends instead)."""
+        return await self._with_caption(
+            self.bot.send_photo,
+            caption_html,
+            retry_timeouts=False,
+            chat_id=self.chat_id,
+            photo=png,
+            filename=filename,
+            message_thread_id=self.thread_id,
+            reply_markup=keyboard(buttons, self.lang),
+            reply_parameters=self._reply(),
+            read_timeout=self.transfers.file_seconds,
+            write_timeout=self.transfers.file_seconds,
+        )
+
+    async def send_media(
+        self, media: Media, caption_html: str = "", *, silent: bool = False
+    ) -> Message | None:
+        """One photo or video (by file id, URL or small bytes), with an HTML caption."""
+        method = self.bot.send_photo if media.kind == "photo" else self.bot.send_video
+        field = "photo" if media.kind == "photo" else "video"
+        return await self._with_caption(
+            method,
+            caption_html,
+            chat_id=self.chat_id,
+            message_thread_id=self.thread_id,
+            reply_parameters=self._reply(),
+            disable_notification=silent or None,
+            read_timeout=self.transfers.file_seconds,
+            write_timeout=self.transfers.file_seconds,
+            **{field: media.input()},
+        )
+
+    async def send_album(
+        self, items: Sequence[Media], caption_html: str = "", *, silent: bool = False
+    ) -> list[Message]:
+        """2-10 photos and videos as one media group, the caption under the first (Telegram shows it
+        as the album's)."""
+        caption = sendable(caption_html)
+
+        def group(
+            caption_text: str | None, parse_mode: str | None
+        ) -> list[InputMediaPhoto | InputMediaVideo]:
+            media: list[InputMediaPhoto | InputMediaVideo] = []
+            for index, item in enumerate(items[:ALBUM_LIMIT]):
+                text = caption_text if index == 0 else None
+                kind = InputMediaPhoto if item.kind == "photo" else InputMediaVideo
+                media.append(
+                    kind(item.input(in_group=True), caption=text, parse_mode=parse_mode if text else None)
+                )
+            return media
+
         kwargs: dict[str, Any] = {
             "chat_id": self.chat_id,
-            "photo": png,
-            "filename": filename,
             "message_thread_id": self.thread_id,
-            "reply_markup": keyboard(buttons, self.lang),
             "reply_parameters": self._reply(),
+            "disable_notification": silent or None,
             "read_timeout": self.transfers.file_seconds,
             "write_timeout": self.transfers.file_seconds,
         }
-        caption = sendable(caption_html)
         try:
-            return await self._retry(
-                self.bot.send_photo,
-                retry_timeouts=False,
-                caption=caption,
-                parse_mode=ParseMode.HTML,
-                **kwargs,
+            sent = await self._retry(
+                self.bot.send_media_group, media=group(caption or None, ParseMode.HTML), **kwargs
             )
         except BadRequest as err:
-            if "parse entities" not in str(err).lower():
+            if not caption or "parse entities" not in str(err).lower():
                 raise
             log.warning("chat %s: HTML caption refused (%s), sending plain text", self.chat_id, err)
-            return await self._retry(
-                self.bot.send_photo, retry_timeouts=False, caption=plain(caption)[:CAPTION_LIMIT], **kwargs
-            )
+            sent = await self._retry(self.bot.send_media_group, media=group(plain(caption), None), **kwargs)
+        return list(sent)
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -296,8 +397,22 @@ class ChatOutput:
             return None
         return ReplyParameters(message_id=self.reply_to, allow_sending_without_reply=True)
 
+    async def _with_caption(
+        self, method: Callable[..., Awaitable[Message]], caption_html: str, **kwargs: Any
+    ) -> Message:
+        """Send media with an HTML caption, again with the caption as plain text if Telegram cannot
+        parse it."""
+        caption = sendable(caption_html)
+        try:
+            return await self._retry(method, caption=caption or None, parse_mode=ParseMode.HTML, **kwargs)
+        except BadRequest as err:
+            if not caption or "parse entities" not in str(err).lower():
+                raise
+            log.warning("chat %s: HTML caption refused (%s), sending plain text", self.chat_id, err)
+            return await self._retry(method, caption=plain(caption)[:CAPTION_LIMIT], **kwargs)
+
     async def _send_text(
-        self, text: str, markup: InlineKeyboardMarkup | None, priority: Priority
+        self, text: str, markup: InlineKeyboardMarkup | None, priority: Priority, *, silent: bool = False
     ) -> Message | None:
         kwargs: dict[str, Any] = {
             "chat_id": self.chat_id,
@@ -306,6 +421,7 @@ class ChatOutput:
             "reply_parameters": self._reply(),
             "link_preview_options": LinkPreviewOptions(is_disabled=True),
             "rate_limit_args": priority,
+            "disable_notification": silent or None,
         }
         try:
             message = await self._retry(self.bot.send_message, text=text, parse_mode=ParseMode.HTML, **kwargs)

@@ -108,7 +108,11 @@ TEXTS: dict[str, tuple[str, str]] = {
         "🎬 时间线上还没有可导出的内容。请先发送素材并描述你的视频。",
     ),
     "render_pending": ("🎬 Export queued…", "🎬 导出排队中…"),
-    "render_processing": ("🎬 Rendering your video… {progress}%", "🎬 正在渲染视频… {progress}%"),
+    "render_processing": (
+        "🎬 Rendering your video…\n{bar} {progress}% · ⏱ {elapsed}",
+        "🎬 正在渲染视频…\n{bar} {progress}% · ⏱ {elapsed}",
+    ),
+    "render_queued": ("🎬 Export queued… ⏱ {elapsed}", "🎬 导出排队中… ⏱ {elapsed}"),
     "render_completed": ("✅ Render complete, sending your video…", "✅ 渲染完成，正在发送视频…"),
     "render_failed": ("❌ The render failed: {reason}", "❌ 渲染失败：{reason}"),
     "render_too_long": (
@@ -128,6 +132,15 @@ TEXTS: dict[str, tuple[str, str]] = {
         "🎬 Your video is ready ({size}), too large to send here. Download it: {url}",
         "🎬 视频已完成（{size}），太大无法在此发送。下载链接：{url}",
     ),
+    "video_again": ("🎬 Here's your video again. Download: {url}", "🎬 再发一次你的视频。下载链接：{url}"),
+    "export_unchanged": (
+        "🎬 The timeline hasn't changed since your last export, so here's that video again. Download: {url}",
+        "🎬 自上次导出后时间线没有变化，这是上次导出的视频。下载链接：{url}",
+    ),
+    "nothing_to_resend": (
+        "🎬 There's no finished video in this chat yet. Say <code>export</code> to make one.",
+        "🎬 这个会话还没有完成的视频。发送 <code>导出</code> 来制作一个。",
+    ),
     "export_running": (
         "🎬 This project is already rendering; I'll send the video as soon as it's done.",
         "🎬 这个项目正在渲染，完成后我会马上发给你。",
@@ -143,6 +156,12 @@ TEXTS: dict[str, tuple[str, str]] = {
         "📎 直接在这里发送图片、视频或音频（以文件形式发送画质最好），或粘贴文件链接。格式：{formats}。每个文件最大 {limit} MB。",
     ),
     "uploading": ("📤 Uploading {count} file(s)…", "📤 正在上传 {count} 个文件…"),
+    "upload_progress": (
+        "📤 Uploading {count} file(s)…\n{bar} {percent}% · {sent} of {total}",
+        "📤 正在上传 {count} 个文件…\n{bar} {percent}% · {sent} / {total}",
+    ),
+    "generated_image": ("🖼 New image in your project: {name}", "🖼 项目中的新图片：{name}"),
+    "generated_clip": ("🎞 New clip in your project: {name}", "🎞 项目中的新片段：{name}"),
     "uploaded": ("📎 Added to your project:", "📎 已添加到项目："),
     "upload_refused": ("⚠️ Not added:", "⚠️ 未添加："),
     "unsupported": (
@@ -311,3 +330,18 @@ def say(lang: Lang, key: str, **values: object) -> str:
 def bullet_list(lines: list[str]) -> str:
     """Lines as a bulleted block (escape plain lines, or pass lines that `say` produced)."""
     return "\n".join(f"• {line}" for line in lines)
+
+
+BAR_CELLS = 10
+
+
+def progress_bar(percent: float, cells: int = BAR_CELLS) -> str:
+    """`▓▓▓▓░░░░░░` for 40 %: whole cells only, so the bar is full only at 100 %."""
+    filled = int(max(0.0, min(100.0, percent)) * cells // 100)
+    return "▓" * filled + "░" * (cells - filled)
+
+
+def clock(seconds: float) -> str:
+    """Elapsed time as `mm:ss` (`75:03` past an hour; a negative span, from clocks apart, is 00:00)."""
+    whole = max(0, int(seconds))
+    return f"{whole // 60:02d}:{whole % 60:02d}"

@@ -26,6 +26,8 @@ from bot.errors import StreamDropped, StreamIdle
 from bot.flood import Thinned
 from bot.flows import ChatContext, Flows, resume
 from bot.jobs import Jobs
+from bot.nemo import ProjectState
+from bot.previews import generated_items, new_generated, show_generated
 from bot.projects import Projects
 from bot.sse import AgentEvent
 from bot.store import Store, TurnRecord
@@ -263,7 +265,8 @@ class Turns:
         replies as they come."""
         if not await self.flows.ensure_connected(ctx):
             return
-        before = await self._tracks(ctx)  # read first: a silent turn may change the draft at once
+        state = await self._state(ctx)  # read first: a silent turn may change the draft at once
+        before = tracks(state.draft) if state is not None else None
         if before is not None:  # kept with the turn, so a restarted bot can report what changed
             record.before = [asdict(t) for t in before]
             await self.store.note_turn_timeline(ctx.chat.key, record)
@@ -301,6 +304,8 @@ class Turns:
             await self._report_after_drop(ctx, before)
         elif close is Close.REPORT_CHANGES:
             await self._report_changes(ctx, before, await self._tracks(ctx))
+        if state is not None:
+            await self._show_new_media(ctx, state)
 
     async def _show(self, ctx: ChatContext, event: AgentEvent, progress: _Progress) -> None:
         if event.kind == "text":
@@ -365,12 +370,23 @@ class Turns:
             await asyncio.sleep(step)
 
     async def _tracks(self, ctx: ChatContext) -> list[TrackSummary] | None:
+        state = await self._state(ctx)
+        return tracks(state.draft) if state is not None else None
+
+    async def _state(self, ctx: ChatContext) -> ProjectState | None:
         try:
-            state = await self.projects.state(ctx.chat, ctx.session_lang)
+            return await self.projects.state(ctx.chat, ctx.session_lang)
         except Exception as err:
             log.info("chat %s: state unavailable: %s", ctx.chat.key, type(err).__name__)
             return None
-        return tracks(state.draft)
+
+    async def _show_new_media(self, ctx: ChatContext, before: ProjectState) -> None:
+        """A preview of each image or clip the agent generated during the turn (bot.previews)."""
+        after = await self._state(ctx)
+        if after is None:
+            return
+        fresh = new_generated(generated_items(before.generated), generated_items(after.generated))
+        await show_generated(ctx.out, fresh)
 
     async def _report_changes(
         self, ctx: ChatContext, before: list[TrackSummary] | None, after: list[TrackSummary] | None

@@ -8,9 +8,11 @@ the bot token) never leaves the bot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import html
 import logging
+import math
 import re
 import tempfile
 import time
@@ -28,10 +30,11 @@ from bot.flows import ChatContext, Flows, resume
 from bot.jobs import Jobs
 from bot.media import ACCEPTED_LIST, KINDS, check_name, content_type, human_size, inspect_file, safe_filename
 from bot.nemo import LocalFile, NemoClient, UploadedMedia
-from bot.projects import Projects
+from bot.projects import Connection, Projects
 from bot.store import ChatAddress, Store
-from bot.telegram_io import Telegram
-from bot.texts import bullet_list, say
+from bot.telegram_io import CAPTION_LIMIT, ChatGone, Media, Telegram, plain
+from bot.texts import Lang, bullet_list, progress_bar, say
+from bot.video_probe import image_thumbnail, probe_video
 
 log = logging.getLogger(__name__)
 MB = 1024 * 1024
@@ -62,6 +65,44 @@ class IncomingFile:
 class UploadLimits:
     backend_mb: int
     telegram_download_mb: int
+    progress_min_mb: float = math.inf  # uploads this large (in total) show a progress bar ...
+    progress_seconds: float = 3.0  # ... edited at most this often
+
+
+@dataclass
+class Meter:
+    """How much of an upload the backend connection has taken so far."""
+
+    total: int
+    sent: int = 0
+
+    def add(self, count: int) -> None:
+        self.sent += count
+
+
+def upload_progress_text(lang: Lang, count: int, sent: int, total: int) -> str:
+    """The upload progress message (pure): a bar, the percent, and how much of how much."""
+    percent = min(100, sent * 100 // total) if total > 0 else 100
+    return say(
+        lang,
+        "upload_progress",
+        count=count,
+        bar=progress_bar(percent),
+        percent=percent,
+        sent=human_size(min(sent, total)),
+        total=human_size(total),
+    )
+
+
+def preview_of(file: IncomingFile, kind: str) -> Media | None:
+    """How an added file is shown in its confirmation, without uploading it again (pure): a photo
+    or video by the file id Telegram gave it; None for what must be drawn from the file itself
+    (a document's thumbnail) or has no picture (audio)."""
+    if file.kind == "photo":
+        return Media("photo", file.file_id)
+    if file.kind == "video" and kind == "video":
+        return Media("video", file.file_id)
+    return None
 
 
 @dataclass(frozen=True)
@@ -199,8 +240,11 @@ class Uploads:
         """Check, download and forward files with one progress message and one reply."""
         if not await self.flows.ensure_connected(ctx):
             return False
-        notice_id = await _notice(ctx, len(files))
+        declared = sum(file.size or 0 for file in files)
+        big = declared >= self.limits.progress_min_mb * MB
+        notice_id = await _notice(ctx, len(files), big=big)
         refused: list[str] = []
+        previews: list[Media] = []
         with tempfile.TemporaryDirectory(prefix="nemo-upload-") as folder:
             ready: list[tuple[IncomingFile, LocalFile]] = []
             for index, file in enumerate(files):
@@ -211,14 +255,20 @@ class Uploads:
                     refused.append(result)
             added: list[str] = []
             if ready:
-                try:
-                    uploaded = await self.projects.call(
-                        ctx.chat,
-                        ctx.session_lang,
-                        lambda c: self.client.upload_files(
-                            c.token, c.session_id, [local for _, local in ready]
-                        ),
+                total = sum(local.path.stat().st_size for _, local in ready)
+                meter = Meter(total)
+
+                def send(c: Connection) -> Awaitable[list[UploadedMedia]]:
+                    meter.sent = 0  # sent again with a renewed token: counted again
+                    return self.client.upload_files(
+                        c.token, c.session_id, [local for _, local in ready], on_bytes=meter.add
                     )
+
+                shown = None
+                if notice_id is not None and total >= self.limits.progress_min_mb * MB:
+                    shown = asyncio.create_task(self._show_progress(ctx, notice_id, len(files), meter))
+                try:
+                    uploaded = await self.projects.call(ctx.chat, ctx.session_lang, send)
                 except UnsupportedFile:
                     refused += [
                         say(ctx.lang, "backend_unsupported", name=f.display_name, formats=ACCEPTED_LIST)
@@ -231,9 +281,15 @@ class Uploads:
                     return False
                 else:
                     added = _describe_uploads(uploaded, ready)
+                    previews = await _previews(ready, uploaded)
+                finally:
+                    if shown is not None:
+                        shown.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await shown
         metrics.UPLOADS.labels("added").inc(len(added))
         metrics.UPLOADS.labels("refused").inc(len(refused))
-        await ctx.out.edit_or_send(notice_id, _summary(ctx, added, refused))
+        await _confirm(ctx, notice_id, _summary(ctx, added, refused), previews)
         if added:
             for caption in captions:
                 await self.on_caption(ctx, caption)
@@ -266,6 +322,26 @@ class Uploads:
         lines = [_describe(media, media.filename) for media in uploaded]
         await ctx.out.edit_or_send(notice_id, _summary(ctx, lines, []))
         return bool(lines)
+
+    async def _show_progress(self, ctx: ChatContext, notice_id: int, count: int, meter: Meter) -> None:
+        """Edit the notice with the upload's progress every `progress_seconds` while it moves (silent
+        and cosmetic: dropped under load); cancelled when the upload ends."""
+        shown = -1
+        while True:
+            await asyncio.sleep(self.limits.progress_seconds)
+            if meter.sent == shown:
+                continue
+            shown = meter.sent
+            try:
+                await ctx.out.edit(
+                    notice_id, upload_progress_text(ctx.lang, count, meter.sent, meter.total), cosmetic=True
+                )
+            except Thinned:
+                continue
+            except ChatGone:
+                return
+            except TelegramError as err:
+                log.info("chat %s: upload progress not shown: %s", ctx.chat.key, type(err).__name__)
 
     async def _fetch(self, file: IncomingFile, path: Path) -> Path:
         """The file's bytes on local disk: with a local Bot API server, its own copy, read in place
@@ -309,13 +385,60 @@ class Uploads:
         return LocalFile(path=path, filename=filename, content_type=content_type(verdict.extension))
 
 
-async def _notice(ctx: ChatContext, count: int) -> int | None:
-    """The "uploading" notice's id; under load it is dropped and the summary comes alone."""
+async def _notice(ctx: ChatContext, count: int, *, big: bool = False) -> int | None:
+    """The "uploading" notice's id; under load it is dropped and the summary comes alone. For a big
+    upload it is where the progress bar goes: sent even under load (the user would otherwise see
+    nothing for minutes), and silent."""
     try:
-        notice = await ctx.out.say("uploading", count=count, cosmetic=True)
+        notice = await ctx.out.say("uploading", count=count, cosmetic=not big, silent=big)
     except Thinned:
         return None
     return notice.message_id if notice else None
+
+
+async def _previews(
+    ready: list[tuple[IncomingFile, LocalFile]], uploaded: list[UploadedMedia]
+) -> list[Media]:
+    """A preview of each added picture or clip: by Telegram's file id where it has one of the right
+    type (nothing uploaded), else a thumbnail drawn from the file while it is still on disk."""
+    previews: list[Media] = []
+    for index, (file, local) in enumerate(ready):
+        kind = (
+            uploaded[index].file_type
+            if index < len(uploaded)
+            else KINDS.get(local.filename.rsplit(".", 1)[-1], "")
+        )
+        preview = preview_of(file, kind)
+        if preview is None and kind in ("image", "video"):
+            draw = image_thumbnail if kind == "image" else _video_thumbnail
+            thumbnail = await asyncio.to_thread(draw, local.path)
+            preview = Media("photo", thumbnail, filename=f"preview_{index + 1}.jpg") if thumbnail else None
+        if preview is not None:
+            previews.append(preview)
+    return previews
+
+
+def _video_thumbnail(path: Path) -> bytes | None:
+    return probe_video(path).thumbnail
+
+
+async def _confirm(ctx: ChatContext, notice_id: int | None, summary: str, previews: list[Media]) -> None:
+    """The one reply to an upload: its previews (one photo or video, or an album of them) with the
+    summary as their caption, sent silently in place of the notice; where Telegram refuses that,
+    the summary as text, as before."""
+    if previews and len(plain(summary)) <= CAPTION_LIMIT:
+        try:
+            if len(previews) == 1:
+                await ctx.out.send_media(previews[0], summary, silent=True)
+            else:
+                await ctx.out.send_album(previews, summary, silent=True)
+        except TelegramError as err:
+            log.info("chat %s: upload preview refused (%s), confirming in text", ctx.chat.key, err)
+        else:
+            if notice_id is not None:
+                await ctx.out.delete(notice_id)
+            return
+    await ctx.out.edit_or_send(notice_id, summary)
 
 
 def _pending(ctx: ChatContext, file: IncomingFile, album: str | None, caption: str | None) -> dict[str, Any]:

@@ -68,6 +68,7 @@ __all__ = [
 ]
 
 DEFAULT_RENDER_FILE = pathlib.Path(__file__).parent / "media" / "clip.mp4"
+DEFAULT_CDN_IMAGE = pathlib.Path(__file__).parent / "media" / "photo.jpg"
 AGENT = "nemo_agent"
 TOKEN_LIFETIME = timedelta(days=7)
 FREE_CREDITS = 100
@@ -437,6 +438,10 @@ class NemoEmulator:
     - ``require_attribution``: render start answers HTTP 402 without the X-Skill-* headers.
     - ``max_upload_bytes``: larger uploaded files get code 4002.
     - ``free_credits``: credits of a new anonymous user.
+    - ``cdn_image``: the bytes the CDN serves for a picture's URL (every other CDN URL serves the
+      render file, an MP4). The default chat turn without media generates a clip
+      (``generated_media``), or a picture when the message asks for an "image" or "picture".
+    - ``upload_read_pause``: seconds the server waits before reading each 64 KB of an uploaded file.
     """
 
     def __init__(self, render_file: pathlib.Path | None = None) -> None:
@@ -460,6 +465,8 @@ class NemoEmulator:
         self.require_attribution: bool = True
         self.max_upload_bytes: int = 500 * 1024 * 1024
         self.free_credits: int = FREE_CREDITS
+        self.cdn_image: bytes = DEFAULT_CDN_IMAGE.read_bytes()  # what the CDN serves for a picture
+        self.upload_read_pause: float = 0.0  # a slow link: seconds between 64 KB chunks of an upload
         # Internals.
         self._users_by_client: dict[str, str] = {}
         self._scripts: list[tuple[str, Turn]] = []
@@ -662,6 +669,8 @@ class NemoEmulator:
                     continue
                 hasher, size, kept = hashlib.sha256(), 0, bytearray()
                 while chunk := await part.read_chunk(65536):
+                    if self.upload_read_pause:
+                        await asyncio.sleep(self.upload_read_pause)
                     hasher.update(chunk)
                     size += len(chunk)
                     if size <= 8 * 1024 * 1024:
@@ -911,6 +920,15 @@ class NemoEmulator:
                     }
                     for m in visuals
                 ]
+            elif "image" in lowered or "picture" in lowered:  # the agent draws one
+                image = {
+                    "name": "generated image",
+                    "file_type": "image",
+                    "prompt": text[:80],
+                    "url": f"{self.base_url}/cdn/generated/image_{len(session.generated_media) + 1}.jpg",
+                }
+                session.generated_media.append(image)
+                segments = [{"d": 3000, "m": {"name": image["name"], "url": image["url"]}}]
             else:
                 clip = {
                     "name": "generated clip",
@@ -1192,4 +1210,7 @@ class NemoEmulator:
         return _detail(404, "Not Found")
 
     async def _cdn(self, request: web.Request, call: _Call) -> web.StreamResponse:
+        """Media on the CDN: a picture (``cdn_image``) for an image name, else the render file."""
+        if FILE_TYPES.get(_extension(request.match_info["filename"])) == "image":
+            return web.Response(body=self.cdn_image, content_type="image/jpeg")
         return web.Response(body=self._render_bytes, content_type="video/mp4")

@@ -9,7 +9,7 @@ the bot makes is recorded in ``calls`` and the messages it sends are kept per ch
 with edits, deletions and uploaded bytes.
 
 Methods answered: getMe, getUpdates, setWebhook, deleteWebhook, getWebhookInfo, setMyCommands,
-sendMessage, editMessageText, editMessageReplyMarkup, deleteMessage, sendChatAction, sendVideo, sendPhoto,
+sendMessage, editMessageText, editMessageReplyMarkup, deleteMessage, sendChatAction, sendVideo, sendPhoto, sendMediaGroup,
 answerCallbackQuery, getFile, setMessageReaction, getChatMember. Any other method is 404 "Not Found", as Telegram answers an unknown
 one: a bot change that needs more fails loudly here rather than against a half-modelled method.
 
@@ -67,6 +67,14 @@ Conventions (documented choices where the brief left room):
   into memory (without local mode it is served from disk over HTTP).
 - Like Telegram, ``editMessageText`` without ``reply_markup`` removes the inline keyboard, and an edit
   that changes nothing is 400 "message is not modified".
+- Media the bot sends (sendVideo, sendPhoto, sendMediaGroup) may be an upload (multipart, or
+  ``attach://<part>`` inside a media group), a file id the fake issued (one of a photo as a video, or
+  the reverse, is 400 "can't use file of type ..."), or an http(s) URL, which the fake fetches as
+  Telegram does (an answer other than 200 is 400 "failed to get HTTP URL content"; a photo that is not
+  a PNG/JPEG, or a video that is not an MP4, is 400 "wrong type of the web page content"). Every bot
+  message records how it was sent (``Message.sent_as``: "upload", "file_id", "url" or "path"), whether
+  it was silent (``disable_notification``) and, for a video, the parameters and thumbnail it came with;
+  ``uploaded_videos`` counts the video bytes uploaded (file ids and URLs upload nothing).
 - A second concurrent ``getUpdates`` ends the older one with 409 Conflict (two bot instances); polls
   are capped at ``max_poll_timeout`` (1 s) so the bot stops quickly.
 - Webhook: after ``setWebhook`` every queued update (those queued before included, unless
@@ -281,6 +289,11 @@ class Message:
     raw: dict[str, Any] = field(default_factory=dict)  # the Bot API Message object as it is now
     sent_text: str = ""
     sent_at: float = 0.0  # time.monotonic() when the fake stored it
+    disable_notification: bool = False  # sent silently (no sound, no notification)
+    sent_as: str = ""  # media: "upload", "file_id", "url" or "path" (local mode)
+    media_group_id: str | None = None  # one of a sendMediaGroup album
+    thumbnail: UploadedFile | None = None  # a video's uploaded thumbnail
+    params: dict[str, Any] = field(default_factory=dict)  # the request's parameters (media: width, ...)
 
     @property
     def history(self) -> list[str]:
@@ -670,6 +683,7 @@ _STRING_PARAMS = frozenset(
         "ip_address",
         "video",
         "photo",
+        "thumbnail",
     }
 )
 
@@ -702,6 +716,7 @@ FLOOD_COUNTED_METHODS = frozenset(
         "sendMessage",
         "sendVideo",
         "sendPhoto",
+        "sendMediaGroup",
         "editMessageText",
         "editMessageReplyMarkup",
         "deleteMessage",
@@ -709,6 +724,9 @@ FLOOD_COUNTED_METHODS = frozenset(
         "setMessageReaction",
     }
 )
+URL_PHOTO_LIMIT = 5 * 1024 * 1024  # Telegram fetches photos of at most 5 MB by URL ...
+URL_FILE_LIMIT = 20 * 1024 * 1024  # ... and other files of at most 20 MB
+MEDIA_FOLDERS = {"photo": "photos", "video": "videos"}
 _UPDATES_KEY = "updates"  # the wait key of getUpdates long polls (chat waits are keyed by chat id)
 _WEBHOOK_KEY = "webhook"  # the wait key of the webhook dispatcher
 MAX_WEBHOOK_CONNECTIONS = 100  # setWebhook max_connections is clamped to 1..100 ...
@@ -758,6 +776,8 @@ class FakeTelegram:
         self.flood = flood if flood is not None else FloodLimits()  # their numbers, changeable any time
         self.update_id_gap = update_id_gap  # ids step by 1 + gap
         self.too_many_requests = 0  # every 429 answered (flood limits, set_flood_limit, fail_next)
+        self.uploaded_videos = 0  # sendVideo / media group videos whose bytes were uploaded
+        self.fetched_urls: list[str] = []  # media URLs the fake fetched for the bot, in order
 
         # Webhook (setWebhook): the settings the bot chose, the knobs a test may change, what happened.
         self.webhook_url = ""  # "" while the bot polls
@@ -1567,6 +1587,7 @@ class FakeTelegram:
             "sendChatAction": self._h_chat_action,
             "sendVideo": self._h_send_video,
             "sendPhoto": self._h_send_photo,
+            "sendMediaGroup": self._h_send_media_group,
             "answerCallbackQuery": self._h_callback,
             "getFile": self._h_files,
             "setMessageReaction": self._h_reaction,
@@ -1808,74 +1829,115 @@ class FakeTelegram:
 
     async def _h_send_video(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
         chat = self._target_chat(params)
-        stored, upload = self._resolve_video(params.get("video"), files)
-        video = self._media_object(
-            "video",
-            stored,
-            duration=_int(params.get("duration"), 0),
-            width=_int(params.get("width"), 1280),
-            height=_int(params.get("height"), 720),
-        )
-        content: dict[str, Any] = {"video": video}
-        source = str(params.get("caption") or "")
-        plain, entities = (
-            self._format(source, params.get("parse_mode"), params.get("caption_entities"))
-            if source
-            else ("", [])
-        )
-        if len(plain) > MAX_CAPTION_LENGTH:
-            raise _bad("message caption is too long")
-        if plain:
-            content["caption"] = plain
-            if entities:
-                content["caption_entities"] = entities
-        message = self._store_bot_message(
-            chat,
-            params,
-            kind="video",
-            content=content,
-            text=plain,
-            source=source,
-            entities=entities,
-            file=upload,
-        )
+        message = await self._send_media(chat, params, files, "video", params.get("video"), None)
         return copy.deepcopy(message.raw)
 
     async def _h_send_photo(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
-        """sendPhoto with an uploaded image (multipart), as Telegram checks it: an image it can read,
-        at most 10 MB, sides adding up to at most 10000 with a ratio of at most 20. File ids and URLs
-        are not modelled (the bot never re-sends): they get Telegram's 400."""
         chat = self._target_chat(params)
-        upload = files.get("photo")
-        if upload is None:
-            if params.get("photo") not in (None, ""):
-                raise _bad("wrong file identifier/HTTP URL specified")
-            raise _bad("there is no photo in the request")
-        if not upload.data:
-            raise _bad("file must be non-empty")
-        if len(upload.data) > PHOTO_LIMIT:
-            raise _bad("PHOTO_SAVE_FILE_INVALID")
-        size = _image_size(upload.data)
-        if size is None:
-            raise _bad("IMAGE_PROCESS_FAILED")
-        width, height = size
-        if width + height > 10000 or max(width, height) > 20 * max(1, min(width, height)):
-            raise _bad("PHOTO_INVALID_DIMENSIONS")
-        mime = "image/png" if upload.data[:8] == b"\x89PNG\r\n\x1a\n" else "image/jpeg"
-        stored = self._store_file(upload.data, "photos", file_name=upload.filename, mime_type=mime)
-        content: dict[str, Any] = {"photo": self._photo_sizes(stored)}
+        message = await self._send_media(chat, params, files, "photo", params.get("photo"), None)
+        return copy.deepcopy(message.raw)
+
+    async def _h_send_media_group(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
+        """2-10 photos and videos (``media``: InputMediaPhoto / InputMediaVideo), one message each,
+        sharing a media_group_id; each item's caption is its own."""
+        chat = self._target_chat(params)
+        items = params.get("media")
+        if not isinstance(items, list) or not items:
+            raise _bad("media must be a non-empty array")
+        if not 2 <= len(items) <= 10:
+            raise _bad(
+                "Too few media in the group" if len(items) < 2 else "Too much messages to send as an album"
+            )
+        kinds = []
+        for item in items:
+            if not isinstance(item, dict) or item.get("type") not in MEDIA_FOLDERS:
+                raise _bad("media group may contain only photos and videos here")
+            kinds.append(item["type"])
+        self._media_group_counter += 1
+        group_id = f"2{self._media_group_counter:017d}"
+        # Resolved first, all of them: a refused item refuses the whole album, as Telegram does.
+        resolved = [
+            await self._resolve_media(kind, item.get("media"), files, attach=True)
+            for kind, item in zip(kinds, items, strict=True)
+        ]
+        sent = []
+        for kind, item, (stored, upload, how) in zip(kinds, items, resolved, strict=True):
+            item_params = {**params, **{k: v for k, v in item.items() if k != "media"}}
+            message = self._store_media_message(chat, item_params, files, kind, stored, upload, how, group_id)
+            sent.append(copy.deepcopy(message.raw))
+        return sent
+
+    async def _send_media(
+        self,
+        chat: dict[str, Any],
+        params: dict[str, Any],
+        files: dict[str, UploadedFile],
+        kind: str,
+        value: Any,
+        group_id: str | None,
+    ) -> Message:
+        stored, upload, how = await self._resolve_media(kind, value, files)
+        return self._store_media_message(chat, params, files, kind, stored, upload, how, group_id)
+
+    def _store_media_message(
+        self,
+        chat: dict[str, Any],
+        params: dict[str, Any],
+        files: dict[str, UploadedFile],
+        kind: str,
+        stored: _StoredFile,
+        upload: UploadedFile | None,
+        how: str,
+        group_id: str | None,
+    ) -> Message:
+        thumbnail = None
+        if kind == "video":
+            reference = params.get("thumbnail")
+            if isinstance(reference, str) and reference.startswith("attach://"):
+                thumbnail = files.get(reference.removeprefix("attach://"))
+                if thumbnail is None:
+                    raise _bad("thumbnail: file not found in the request")
+            media = self._media_object(
+                "video",
+                stored,
+                duration=_int(params.get("duration"), 0),
+                width=_int(params.get("width"), 1280),
+                height=_int(params.get("height"), 720),
+            )
+            if thumbnail is not None:
+                size = _image_size(thumbnail.data)
+                if size is None or thumbnail.data[:2] != b"\xff\xd8":
+                    raise _bad("thumbnail must be a JPEG")
+                if max(size) > 320 or len(thumbnail.data) > 200 * 1000:
+                    raise _bad("thumbnail too large: at most 320x320 and 200 kB")
+                media["thumbnail"] = {
+                    "file_id": f"THUMB{stored.file_id}",
+                    "file_unique_id": f"THUMB{stored.file_unique_id}",
+                    "file_size": len(thumbnail.data),
+                    "width": size[0],
+                    "height": size[1],
+                }
+            content: dict[str, Any] = {"video": media}
+        else:
+            content = {"photo": self._photo_sizes(stored)}
+        if group_id is not None:
+            content["media_group_id"] = group_id
         plain, entities, source = self._caption(params, content)
         message = self._store_bot_message(
             chat,
             params,
-            kind="photo",
+            kind=kind,
             content=content,
             text=plain,
             source=source,
             entities=entities,
             file=upload,
         )
-        return copy.deepcopy(message.raw)
+        if kind == "video" and how in ("upload", "path"):
+            self.uploaded_videos += 1  # counted once it is accepted
+        message.sent_as, message.media_group_id, message.thumbnail = how, group_id, thumbnail
+        message.params = {k: v for k, v in params.items() if k not in ("media", "reply_markup")}
+        return message
 
     def _caption(
         self, params: dict[str, Any], content: dict[str, Any]
@@ -2069,6 +2131,7 @@ class FakeTelegram:
             raw=raw,
             sent_text=text,
             sent_at=time.monotonic(),
+            disable_notification=bool(params.get("disable_notification")),
         )
         self._bot_messages.setdefault(chat_id, []).append(message)
         self._bot_message_index.setdefault((chat_id, message_id), message)
@@ -2090,36 +2153,90 @@ class FakeTelegram:
             raise _bad("message to be replied not found")
         return target
 
-    def _resolve_video(
-        self, value: Any, files: dict[str, UploadedFile]
-    ) -> tuple[_StoredFile, UploadedFile | None]:
-        """sendVideo's ``video``: an uploaded part (multipart) or, in local mode, a ``file://`` URI.
-        File ids and URLs are not modelled (the bot never re-sends): they get Telegram's 400."""
-        if value is None or value == "":
-            upload = files.get("video")
+    async def _resolve_media(
+        self, kind: str, value: Any, files: dict[str, UploadedFile], *, attach: bool = False
+    ) -> tuple[_StoredFile, UploadedFile | None, str]:
+        """A photo or video the bot sends, and how it came: an uploaded part ("upload"; in a media
+        group by ``attach://``), a file id the fake issued ("file_id"), an http(s) URL the fake
+        fetches ("url"), or in local mode a ``file://`` URI ("path")."""
+        folder = MEDIA_FOLDERS[kind]
+        if isinstance(value, str) and value.startswith("attach://"):
+            upload = files.get(value.removeprefix("attach://"))
             if upload is None:
-                raise _bad("there is no video in the request")
-            if not upload.data:
-                raise _bad("file must be non-empty")
-            if len(upload.data) > self.upload_limit:
-                raise _ApiError(413, "Request Entity Too Large")
-            mime = upload.content_type
-            if not mime or mime == "application/octet-stream":  # Telegram sniffs the real type
-                mime = mimetypes.guess_type(upload.filename)[0] or "video/mp4"
-            return self._store_file(upload.data, "videos", file_name=upload.filename, mime_type=mime), upload
-        if self.local_mode and isinstance(value, str) and value.startswith("file://"):
-            local = self._local_upload(value)
-            size = len(local.data) if local.path is None else os.path.getsize(local.path)
-            stored = self._store_file(
-                local.data or None,
-                "videos",
-                size=size,
-                file_name=local.filename,
-                mime_type=local.content_type,
-            )
-            stored.local_path = local.path
-            return stored, local
-        raise _bad("wrong file identifier/HTTP URL specified")
+                raise _bad(f"{kind}: file not found in the request")
+            return self._stored_upload(kind, upload), upload, "upload"
+        if value is None or value == "":
+            upload = None if attach else files.get(kind)
+            if upload is None:
+                raise _bad(f"there is no {kind} in the request")
+            return self._stored_upload(kind, upload), upload, "upload"
+        if not isinstance(value, str):
+            raise _bad("wrong file identifier/HTTP URL specified")
+        if self.local_mode and value.startswith("file://"):
+            stored, local = self._stored_local(value, folder)
+            return stored, local, "path"
+        if value.startswith(("http://", "https://")):
+            return await self._fetch_media(kind, value), None, "url"
+        stored = self._files.get(value)
+        if stored is None:
+            raise _bad("wrong file identifier/HTTP URL specified")
+        if stored.folder != folder:
+            have = {"photos": "Photo", "videos": "Video"}.get(stored.folder, "Document")
+            raise _bad(f"can't use file of type {have} as {kind.title()}")
+        return stored, None, "file_id"
+
+    def _stored_local(self, uri: str, folder: str) -> tuple[_StoredFile, UploadedFile]:
+        local = self._local_upload(uri)
+        size = len(local.data) if local.path is None else os.path.getsize(local.path)
+        stored = self._store_file(
+            local.data or None, folder, size=size, file_name=local.filename, mime_type=local.content_type
+        )
+        stored.local_path = local.path
+        return stored, local
+
+    def _stored_upload(self, kind: str, upload: UploadedFile) -> _StoredFile:
+        if not upload.data:
+            raise _bad("file must be non-empty")
+        if len(upload.data) > self.upload_limit:
+            raise _ApiError(413, "Request Entity Too Large")
+        if kind == "photo":  # as Telegram checks an uploaded photo
+            if len(upload.data) > PHOTO_LIMIT:
+                raise _bad("PHOTO_SAVE_FILE_INVALID")
+            size = _image_size(upload.data)
+            if size is None:
+                raise _bad("IMAGE_PROCESS_FAILED")
+            width, height = size
+            if width + height > 10000 or max(width, height) > 20 * max(1, min(width, height)):
+                raise _bad("PHOTO_INVALID_DIMENSIONS")
+            mime = "image/png" if upload.data[:8] == b"\x89PNG\r\n\x1a\n" else "image/jpeg"
+            return self._store_file(upload.data, "photos", file_name=upload.filename, mime_type=mime)
+        mime = upload.content_type
+        if not mime or mime == "application/octet-stream":  # Telegram sniffs the real type
+            mime = mimetypes.guess_type(upload.filename)[0] or "video/mp4"
+        return self._store_file(upload.data, "videos", file_name=upload.filename, mime_type=mime)
+
+    async def _fetch_media(self, kind: str, url: str) -> _StoredFile:
+        """Fetch a photo or video by URL, as Telegram's servers do, and check what came."""
+        self.fetched_urls.append(url)
+        limit = URL_PHOTO_LIMIT if kind == "photo" else URL_FILE_LIMIT
+        try:
+            timeout = aiohttp.ClientTimeout(total=10)
+            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
+                if response.status != 200:
+                    raise _bad("failed to get HTTP URL content")
+                data = await response.content.read(limit + 1)
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise _bad("failed to get HTTP URL content") from err
+        if len(data) > limit:
+            raise _bad("failed to get HTTP URL content")
+        if kind == "photo":
+            if _image_size(data) is None:
+                raise _bad("wrong type of the web page content")
+            return self._store_file(data, "photos")
+        if data[4:8] != b"ftyp":
+            raise _bad("wrong type of the web page content")
+        name = unquote(urlparse(url).path.rsplit("/", 1)[-1]) or "video.mp4"
+        return self._store_file(data, "videos", file_name=name, mime_type="video/mp4")
 
     # ---------------------------------------------------------------- shared model helpers
 

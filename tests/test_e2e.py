@@ -83,6 +83,16 @@ async def test_a_user_walks_the_whole_flow(
     assert not problems, "\n".join(problems)
 
 
+async def turn_closed(emulator: NemoEmulator) -> None:
+    """Until the running turn has read the project's state after its stream (for new media), bounded."""
+    for _ in range(200):
+        turn = emulator.calls("run_sse")[-1].at
+        if any(call.at > turn and call.status is not None for call in emulator.calls("state")):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the turn did not look at the project after its stream")
+
+
 async def test_missing_token_is_a_one_line_error_with_exit_code_2(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TELEGRAM_")}
     process = await asyncio.create_subprocess_exec(
@@ -124,10 +134,13 @@ async def test_a_render_started_before_a_restart_is_delivered_once_after_it(
         second = BotProcess(fake, emulator, tmp_path, REDIS_URL=server.url)
         await second.start()
         try:
-            video = await fake.wait_for_message(CHAT, kind="video", timeout=20)
+            video = await fake.wait_for_message(CHAT, "/static/render/", kind="video", timeout=20)
             assert video.file is not None
             await asyncio.sleep(1.0)
-            assert sum(m.kind == "video" for m in fake.bot_messages(CHAT)) == 1
+            rendered = [
+                m for m in fake.bot_messages(CHAT) if m.kind == "video" and "/static/render/" in m.text
+            ]
+            assert len(rendered) == 1  # (the other video is the preview of the clip the agent made)
             assert len(emulator.calls("render_start")) == 1
         finally:
             await second.stop()
@@ -150,6 +163,7 @@ async def test_no_secret_appears_anywhere_with_debug_logging(
         await fake.wait_for_message(CHAT, "Added to your project")
         fake.send_text(CHAT, "make a promo", user=USER)
         await fake.wait_for_message(CHAT, "on the timeline")
+        await turn_closed(emulator)  # its last look at the project must not meet the faults below
         emulator.inject("state", http_status=500, times=3)
         fake.send_text(CHAT, "status", user=USER)
         await fake.wait_for_message(CHAT, "isn't answering")
@@ -251,7 +265,7 @@ async def test_a_group_conversation_with_a_topic_an_admin_and_an_outsider(
         fake.send_text(group, "@nemo_test_bot export please", user=eve, thread_id=topic)
 
         fake.send_command(group, "/export@nemo_test_bot", user=boss, thread_id=topic)
-        video = await fake.wait_for_message(group, kind="video", after=mark, timeout=20)
+        video = await fake.wait_for_message(group, "/static/render/", kind="video", after=mark, timeout=20)
         assert video.thread_id == topic
 
         await asyncio.sleep(0.5)

@@ -15,10 +15,19 @@ import aiohttp
 import httpx
 import pytest
 from aiohttp import web
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, Update
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputMediaPhoto,
+    InputMediaVideo,
+    ReplyParameters,
+    Update,
+)
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, NetworkError, RetryAfter
 
+from bot.video_probe import image_thumbnail
 from tests.fake_telegram import FakeTelegram, User, WebhookDelivery, parse_html
 
 MEDIA = Path(__file__).parent / "media"
@@ -304,6 +313,44 @@ async def test_edit_reply_markup_replaces_only_the_buttons(fake: FakeTelegram, b
         await bot.edit_message_reply_markup(CHAT, 999, reply_markup=more)
     await bot.edit_message_reply_markup(CHAT, sent.message_id)  # without markup: the buttons go
     assert fake.bot_messages(CHAT)[0].buttons == []
+
+
+async def test_media_by_file_id_url_and_album(fake: FakeTelegram, bot: Bot) -> None:
+    """What Telegram refuses, the fake refuses: a file id of the other type, a URL that serves the
+    wrong thing, an album of one; what it takes is recorded with how it came."""
+    clip = (MEDIA / "clip.mp4").read_bytes()
+    with pytest.raises(BadRequest, match=r"(?i)at most 320x320"):
+        await bot.send_video(CHAT, clip, thumbnail=(MEDIA / "photo.jpg").read_bytes())  # 640x480
+    sent = await bot.send_video(CHAT, clip, thumbnail=image_thumbnail(MEDIA / "photo.jpg"))
+    assert sent.video is not None and fake.uploaded_videos == 1
+    again = await bot.send_video(CHAT, sent.video.file_id, disable_notification=True)
+    assert again.video is not None and again.video.file_id == sent.video.file_id
+    first, second = fake.bot_messages(CHAT)
+    assert first.thumbnail is not None and first.sent_as == "upload" and not first.disable_notification
+    assert second.sent_as == "file_id" and second.disable_notification and fake.uploaded_videos == 1
+    with pytest.raises(BadRequest, match=r"(?i)can't use file of type video as photo"):
+        await bot.send_photo(CHAT, sent.video.file_id)
+    photo_url = f"{fake.base_file_url}{fake.token}/nothing-here.jpg"
+    with pytest.raises(BadRequest, match=r"(?i)failed to get HTTP URL content"):
+        await bot.send_photo(CHAT, photo_url)
+    assert fake.fetched_urls == [photo_url]
+    photo = Update.de_json(fake.send_photo(CHAT, (MEDIA / "photo.jpg").read_bytes()), bot)
+    assert photo.message is not None
+    path = (await bot.get_file(photo.message.photo[-1].file_id)).file_path
+    assert path is not None
+    with pytest.raises(BadRequest, match=r"(?i)wrong type of the web page content"):
+        await bot.send_video(CHAT, path)  # a JPEG is not an MP4
+    shown = await bot.send_photo(CHAT, path, caption="by URL")
+    assert shown.photo and fake.bot_messages(CHAT)[-1].sent_as == "url"
+    with pytest.raises(BadRequest, match=r"(?i)too few media"):
+        await bot.send_media_group(CHAT, [InputMediaPhoto(photo.message.photo[-1].file_id)])
+    album = await bot.send_media_group(
+        CHAT,
+        [InputMediaPhoto(photo.message.photo[-1].file_id, caption="two"), InputMediaVideo(clip)],
+        disable_notification=True,
+    )
+    assert [m.media_group_id for m in album] == [album[0].media_group_id] * 2 and album[0].caption == "two"
+    assert [m.sent_as for m in fake.bot_messages(CHAT)[-2:]] == ["file_id", "upload"]
 
 
 async def test_get_file_and_download(fake: FakeTelegram, bot: Bot) -> None:

@@ -206,7 +206,7 @@ async def test_group_admin_only_actions(make_harness: MakeHarness, fake: FakeTel
     await settle()
     assert len(bot.emulator.sessions) == 1
     await group_says(bot, f"{BOT} export", user=ANN)
-    await fake.wait_for_message(GROUP, kind="video", timeout=15)
+    await fake.wait_for_message(GROUP, "/static/render/", kind="video", timeout=15)
 
 
 async def test_turn_limits_say_when_to_come_back_and_spare_other_chats(

@@ -531,6 +531,7 @@ async def test_edited_messages_are_ignored(bot: Harness) -> None:
     sent = bot.fake.send_text(CHAT, "hello", user=ADA)
     await bot.send(sent)
     await bot.fake.wait_for_message(CHAT, "on the timeline")
+    await turn_over(bot, CHAT)  # and the preview of the clip the agent made
     mark = bot.fake.message_count(CHAT)
     await bot.send(bot.fake.edit_text(CHAT, sent["message"]["message_id"], "hello edited"))
     await asyncio.sleep(0.3)

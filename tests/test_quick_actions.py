@@ -78,7 +78,7 @@ async def test_the_export_button_of_the_picture_still_exports(bot: Harness) -> N
     session_id = await connect(bot, CHAT, ADA)
     bot.emulator.set_draft(session_id, sample_draft())
     mark = await user_says(bot, CHAT, "status", ADA)
-    picture = await bot.fake.wait_for_message(CHAT, kind="photo", after=mark)
+    picture = await bot.fake.wait_for_message(CHAT, "Timeline", kind="photo", after=mark)
     await bot.send(bot.fake.press_button(CHAT, picture.message_id, "act:export", user=ADA))
     await bot.fake.wait_for_message(CHAT, kind="video", after=mark, timeout=15)
 
