@@ -25,7 +25,15 @@ from telegram import (
     ReplyParameters,
 )
 from telegram.constants import ChatAction, ParseMode
-from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TimedOut
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
 from telegram.ext import ExtBot
 
 from bot.agent_text import split_html
@@ -35,7 +43,12 @@ from bot.texts import Lang, say, sendable
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-BUTTON_LABELS = {"export": "button_export", "status": "button_timeline", "retry": "button_retry"}
+BUTTON_LABELS = {
+    "export": "button_export",
+    "status": "button_timeline",
+    "retry": "button_retry",
+    "stop": "button_stop",  # under a running turn's reply: the same as /cancel
+}
 CALLBACK_PREFIX = "act:"
 TAG = re.compile(r"<[^>]+>")
 
@@ -167,6 +180,27 @@ class ChatOutput:
             return message_id
         message = await self.send(html_text, buttons=buttons, cosmetic=cosmetic)
         return message.message_id if message else None
+
+    async def delete(self, message_id: int) -> bool:
+        """Delete one of the bot's messages; False when Telegram refuses (already gone, too old)."""
+        try:
+            await self._retry(self.bot.delete_message, chat_id=self.chat_id, message_id=message_id)
+        except BadRequest as err:
+            log.info("chat %s: could not delete message %s: %s", self.chat_id, message_id, err)
+            return False
+        return True
+
+    async def react(self, message_id: int, emoji: str | None) -> bool:
+        """Set (or, with None, clear) the bot's reaction on a message. Cosmetic: under load it raises
+        `Thinned`; a refusal (reactions off in the chat, an old message) is logged and False."""
+        try:
+            await self.bot.set_message_reaction(
+                self.chat_id, message_id, reaction=emoji, rate_limit_args=COSMETIC
+            )
+        except TelegramError as err:
+            log.debug("chat %s: reaction on message %s refused: %s", self.chat_id, message_id, err)
+            return False
+        return True
 
     async def typing(self) -> None:
         """Show "typing…" if Telegram's budget has room for it; it is never worth a wait."""

@@ -110,6 +110,7 @@ async def test_gui_instructions_become_chat_terms_and_working_buttons(bot: Harne
     )
     mark = await say(bot, "gui please")
     message = await bot.fake.wait_for_message(CHAT, "All set", after=mark)
+    await turn_over(bot, CHAT)  # the reply's buttons come with its last edit (Stop until then)
     assert "Click" not in message.text and 'say "export"' in message.text
     assert [b["callback_data"] for b in message.buttons] == ["act:export", "act:status"]
     mark = bot.fake.message_count(CHAT)
