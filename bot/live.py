@@ -127,6 +127,11 @@ class LiveReply:
         return self._plain
 
     @property
+    def patience(self) -> float:
+        """How long cosmetic traffic about this reply (its final reaction) waits before trying again."""
+        return self.interval or self.tick
+
+    @property
     def tick(self) -> float:
         """How often the turn's ticker should look for text to show."""
         return min((x for x in (self.interval, self.first_delay) if x), default=1.0)

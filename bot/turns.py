@@ -55,7 +55,10 @@ class TurnTimings:
 WORKING = "👀"  # the reaction while a turn runs
 WELL = "👍"  # ... when it ended well
 BADLY = "👎"  # ... when it failed or was stopped
-REACTION_TRIES = 5  # a final reaction dropped under load is tried again, LIVE_EDIT_SECONDS apart
+# A final reaction dropped under load (it is cosmetic) is tried again, one live-edit interval apart:
+# 10 tries outlast the chat's window (3 s) and, at the default 6 s in groups, the group's minute, so
+# the 👀 does not stay behind.
+REACTION_TRIES = 10
 
 
 class Ending(enum.Enum):
@@ -230,7 +233,7 @@ class Turns:
 
     async def _guarded(self, ctx: ChatContext, text: str, record: TurnRecord) -> None:
         live = self._live_reply(ctx)
-        seen = self._react(ctx, WORKING)
+        seen = self._react(ctx, WORKING, patience=live.patience)
         well = False
         try:
             well = await self.run(ctx, text, record, live)
@@ -255,7 +258,7 @@ class Turns:
                 del self._tasks[ctx.chat.key]
                 self._started.pop(ctx.chat.key, None)
         # Not reached when cancelled: that has its own ending (_after_cancel).
-        self._react(ctx, WELL if well else BADLY, after=seen, tries=REACTION_TRIES)
+        self._react(ctx, WELL if well else BADLY, after=seen, patience=live.patience)
 
     def _live_reply(self, ctx: ChatContext) -> LiveReply:
         """Private chats: edited about once a LIVE_EDIT_SECONDS; groups: merged for
@@ -280,7 +283,7 @@ class Turns:
         async def clean_up() -> None:
             await self._seal_safely(ctx, live)
             if not self._handing_over:
-                self._react(ctx, BADLY, after=seen, tries=REACTION_TRIES)
+                self._react(ctx, BADLY, after=seen, patience=live.patience)
 
         def forget(done: asyncio.Task[None]) -> None:
             if self._cleanups.get(ctx.chat.key) is done:
@@ -297,29 +300,38 @@ class Turns:
             log.info("chat %s: the reply could not be finished: %s", ctx.chat.key, type(err).__name__)
 
     def _react(
-        self, ctx: ChatContext, emoji: str, *, after: asyncio.Task[None] | None = None, tries: int = 1
+        self, ctx: ChatContext, emoji: str, *, after: asyncio.Task[None] | None = None, patience: float = 0.0
     ) -> asyncio.Task[None] | None:
         """Set the bot's reaction on the user's message, in the background (cosmetic: it never
-        holds up the answer, and a refusal never affects it)."""
+        holds up the answer, and a refusal never affects it). With `patience`, one dropped under
+        load is tried again that many seconds apart (REACTION_TRIES in all)."""
         if not self.timings.reactions or ctx.message_id is None:
             return None
-        task = asyncio.create_task(self._reaction(ctx, ctx.message_id, emoji, after, tries))
+        tries = REACTION_TRIES if patience > 0 else 1
+        task = asyncio.create_task(self._reaction(ctx, ctx.message_id, emoji, after, tries, patience))
         self._reacting.add(task)
         task.add_done_callback(self._reacting.discard)
         return task
 
     async def _reaction(
-        self, ctx: ChatContext, message_id: int, emoji: str, after: asyncio.Task[None] | None, tries: int
+        self,
+        ctx: ChatContext,
+        message_id: int,
+        emoji: str,
+        after: asyncio.Task[None] | None,
+        tries: int,
+        patience: float,
     ) -> None:
-        if after is not None:
-            await asyncio.wait({after})  # 👀 first, then the outcome
+        if after is not None:  # 👀 first, then the outcome; a 👀 still held back is no longer wanted
+            after.cancel()
+            await asyncio.wait({after})
         for attempt in range(1, tries + 1):
             try:
                 await ctx.out.react(message_id, emoji)
                 return
             except Thinned:
                 if attempt < tries:
-                    await asyncio.sleep(self.timings.live_edit)
+                    await asyncio.sleep(patience)
             except Exception as err:  # never the answer's business
                 log.debug("chat %s: reaction failed: %s", ctx.chat.key, type(err).__name__)
                 return
