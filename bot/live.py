@@ -174,10 +174,11 @@ class LiveReply:
                 self._footer = html
                 self._changed()
                 await self.refresh()
-            elif not self._shown:
-                message = await self.out.send(html, buttons=(STOP,), cosmetic=True)
-                if message is not None:
-                    self._shown = [Shown(message.message_id, html, (STOP,))]
+            elif not self._shown and not self._lock.locked():
+                async with self._lock:  # noted before anything can cut it short (see `held`)
+                    message = await self.out.send(html, buttons=(STOP,), cosmetic=True)
+                    if message is not None:
+                        self._shown = [Shown(message.message_id, html, (STOP,))]
 
     # -- showing it --------------------------------------------------------------------------------
 
@@ -196,6 +197,8 @@ class LiveReply:
         """Finish the current message: its final text and buttons, Stop gone. Text that comes after
         starts a new message (below whatever the bot says in between)."""
         async with self._lock:
+            if self._partial.strip():  # a streamed reply whose whole never came: shown as it stands
+                self.texts += 1
             if not self._plain:
                 if self._shown and self.interval is not None and self.settle > 0:
                     # the last edit keeps the cadence too, waiting at most `settle`
@@ -203,8 +206,7 @@ class LiveReply:
                     if wait > 0:
                         await asyncio.sleep(wait)
                 await self._push(final=True)
-            if self._plain and self._partial.strip():  # a streamed reply whose whole never came
-                self.texts += 1
+            if self._plain and self._partial.strip():
                 chat_text = to_chat(self._partial, self.lang)
                 await self.out.send(chat_text.html, buttons=chat_text.buttons)
             self._next_message()

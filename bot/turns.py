@@ -204,8 +204,9 @@ class Turns:
             await asyncio.wait(running, timeout=grace)
         self._handing_over = True
         await cancel_and_wait(list(self._tasks.values()))
-        if self._cleanups:  # cut replies lose their Stop button while the bot can still send
-            await asyncio.wait(set(self._cleanups.values()), timeout=grace or None)
+        if self._cleanups and grace > 0:  # cut replies lose their Stop button while the bot can still send
+            await asyncio.wait(set(self._cleanups.values()), timeout=grace)
+        await cancel_and_wait(list(self._cleanups.values()))
         await cancel_and_wait(list(self._reacting))
 
     async def sweep(self, orphaned: Callable[[set[str]], Awaitable[set[str]]]) -> None:

@@ -143,8 +143,12 @@ async def test_still_working_notice_during_a_quiet_turn(bot: Harness) -> None:
     await connected(bot)
     bot.emulator.script("slow", Turn(texts=["Finally done."], duration=1.0))
     mark = await say(bot, "slow one")
-    await bot.fake.wait_for_message(CHAT, "Still working", after=mark)
+    notice = await bot.fake.wait_for_message(CHAT, "Still working", after=mark)
+    assert [b["callback_data"] for b in notice.buttons] == ["act:stop"]  # the turn can be stopped from it
     await bot.fake.wait_for_message(CHAT, "Finally done.", after=mark)
+    await turn_over(bot, CHAT)
+    assert notice.text == "Finally done." and notice.buttons == []  # the notice became the reply
+    assert bot.fake.message_count(CHAT) == mark + 1
     typing = [c for c in bot.fake.calls_to("sendChatAction") if c.params.get("action") == "typing"]
     assert len(typing) >= 3
 

@@ -178,6 +178,22 @@ async def test_a_refused_edit_falls_back_to_plain_messages_without_losing_text(
     assert not any(stop_shown(m) for m in visible(fake, CHAT, mark))  # no Stop left behind
 
 
+async def test_a_stream_cut_mid_reply_keeps_what_was_shown(
+    fake: FakeTelegram, emulator: NemoEmulator, start_bot: Start
+) -> None:
+    await start_bot(AGENT_STREAMING="true")
+    await connect(fake)
+    reply = "The first scene fades in over the harbour while the music starts."
+    emulator.script("cut", Turn(texts=[reply], tool_calls=False, drop_after=3))  # 3 deltas, no whole reply
+    emulator.delta_chars, emulator.event_delay = 10, 0.1
+    mark = fake.message_count(CHAT)
+    asked = ask(fake, "cut me off")
+    await fake.wait_for_message(CHAT, "connection to the agent dropped", after=mark, timeout=20)
+    await settled(fake, CHAT, lambda: fake.reactions_on(CHAT, asked)[-1:] == ["👎"])
+    preview = visible(fake, CHAT, mark)[0]
+    assert preview.text == reply[:30].strip() and not stop_shown(preview)  # kept as shown, Stop gone
+
+
 # -- groups ----------------------------------------------------------------------------------------
 
 
