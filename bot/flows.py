@@ -51,6 +51,7 @@ class ChatContext:
     out: ChatOutput
     user_id: int | None = None  # None for channel posts and work resumed after a restart
     shared: bool = False  # a group or channel: quieter, merged output
+    message_id: int | None = None  # the user's message being answered (for reactions), when there is one
 
 
 def resume(address: ChatAddress, telegram: Telegram) -> ChatContext:

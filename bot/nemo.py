@@ -126,8 +126,10 @@ class NemoClient:
         idle_timeout: float = 300.0,
         retry: RetryPolicy | None = None,
         streams: httpx.AsyncClient | None = None,
+        streaming: bool = False,
     ):
         self._http = http
+        self._streaming = streaming  # ask ADK for token streaming (`partial` deltas before each reply)
         self._streams = streams or http  # chat turns' SSE streams (a pool of their own in the bot)
         self._attribution = attribution
         self._idle_timeout = idle_timeout
@@ -238,12 +240,14 @@ class NemoClient:
 
         The read timeout is the idle gap: a stream silent for that long raises `httpx.ReadTimeout`.
         """
-        body = {
+        body: dict[str, Any] = {
             "app_name": APP,
             "user_id": "me",
             "session_id": session_id,
             "new_message": {"parts": [{"text": text}]},
         }
+        if self._streaming:
+            body["streaming"] = True
         base = self._streams.timeout
         timeout = httpx.Timeout(base.connect or 30.0, read=self._idle_timeout, pool=base.pool)
         headers = self._headers(token, Accept="text/event-stream")

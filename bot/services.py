@@ -130,6 +130,8 @@ class Services:
         elif (example := self._flows.example(action)) is not None:
             await ctx.out.say("you_asked", request=example)
             await self.act_on_text(ctx, example)
+        elif action == "stop":  # under a running turn's reply
+            await self.cancel(ctx)
 
     async def act_on_text(self, ctx: ChatContext, text: str) -> None:
         """Do what a text (a message or a media caption) asks: a fixed action or a chat turn."""
@@ -371,7 +373,12 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
     attribution = Attribution(settings.nemo_skill, settings.nemo_skill_version, settings.nemo_skill_platform)
     retry = RetryPolicy(settings.http_retries, settings.http_retry_base_seconds)
     client = NemoClient(
-        http, attribution, idle_timeout=settings.sse_idle_seconds, retry=retry, streams=streams
+        http,
+        attribution,
+        idle_timeout=settings.sse_idle_seconds,
+        retry=retry,
+        streams=streams,
+        streaming=settings.agent_streaming,
     )
     operator_token = settings.nemo_token.get_secret_value() if settings.nemo_token else None
     projects = Projects(
@@ -404,6 +411,9 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
             busy_grace=settings.turn_busy_grace_seconds,
             merge_seconds=settings.group_merge_seconds,
             max_live=settings.max_live_turns,
+            live_edit=settings.live_edit_seconds,
+            live_group_edit=settings.live_group_edit_seconds,
+            reactions=settings.reactions,
         ),
         telegram,
         owner=replicas.me,

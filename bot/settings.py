@@ -111,6 +111,14 @@ class Settings(BaseSettings):
     group_admin_only: bool = False  # /new and export in groups only for the group's admins
     group_merge_seconds: float = Field(default=3, ge=0)
     group_admin_cache_seconds: float = Field(default=300, ge=0)  # who is a group admin, remembered
+
+    # A chat that feels alive: the agent's reply shown as it is written, reactions on the request
+    live_edit_seconds: float = Field(
+        default=1.0, gt=0
+    )  # private chats: the live reply edited at most this often
+    live_group_edit_seconds: float = Field(default=6, ge=0)  # groups (20 a minute); 0: no live edits
+    agent_streaming: bool = False  # ask the agent for token streaming ("streaming": true in /run_sse)
+    reactions: bool = True  # 👀 on the request while it runs, then 👍 or 👎
     allowed_user_ids: Annotated[frozenset[int], NoDecode] = frozenset()
     allowed_chat_ids: Annotated[frozenset[int], NoDecode] = frozenset()
     admin_user_ids: Annotated[frozenset[int], NoDecode] = frozenset()

@@ -2,6 +2,10 @@
 
 Both framings are accepted: Google ADK `Event` JSON (what NemoVideo runs) and NemoVideo's older
 `{"type": ...}` events. Keep-alives in every known form count as activity and nothing more.
+
+With token streaming, ADK sends a reply as `"partial": true` deltas and then once more whole with
+`"partial": false`: the deltas are "partial" events (shown live, never kept), the whole one is the
+"text" that counts.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from typing import Any, Literal
 
 from bot.texts import sendable
 
-EventKind = Literal["text", "tool", "keepalive", "error", "state"]
+EventKind = Literal["text", "partial", "tool", "keepalive", "error", "state"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ def _adk(body: dict[str, Any]) -> AgentEvent | None:
         return AgentEvent("state") if has_delta else None
     if any(isinstance(p, dict) and ("functionCall" in p or "functionResponse" in p) for p in parts):
         return TOOL
-    if content.get("role") != "model" or body.get("partial") is True:
+    if content.get("role") != "model":
         return None
     texts = [
         p["text"]
@@ -77,6 +81,8 @@ def _adk(body: dict[str, Any]) -> AgentEvent | None:
         if isinstance(p, dict) and isinstance(p.get("text"), str) and p.get("thought") is not True
     ]
     text = "".join(texts)
+    if body.get("partial") is True:  # a streamed delta: its spaces and line breaks count
+        return AgentEvent("partial", _clean(text)) if text else None
     return AgentEvent("text", _clean(text)) if text.strip() else None
 
 

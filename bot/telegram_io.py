@@ -28,7 +28,15 @@ from telegram import (
     ReplyParameters,
 )
 from telegram.constants import ChatAction, ParseMode
-from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TimedOut
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
 from telegram.ext import ExtBot
 
 from bot.agent_text import split_html
@@ -50,6 +58,7 @@ BUTTON_LABELS = {
     "title": "button_title",
     "shorter": "button_shorter",
     "longer": "button_longer",
+    "stop": "button_stop",  # under a running turn's reply: the same as /cancel
 }
 CALLBACK_PREFIX = "act:"
 ROW_MAX = 4  # buttons in a row: more get too narrow on a phone
@@ -199,21 +208,6 @@ class ChatOutput:
             last = await self._send_text(part, markup, _priority(cosmetic), silent=silent)
         return last
 
-    async def set_buttons(self, message_id: int, buttons: Sequence[str]) -> bool:
-        """Put these buttons under a message already sent; False when Telegram refuses (the
-        message is gone, or already shows them): the message itself stands either way."""
-        try:
-            await self._retry(
-                self.bot.edit_message_reply_markup,
-                chat_id=self.chat_id,
-                message_id=message_id,
-                reply_markup=keyboard(buttons, self.lang),
-            )
-        except BadRequest as err:
-            log.info("chat %s: buttons not set on message %s: %s", self.chat_id, message_id, err)
-            return False
-        return True
-
     async def edit(
         self, message_id: int, html_text: str, *, buttons: Sequence[str] = (), cosmetic: bool = False
     ) -> bool:
@@ -262,11 +256,23 @@ class ChatOutput:
         return message.message_id if message else None
 
     async def delete(self, message_id: int) -> bool:
-        """Remove one of the bot's messages (a notice replaced by another); False when Telegram refuses."""
+        """Delete one of the bot's messages; False when Telegram refuses (already gone, too old)."""
         try:
             await self._retry(self.bot.delete_message, chat_id=self.chat_id, message_id=message_id)
         except BadRequest as err:
             log.info("chat %s: could not delete message %s: %s", self.chat_id, message_id, err)
+            return False
+        return True
+
+    async def react(self, message_id: int, emoji: str | None) -> bool:
+        """Set (or, with None, clear) the bot's reaction on a message. Cosmetic: under load it raises
+        `Thinned`; a refusal (reactions off in the chat, an old message) is logged and False."""
+        try:
+            await self.bot.set_message_reaction(
+                self.chat_id, message_id, reaction=emoji, rate_limit_args=COSMETIC
+            )
+        except TelegramError as err:
+            log.debug("chat %s: reaction on message %s refused: %s", self.chat_id, message_id, err)
             return False
         return True
 

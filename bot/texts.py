@@ -288,6 +288,7 @@ TEXTS: dict[str, tuple[str, str]] = {
         "📋 Timeline: {tracks} track(s), {duration} in all. Details below.",
         "📋 时间线：{tracks} 条轨道，共 {duration}。详情见下方。",
     ),
+    "button_stop": ("⏹ Stop", "⏹ 停止"),
     "gui_export": ('say "export" (or tap Export below)', "发送“导出”（或点击下方的导出按钮）"),
     "gui_timeline": ('say "status" (or tap Timeline below)', "发送“状态”（或点击下方的时间线按钮）"),
     "gui_drag": ("tell me what to move", "告诉我要移动什么"),

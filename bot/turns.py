@@ -3,12 +3,15 @@
 A turn is recorded in Redis while it runs, so a second message is answered with "wait or /cancel"
 (and a restarted bot knows a turn was cut off). The stream is never resent: when it drops, the
 bot watches the timeline instead and reports what changed.
+
+The reply is shown as it is written (`bot.live`), with a Stop button under it; the user's message
+gets a 👀 reaction while the turn runs, then 👍 when it ends well or 👎 when it fails or is stopped
+(Telegram lets bots react only with its standard set, which has neither ✅ nor ❌).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import time
@@ -16,16 +19,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 
 from redis.exceptions import RedisError
-from telegram import Message
 from telegram.error import TelegramError
 
 from bot import metrics
-from bot.agent_text import ChatText, reply_actions, to_chat
+from bot.agent_text import reply_actions
 from bot.aio import cancel_and_wait
 from bot.errors import StreamDropped, StreamIdle
 from bot.flood import Thinned
 from bot.flows import ChatContext, Flows, resume
 from bot.jobs import Jobs
+from bot.live import LiveReply
 from bot.nemo import ProjectState
 from bot.previews import generated_items, new_generated, show_generated
 from bot.projects import Projects
@@ -48,6 +51,18 @@ class TurnTimings:
     busy_grace: float
     merge_seconds: float
     max_live: int  # turns streaming at once; more wait in line
+    live_edit: float = 1.0  # private chats: the live reply edited at most this often
+    live_group_edit: float = 6.0  # groups; 0: no live edits, each reply goes out whole
+    reactions: bool = True  # 👀, then 👍 or 👎, on the user's message
+
+
+WORKING = "👀"  # the reaction while a turn runs
+WELL = "👍"  # ... when it ended well
+BADLY = "👎"  # ... when it failed or was stopped
+# A final reaction dropped under load (it is cosmetic) is tried again, one live-edit interval apart:
+# 10 tries outlast the chat's window (3 s) and, at the default 6 s in groups, the group's minute, so
+# the 👀 does not stay behind.
+REACTION_TRIES = 10
 
 
 class Ending(enum.Enum):
@@ -84,15 +99,18 @@ def closing(ending: Ending, *, said_anything: bool) -> Close:
     return Close.NOTHING if said_anything else Close.REPORT_CHANGES
 
 
+def ended_well(close: Close | None, *, errors: int) -> bool:
+    """Whether the request's reaction says done (pure): the agent answered, or a silent turn was
+    reported, without an agent error. None: the turn failed before it could close."""
+    return close in (Close.NOTHING, Close.REPORT_CHANGES) and not errors
+
+
 @dataclass
 class _Progress:
-    texts: int = 0
     errors: int = 0
     quiet_since: float = field(default_factory=time.monotonic)  # last text or "still working" notice
-    merged: list[ChatText] = field(default_factory=list)  # replies waiting to go out as one (groups)
-    merged_since: float = 0.0
     asked_at: float = field(default_factory=time.time)
-    last_reply: tuple[int, tuple[str, ...]] | None = None  # the latest reply sent, and its buttons
+    answered: bool = False  # the first text (or delta) came
 
 
 class Turns:
@@ -124,6 +142,8 @@ class Turns:
         self._started: dict[str, float] = {}  # each running turn's record, by its start
         self._live = asyncio.Semaphore(timings.max_live)  # one backend stream each
         self._handing_over = False  # set at shutdown: cut turns stay recorded for the next process
+        self._cleanups: dict[str, asyncio.Task[None]] = {}  # after a cancel: Stop removed, 👎
+        self._reacting: set[asyncio.Task[None]] = set()  # reactions on their way
 
     async def start(self, ctx: ChatContext, text: str) -> asyncio.Task[None] | None:
         """Run a turn in the background; None (after saying so) when one is already running."""
@@ -161,6 +181,9 @@ class Turns:
             await self.store.end_turn(ctx.chat.key)  # left by a process that is gone
             return True
         await cancel_and_wait([task])
+        cleanup = self._cleanups.get(ctx.chat.key)
+        if cleanup is not None:  # the reply loses its Stop button before the chat hears "stopped"
+            await asyncio.wait({cleanup})
         return True
 
     async def follow_cancels(self, interval: float) -> None:
@@ -194,6 +217,10 @@ class Turns:
             await asyncio.wait(running, timeout=grace)
         self._handing_over = True
         await cancel_and_wait(list(self._tasks.values()))
+        if self._cleanups and grace > 0:  # cut replies lose their Stop button while the bot can still send
+            await asyncio.wait(set(self._cleanups.values()), timeout=grace)
+        await cancel_and_wait(list(self._cleanups.values()))
+        await cancel_and_wait(list(self._reacting))
 
     async def _watch(self, chat_key: str, started_at: float, delay: float | None = None) -> None:
         await self.jobs.schedule(
@@ -241,11 +268,18 @@ class Turns:
             log.info("chat %s: could not report an interrupted turn: %s", chat_key, type(err).__name__)
 
     async def _guarded(self, ctx: ChatContext, text: str, record: TurnRecord) -> None:
+        live = self._live_reply(ctx)
+        seen = self._react(ctx, WORKING, patience=live.patience)
+        well = False
         try:
-            await self.run(ctx, text, record)
+            well = await self.run(ctx, text, record, live)
+        except asyncio.CancelledError:
+            self._after_cancel(ctx, live, seen)
+            raise
         except ChatGone as err:
             log.info("chat %s: gone during a turn: %s", ctx.chat.key, err)
         except Exception as err:
+            await self._seal_safely(ctx, live)
             await self._explain_safely(ctx, err)
         finally:
             if not self._handing_over:
@@ -259,19 +293,97 @@ class Turns:
             if self._tasks.get(ctx.chat.key) is asyncio.current_task():
                 del self._tasks[ctx.chat.key]
                 self._started.pop(ctx.chat.key, None)
+        # Not reached when cancelled: that has its own ending (_after_cancel).
+        self._react(ctx, WELL if well else BADLY, after=seen, patience=live.patience)
 
-    async def run(self, ctx: ChatContext, text: str, record: TurnRecord) -> None:
+    def _live_reply(self, ctx: ChatContext) -> LiveReply:
+        """Private chats: edited about once a LIVE_EDIT_SECONDS; groups: merged for
+        GROUP_MERGE_SECONDS, then edited at most once a LIVE_GROUP_EDIT_SECONDS (20 a minute)."""
+        timings = self.timings
+        if ctx.shared:
+            interval = timings.live_group_edit or None
+            return LiveReply(
+                ctx.out,
+                ctx.lang,
+                interval=interval,
+                first_delay=timings.merge_seconds,
+                settle=timings.live_edit,
+            )
+        return LiveReply(ctx.out, ctx.lang, interval=timings.live_edit, settle=timings.live_edit)
+
+    def _after_cancel(self, ctx: ChatContext, live: LiveReply, seen: asyncio.Task[None] | None) -> None:
+        """A stopped turn (Stop, /cancel here or on another replica, or a hand-over): its reply keeps
+        its text and loses the Stop button, and the request gets 👎 (not at a hand-over: the next
+        process reports the turn). In a task of its own: the turn's task is being cancelled."""
+
+        async def clean_up() -> None:
+            await self._seal_safely(ctx, live)
+            if not self._handing_over:
+                self._react(ctx, BADLY, after=seen, patience=live.patience)
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._cleanups.get(ctx.chat.key) is done:
+                del self._cleanups[ctx.chat.key]
+
+        task = asyncio.create_task(clean_up(), name=f"stopped turn {ctx.chat.key}")
+        self._cleanups[ctx.chat.key] = task
+        task.add_done_callback(forget)
+
+    async def _seal_safely(self, ctx: ChatContext, live: LiveReply) -> None:
+        try:
+            await live.seal()
+        except Exception as err:
+            log.info("chat %s: the reply could not be finished: %s", ctx.chat.key, type(err).__name__)
+
+    def _react(
+        self, ctx: ChatContext, emoji: str, *, after: asyncio.Task[None] | None = None, patience: float = 0.0
+    ) -> asyncio.Task[None] | None:
+        """Set the bot's reaction on the user's message, in the background (cosmetic: it never
+        holds up the answer, and a refusal never affects it). With `patience`, one dropped under
+        load is tried again that many seconds apart (REACTION_TRIES in all)."""
+        if not self.timings.reactions or ctx.message_id is None:
+            return None
+        tries = REACTION_TRIES if patience > 0 else 1
+        task = asyncio.create_task(self._reaction(ctx, ctx.message_id, emoji, after, tries, patience))
+        self._reacting.add(task)
+        task.add_done_callback(self._reacting.discard)
+        return task
+
+    async def _reaction(
+        self,
+        ctx: ChatContext,
+        message_id: int,
+        emoji: str,
+        after: asyncio.Task[None] | None,
+        tries: int,
+        patience: float,
+    ) -> None:
+        if after is not None:  # 👀 first, then the outcome; a 👀 still held back is no longer wanted
+            after.cancel()
+            await asyncio.wait({after})
+        for attempt in range(1, tries + 1):
+            try:
+                await ctx.out.react(message_id, emoji)
+                return
+            except Thinned:
+                if attempt < tries:
+                    await asyncio.sleep(patience)
+            except Exception as err:  # never the answer's business
+                log.debug("chat %s: reaction failed: %s", ctx.chat.key, type(err).__name__)
+                return
+
+    async def run(self, ctx: ChatContext, text: str, record: TurnRecord, live: LiveReply) -> bool:
         """Send one message to the agent (the turn `record` holds the chat's slot) and show its
-        replies as they come."""
+        replies as they come; True when it ended well."""
         if not await self.flows.ensure_connected(ctx):
-            return
+            return False
         state = await self._state(ctx)  # read first: a silent turn may change the draft at once
         before = tracks(state.draft) if state is not None else None
         if before is not None:  # kept with the turn, so a restarted bot can report what changed
             record.before = [asdict(t) for t in before]
             await self.store.note_turn_timeline(ctx.chat.key, record)
         progress = _Progress()
-        ticker = asyncio.create_task(self._tick(ctx, progress))
+        ticker = asyncio.create_task(self._tick(ctx, progress, live))
         ending = Ending.CLOSED
         try:
             if self._live.locked():
@@ -282,7 +394,7 @@ class Turns:
                 self.projects.open_turn(ctx.chat, ctx.session_lang, text) as events,
             ):
                 async for event in events:
-                    await self._show(ctx, event, progress)
+                    await self._show(ctx, event, progress, live)
         except StreamIdle:
             log.info("chat %s: stream idle, turn ends", ctx.chat.key)
         except TimeoutError:
@@ -291,12 +403,12 @@ class Turns:
             log.warning("chat %s: stream dropped mid-turn: %s", ctx.chat.key, err.describe())
             ending = Ending.DROPPED
         finally:
-            await cancel_and_wait([ticker])
-        await self._flush(ctx, progress)
-        close = closing(ending, said_anything=bool(progress.texts or progress.errors))
+            async with live.held():  # the ticker is never cut half-way through showing the reply
+                await cancel_and_wait([ticker])
+        # The agent's last words get the quick actions, unless the turn was cut or went wrong.
+        await live.seal(actions=ending is Ending.CLOSED and not progress.errors)
+        close = closing(ending, said_anything=bool(live.texts or progress.errors))
         metrics.TURNS.labels(TURN_OUTCOMES[close]).inc()
-        if close is Close.NOTHING:
-            await self._offer_actions(ctx, progress)
         if close is Close.SAY_TIMEOUT:
             await ctx.out.say("turn_timeout", minutes=round(self.timings.max_seconds / 60))
         elif close is Close.WATCH_TIMELINE:
@@ -306,44 +418,32 @@ class Turns:
             await self._report_changes(ctx, before, await self._tracks(ctx))
         if state is not None:
             await self._show_new_media(ctx, state)
+        return ended_well(close, errors=progress.errors)
 
-    async def _show(self, ctx: ChatContext, event: AgentEvent, progress: _Progress) -> None:
-        if event.kind == "text":
-            chat_text = to_chat(event.text, ctx.lang)
-            if not progress.texts:
+    async def _show(self, ctx: ChatContext, event: AgentEvent, progress: _Progress, live: LiveReply) -> None:
+        if event.kind in ("text", "partial"):
+            if not progress.answered:
+                progress.answered = True
                 metrics.TURN_FIRST_REPLY_SECONDS.observe(time.time() - progress.asked_at)
-            progress.texts += 1
             progress.quiet_since = time.monotonic()
-            if ctx.shared and self.timings.merge_seconds > 0:
-                # Groups allow 20 messages a minute: replies close together go out as one message.
-                if not progress.merged:
-                    progress.merged_since = time.monotonic()
-                progress.merged.append(chat_text)
+            if event.kind == "text":
+                await live.add(event.text)
             else:
-                sent = await ctx.out.send(chat_text.html, buttons=chat_text.buttons)
-                _note_reply(progress, sent, chat_text.buttons)
+                await live.delta(event.text)
+        elif event.kind == "tool":
+            await live.tool()
         elif event.kind == "error":
             log.warning("chat %s: agent error event: %s", ctx.chat.key, event.text[:200])
+            await live.seal()  # the reply so far stays above the error
             await ctx.out.say("agent_error", reason=event.text[:200])
             progress.errors += 1
 
-    async def _flush(self, ctx: ChatContext, progress: _Progress) -> None:
-        """Send the replies merged so far (taken at once, so the ticker and the end never both do)."""
-        merged, progress.merged = progress.merged, []
-        if merged:
-            buttons = tuple(dict.fromkeys(b for item in merged for b in item.buttons))
-            try:
-                sent = await ctx.out.send("\n\n".join(item.html for item in merged), buttons=buttons)
-                _note_reply(progress, sent, buttons)
-            except TelegramError:
-                progress.merged[:0] = merged  # kept for the next flush, not lost
-                raise
-
-    async def _tick(self, ctx: ChatContext, progress: _Progress) -> None:
-        """Typing while the turn runs; "still working" after each quiet interval."""
+    async def _tick(self, ctx: ChatContext, progress: _Progress, live: LiveReply) -> None:
+        """Typing while the turn runs, the live reply shown when due; "still working" after each
+        quiet interval."""
         while True:
             try:
-                await self._ticks(ctx, progress)
+                await self._ticks(ctx, progress, live)
             except ChatGone:
                 log.info("chat %s: gone during a turn, no more progress notices", ctx.chat.key)
                 return
@@ -351,21 +451,17 @@ class Turns:
                 log.warning("chat %s: progress notice failed: %s", ctx.chat.key, type(err).__name__)
                 await asyncio.sleep(self.timings.typing_interval)
 
-    async def _ticks(self, ctx: ChatContext, progress: _Progress) -> None:
-        step = min(
-            self.timings.typing_interval, self.timings.still_working, self.timings.merge_seconds or 1.0
-        )
+    async def _ticks(self, ctx: ChatContext, progress: _Progress, live: LiveReply) -> None:
+        step = min(self.timings.typing_interval, self.timings.still_working, live.tick)
         last_typing = 0.0
         while True:
             now = time.monotonic()
             if now - last_typing >= self.timings.typing_interval:
                 await ctx.out.typing()
                 last_typing = now
-            if progress.merged and now - progress.merged_since >= self.timings.merge_seconds:
-                await self._flush(ctx, progress)
+            await live.refresh()
             if now - progress.quiet_since >= self.timings.still_working:
-                with contextlib.suppress(Thinned):  # under load, the next interval says it
-                    await ctx.out.say("still_working", cosmetic=True)
+                await live.notice(say(ctx.lang, "still_working"))  # under load, the next interval says it
                 progress.quiet_since = now
             await asyncio.sleep(step)
 
@@ -412,23 +508,8 @@ class Turns:
                 return
         await ctx.out.say("turn_no_changes", buttons=("status",))
 
-    async def _offer_actions(self, ctx: ChatContext, progress: _Progress) -> None:
-        """The quick actions under the turn's last reply, known only once the stream has ended."""
-        if progress.last_reply is None:
-            return
-        message_id, buttons = progress.last_reply
-        try:
-            await ctx.out.set_buttons(message_id, reply_actions(buttons))
-        except TelegramError as err:  # the reply itself arrived: buttons are not worth an error message
-            log.info("chat %s: quick actions not offered: %s", ctx.chat.key, type(err).__name__)
-
     async def _explain_safely(self, ctx: ChatContext, err: Exception) -> None:
         try:
             await self.flows.explain(ctx, err)
         except Exception:
             log.exception("chat %s: could not report a failure", ctx.chat.key)
-
-
-def _note_reply(progress: _Progress, sent: Message | None, buttons: tuple[str, ...]) -> None:
-    if sent is not None:
-        progress.last_reply = (sent.message_id, buttons)

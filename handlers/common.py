@@ -32,4 +32,5 @@ def chat_context(update: Update, context: ContextTypes.DEFAULT_TYPE) -> ChatCont
     quoted = message.message_id if message is not None and shared and update.callback_query is None else None
     out = services.output(chat.id, lang, thread_id=ref.thread_id, reply_to=quoted)
     user_id = user.id if user is not None else None
-    return ChatContext(ref, lang, session_language(code), out, user_id, shared)
+    asked = message.message_id if message is not None and update.callback_query is None else None
+    return ChatContext(ref, lang, session_language(code), out, user_id, shared, asked)

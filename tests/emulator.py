@@ -224,7 +224,9 @@ class Turn:
     """One chat turn as the SSE stream plays it (register with :meth:`NemoEmulator.script`).
 
     - ``texts``: model replies in order; with ``partials`` each is preceded by ``partial: true`` deltas
-      and then sent whole with ``partial: false`` (ADK framing only).
+      and then sent whole with ``partial: false`` (ADK framing only). A run body with
+      ``"streaming": true`` (ADK's token streaming) gets the same for every turn, in deltas of
+      ``NemoEmulator.delta_chars`` characters.
     - ``tool_calls``: a functionCall / functionResponse pair (``tool_name``), after the first text when
       there are two or more texts, else before the text. The draft changes just before the response.
     - ``draft_change``: mutates the session draft (``{"t": [...]}``) while the turn runs.
@@ -406,6 +408,12 @@ def _split_half(text: str) -> list[str]:
     return [text] if cut <= 0 else [text[:cut], text[cut:]]
 
 
+def _deltas(text: str, size: int) -> list[str]:
+    """Streaming deltas of ``size`` characters whose concatenation is ``text``."""
+    size = max(1, size)
+    return [text[i : i + size] for i in range(0, len(text), size)] or [text]
+
+
 def _quoted(text: str) -> str | None:
     match = re.search(r'"([^"]+)"|“([^”]+)”|«([^»]+)»', text)
     return next((g for g in match.groups() if g), None) if match else None
@@ -433,7 +441,8 @@ class NemoEmulator:
       (``data: {"type":"heartbeat"}``) or "none"; sent in every gap between events, and at least every
       ``keepalive_interval`` seconds inside long gaps.
     - ``framing``: "adk" (ADK Event JSON) or "legacy" (``{"type":"text","content":...}`` ...).
-    - ``event_delay``: seconds between SSE events.
+    - ``event_delay``: seconds between SSE events (streamed deltas included).
+    - ``delta_chars``: the size of each ``partial: true`` delta when the run body asks for streaming.
     - ``error_http_status``: the HTTP status sent with business error codes.
     - ``require_attribution``: render start answers HTTP 402 without the X-Skill-* headers.
     - ``max_upload_bytes``: larger uploaded files get code 4002.
@@ -461,6 +470,7 @@ class NemoEmulator:
         self.keepalive_interval: float = 1.0  # at most this long between keep-alives inside a gap
         self.framing: str = "adk"  # "adk" | "legacy"
         self.event_delay: float = 0.0
+        self.delta_chars: int = 16
         self.error_http_status: int = 200
         self.require_attribution: bool = True
         self.max_upload_bytes: int = 500 * 1024 * 1024
@@ -873,7 +883,8 @@ class NemoEmulator:
         assert task is not None
         self._streams.add(task)  # stop() cancels streams that are still open
         try:
-            await self._stream_turn(request, response, session, turn, text)
+            streaming = body.get("streaming") is True  # ADK's RunAgentRequest.streaming
+            await self._stream_turn(request, response, session, turn, text, streaming=streaming)
         finally:
             self._streams.discard(task)
         return response
@@ -956,7 +967,9 @@ class NemoEmulator:
         texts = [] if "silent" in lowered else list(DEFAULT_TEXTS)
         return Turn(texts=texts, tool_calls=True, draft_change=change)
 
-    def _plan(self, turn: Turn, session: Session, text: str) -> tuple[list[Callable[[], str]], int | None]:
+    def _plan(
+        self, turn: Turn, session: Session, text: str, *, streaming: bool = False
+    ) -> tuple[list[Callable[[], str]], int | None]:
         """The SSE frames of a turn (built when sent, so timestamps and draft_version are current)
         and the index of the frame before which the draft changes (None: after the last frame)."""
         adk = self.framing == "adk"
@@ -1014,10 +1027,9 @@ class NemoEmulator:
         if turn.tool_calls and len(turn.texts) < 2:
             tool_pair()
         for i, value in enumerate(turn.texts):
-            if adk and turn.partials:
-                frames.extend(
-                    functools.partial(model_text, delta, partial=True) for delta in _split_half(value)
-                )
+            if adk and (turn.partials or streaming):
+                deltas = _deltas(value, self.delta_chars) if streaming else _split_half(value)
+                frames.extend(functools.partial(model_text, delta, partial=True) for delta in deltas)
                 frames.append(functools.partial(model_text, value, partial=False))
             else:
                 frames.append(functools.partial(model_text, value))
@@ -1048,11 +1060,18 @@ class NemoEmulator:
         )
 
     async def _stream_turn(
-        self, request: web.Request, response: web.StreamResponse, session: Session, turn: Turn, text: str
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        session: Session,
+        turn: Turn,
+        text: str,
+        *,
+        streaming: bool = False,
     ) -> None:
         """Send the turn's frames with pauses and keep-alives; drop, hang or end as the turn says.
         The draft change lands even when the client goes away: the agent keeps working."""
-        frames, apply_at = self._plan(turn, session, text)
+        frames, apply_at = self._plan(turn, session, text, streaming=streaming)
         applied = False
 
         def apply_change() -> None:

@@ -101,7 +101,8 @@ Conventions (documented choices where the brief left room):
 - Update ids start at a random number in [10**8, 10**9) (``first_update_id=`` to choose) and step by
   ``1 + update_id_gap``; ``skip_update_ids(n)`` makes one jump, as Telegram's ids may.
 - ``BotCall.at``, ``Message.sent_at``, ``WebhookDelivery.at`` and flood-control timestamps use
-  ``time.monotonic()``.
+  ``time.monotonic()``. ``activity(chat_id)`` lists a chat's sends and edits with their times (the
+  cadence of a live reply); ``reactions_on(chat_id, message_id)`` every reaction set on a message.
 """
 
 from __future__ import annotations
@@ -771,6 +772,8 @@ class FakeTelegram:
         self.calls: list[BotCall] = []
         self.callback_answers: dict[str, dict[str, Any] | None] = {}  # query id -> answer params (None: open)
         self.reactions: dict[tuple[int, int], list[dict[str, Any]]] = {}  # (chat, message) -> bot's reaction
+        # (chat, message) -> every reaction the bot set on it, in order (as emoji; "" when cleared)
+        self.reaction_history: dict[tuple[int, int], list[str]] = {}
 
         self.flood_limits = flood_limits  # Telegram's flood limits on/off (enable_flood_limits)
         self.flood = flood if flood is not None else FloodLimits()  # their numbers, changeable any time
@@ -1308,6 +1311,22 @@ class FakeTelegram:
     def message_count(self, chat_id: int) -> int:
         """Number of bot messages in the chat so far: pass it as ``after=`` to wait for newer ones."""
         return len(self._bot_messages.get(chat_id, []))
+
+    def activity(
+        self, chat_id: int, methods: tuple[str, ...] = ("sendMessage", "editMessageText")
+    ) -> list[BotCall]:
+        """The bot's answered calls of ``methods`` to the chat, in order of arrival (``BotCall.at``):
+        every send and edit by default, to measure their cadence; ``[c for c in ... if c.ok]`` for
+        those Telegram accepted."""
+        return [
+            call
+            for call in self.calls
+            if call.method in methods and call.status is not None and self._chat_key(call.params) == chat_id
+        ]
+
+    def reactions_on(self, chat_id: int, message_id: int) -> list[str]:
+        """The reactions the bot set on a message, in order (``["👀", "👍"]``); [] when none."""
+        return list(self.reaction_history.get((chat_id, message_id), []))
 
     @property
     def pending_updates(self) -> list[dict[str, Any]]:
@@ -2015,6 +2034,8 @@ class FakeTelegram:
             ):
                 raise _bad("REACTION_INVALID")
         self.reactions[(chat_id, message["message_id"])] = list(reactions)
+        shown = "".join(str(r.get("emoji") or r.get("custom_emoji_id") or "") for r in reactions)
+        self.reaction_history.setdefault((chat_id, message["message_id"]), []).append(shown)
         bot_message = self._find_bot_message(chat_id, message["message_id"])
         if bot_message is not None:
             bot_message.reactions = list(reactions)

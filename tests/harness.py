@@ -29,6 +29,8 @@ FAST_SETTINGS: dict[str, Any] = {
     "turn_busy_grace_seconds": 0.3,
     "http_retry_base_seconds": 0.01,
     "shutdown_grace_seconds": 1,
+    "live_edit_seconds": 0.1,
+    "live_group_edit_seconds": 0.3,
     # Telegram's per-chat pacing scaled to the intervals above (the load tests use the real limits).
     "telegram_chat_per_second": 100,
     "telegram_limit_margin_seconds": 0.01,

@@ -1,15 +1,17 @@
 """The decisions, without servers: a render's next step, what a status means, how a turn ends, the
-limit check and the close of an album."""
+limit check, the close of an album, and how a live reply is brought up to date."""
 
 from __future__ import annotations
 
 import pytest
 
 from bot.access import overflowing
+from bot.live import Step as LiveStep
+from bot.live import due, messages, plan
 from bot.nemo import RenderStatus
 from bot.renders import Reading, RenderTimings, Step, next_step, reading
 from bot.store import FINISHED, RenderRecord, RenderState, may_move
-from bot.turns import Close, Ending, closing
+from bot.turns import Close, Ending, closing, ended_well
 from bot.uploads import IncomingFile, close_album
 
 TIMINGS = RenderTimings(
@@ -147,3 +149,66 @@ def test_finished_renders_move_nowhere() -> None:
 )
 def test_the_backends_words_as_states(word: str, state: RenderState) -> None:
     assert RenderState.of_backend(word) is state
+
+
+@pytest.mark.parametrize(
+    ("close", "errors", "well"),
+    [
+        (Close.NOTHING, 0, True),  # the agent answered
+        (Close.REPORT_CHANGES, 0, True),  # a silent turn, reported
+        (Close.NOTHING, 1, False),  # an agent error event
+        (Close.SAY_TIMEOUT, 0, False),
+        (Close.WATCH_TIMELINE, 0, False),  # the stream dropped
+        (None, 0, False),  # failed before it could close
+    ],
+)
+def test_whether_a_turn_ended_well(close: Close | None, errors: int, well: bool) -> None:
+    assert ended_well(close, errors=errors) is well
+
+
+KEEP, EDIT, SEND, DROP = LiveStep.KEEP, LiveStep.EDIT, LiveStep.SEND, LiveStep.DROP
+STOP_ = ("stop",)
+
+
+@pytest.mark.parametrize(
+    ("shown", "wanted", "steps"),
+    [
+        ([], [("Hi", STOP_)], [SEND]),  # the first text
+        ([("Hi", STOP_)], [("Hi there", STOP_)], [EDIT]),  # more text
+        ([("Hi", STOP_)], [("Hi", STOP_)], [KEEP]),  # nothing new
+        ([("Hi", STOP_)], [("Hi", ("export",))], [EDIT]),  # the end: Stop gone, the reply's buttons
+        ([("a" * 10, STOP_)], [("a" * 10, ()), ("b", STOP_)], [EDIT, SEND]),  # past 4096: a new part
+        ([("a", ()), ("b", STOP_)], [("a", ()), ("b c", STOP_)], [KEEP, EDIT]),  # only the live end
+        ([("a", ()), ("b", STOP_)], [("a b", ())], [EDIT, DROP]),  # the whole text came shorter
+        ([("⏳", STOP_)], [("Hi", STOP_)], [EDIT]),  # "still working" becomes the reply
+    ],
+)
+def test_what_a_live_reply_needs(
+    shown: list[tuple[str, tuple[str, ...]]], wanted: list[tuple[str, tuple[str, ...]]], steps: list[LiveStep]
+) -> None:
+    assert plan(shown, wanted) == steps
+
+
+def test_a_long_reply_is_messages_with_the_buttons_under_the_last() -> None:
+    text = "word " * 1000  # 5000 characters
+    parts = messages(text, ("export",))
+    assert len(parts) == 2 and all(len(html) <= 4096 for html, _ in parts)
+    assert [buttons for _, buttons in parts] == [(), ("export",)]
+    assert messages("  ", STOP_) == []
+
+
+@pytest.mark.parametrize(
+    ("now", "since", "first_delay", "pushed_at", "interval", "shown"),
+    [
+        (10.0, None, 0.0, 0.0, 1.0, False),  # nothing new
+        (10.0, 10.0, 0.0, float("-inf"), 0.0, True),  # the first text goes at once
+        (10.0, 9.5, 3.0, float("-inf"), 0.0, False),  # groups: replies close together wait ...
+        (12.5, 9.5, 3.0, float("-inf"), 0.0, True),  # ... for the merge interval
+        (10.0, 10.0, 0.0, 9.5, 1.0, False),  # an edit waits for the interval
+        (10.5, 10.0, 0.0, 9.5, 1.0, True),
+    ],
+)
+def test_when_a_live_reply_is_shown_again(
+    now: float, since: float | None, first_delay: float, pushed_at: float, interval: float, shown: bool
+) -> None:
+    assert due(now, since=since, first_delay=first_delay, pushed_at=pushed_at, interval=interval) is shown

@@ -46,8 +46,9 @@ async def test_a_user_walks_the_whole_flow(
         fake.send_text(
             CHAT, "combine these images into a 30-second promo video with music and text", user=USER
         )
-        await fake.wait_for_message(CHAT, "Sure, give me a moment.", after=mark)
-        await fake.wait_for_message(CHAT, "on the timeline", after=mark)
+        first = await fake.wait_for_message(CHAT, "Sure, give me a moment.", after=mark)
+        reply = await fake.wait_for_message(CHAT, "on the timeline", after=mark)
+        assert reply is first and first.history[0] == "Sure, give me a moment."  # one message, grown by edits
         assert any(c.method == "sendChatAction" for c in fake.calls)
         emulator.event_delay = 0
 

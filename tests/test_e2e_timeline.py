@@ -60,11 +60,12 @@ async def test_status_is_a_picture_with_the_summary_and_buttons_that_ask_the_age
         await fake.wait_for_message(CHAT, f"🗣 {first}", after=mark)
         reply = await fake.wait_for_message(CHAT, "on the timeline", after=mark)
         assert sent_to_agent(emulator) == [first]
-        # The quick actions go under the turn's last reply only, once the turn is over.
-        await fake.wait_for(lambda c: c.method == "editMessageReplyMarkup" and c.ok)
-        assert data(reply) == QUICK
-        earlier = await fake.wait_for_message(CHAT, "Sure, give me a moment.", after=mark)
-        assert data(earlier) == []
+        # The reply is one message, grown by edits; its last edit puts the quick actions under it
+        # (while it is written, only Stop).
+        await fake.wait_for(
+            lambda c: c.method == "editMessageText" and c.ok and "act:ratio_9_16" in str(c.params)
+        )
+        assert data(reply) == QUICK and reply.text.startswith("Sure, give me a moment.")
 
         # status: the timeline as a picture, the summary its caption, the quick actions under it.
         emulator.set_draft(session_of(emulator, "en"), sample_draft())

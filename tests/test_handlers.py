@@ -110,6 +110,7 @@ async def test_gui_instructions_become_chat_terms_and_working_buttons(bot: Harne
     )
     mark = await say(bot, "gui please")
     message = await bot.fake.wait_for_message(CHAT, "All set", after=mark)
+    await turn_over(bot, CHAT)  # the reply's buttons come with its last edit (Stop until then)
     assert "Click" not in message.text and 'say "export"' in message.text
     await turn_over(bot, CHAT)  # the turn's last reply: its own buttons, then the quick actions
     assert [b["callback_data"] for b in message.buttons][3:5] == ["act:export", "act:status"]
@@ -143,8 +144,15 @@ async def test_still_working_notice_during_a_quiet_turn(bot: Harness) -> None:
     await connected(bot)
     bot.emulator.script("slow", Turn(texts=["Finally done."], duration=1.0))
     mark = await say(bot, "slow one")
-    await bot.fake.wait_for_message(CHAT, "Still working", after=mark)
+    notice = await bot.fake.wait_for_message(CHAT, "Still working", after=mark)
+    assert [b["callback_data"] for b in notice.buttons] == ["act:stop"]  # the turn can be stopped from it
     await bot.fake.wait_for_message(CHAT, "Finally done.", after=mark)
+    await turn_over(bot, CHAT)
+    assert (
+        notice.text == "Finally done."
+    )  # the notice became the reply: Stop gone, the quick actions under it
+    assert "act:stop" not in [b["callback_data"] for b in notice.buttons] and len(notice.buttons) == 8
+    assert bot.fake.message_count(CHAT) == mark + 1
     typing = [c for c in bot.fake.calls_to("sendChatAction") if c.params.get("action") == "typing"]
     assert len(typing) >= 3
 

@@ -118,7 +118,7 @@ def adk(text: str, **extra: object) -> str:
 
 def test_sse_reader_keeps_model_text_and_drops_everything_else() -> None:
     assert sse.parse_event(adk("Hello")) == sse.AgentEvent("text", "Hello")
-    assert sse.parse_event(adk("Hel", partial=True)) is None
+    assert sse.parse_event(adk("Hel", partial=True)) == sse.AgentEvent("partial", "Hel")  # a streamed delta
     thought = {"content": {"parts": [{"text": "thinking", "thought": True}], "role": "model"}}
     assert sse.parse_event(json.dumps(thought)) is None
     call = {"content": {"parts": [{"functionCall": {"name": "x", "args": {}}}], "role": "model"}}

@@ -241,6 +241,7 @@ async def test_sigterm_hands_a_running_turn_over_and_exits_within_the_grace(clus
     user = cluster.fake.users(1)[0]
     cluster.fake.send_text(user.id, "make a promo", user=user)
     await cluster.fake.wait_for_message(user.id, "on the timeline", timeout=20)
+    await no_turn_running(cluster.redis.url)  # (its reply's last edit and previews are out)
     cluster.emulator.script("long", Turn(texts=["Working on the long one…", "Finished."], duration=8))
     cluster.fake.send_text(user.id, "a long one", user=user)
     await cluster.fake.wait_for_message(user.id, "Working on the long one", timeout=20)
@@ -257,6 +258,17 @@ async def test_sigterm_hands_a_running_turn_over_and_exits_within_the_grace(clus
         "make a promo",
         "a long one",
     ]
+
+
+async def no_turn_running(redis_url: str, seconds: float = 20) -> None:
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        deadline = time.monotonic() + seconds
+        while [key async for key in redis.scan_iter(match="nvb:*:turn:*")]:
+            assert time.monotonic() < deadline, "the turn did not end"
+            await asyncio.sleep(0.05)
+    finally:
+        await redis.aclose()
 
 
 async def turn_owner(redis_url: str) -> str:
