@@ -224,7 +224,7 @@ class Flows:
         caption and the summary after it), with the quick actions under the last message. False
         when the picture could not be drawn or Telegram refused it: the caller sends the text."""
         try:
-            png = await asyncio.to_thread(render_png, draft)
+            png = await asyncio.to_thread(render_png, draft, None, ctx.lang)
         except Exception as err:  # a drawing bug must never cost the user the summary
             log.error("chat %s: timeline picture failed: %s", ctx.chat.key, type(err).__name__, exc_info=err)
             return False

@@ -17,6 +17,20 @@ TEXTS: dict[str, tuple[str, str]] = {
     "ready": ("✅ Connected and ready.", "✅ 已连接，可以开始了。"),
     "try_saying": ("Try saying:", "试着说："),
     "try_this": ("Tap to try it:", "点击试试："),
+    # The timeline picture's words (plain text, drawn on the image).
+    "picture_header": ("Timeline · {tracks} · {total} total", "时间线 · {tracks} · 共 {total}"),
+    "picture_one_track": ("1 track", "1 条轨道"),
+    "picture_tracks": ("{count} tracks", "{count} 条轨道"),
+    "picture_empty": ("empty", "空"),
+    "picture_more": ("+{count} more", "另有 {count} 条轨道"),
+    "picture_volume": ("vol {volume}%", "音量 {volume}%"),
+    "picture_Video": ("Video", "视频"),
+    "picture_Audio": ("Audio", "音频"),
+    "picture_Voice": ("Voice", "配音"),
+    "picture_BGM": ("BGM", "背景音乐"),
+    "picture_Title": ("Title", "标题"),
+    "picture_Text": ("Text", "文字"),
+    "picture_Track": ("Track", "轨道"),
     "help": (
         "<b>How it works</b>\n"
         "• Send photos, clips or audio (as files for best quality), or paste a link.\n"

@@ -12,6 +12,7 @@ box (or, with Pillow's bitmap font, raising). Pure apart from looking the font f
 
 from __future__ import annotations
 
+import html
 import io
 import math
 from collections.abc import Iterable
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from bot.texts import TEXTS, Lang, say
 from bot.timeline import TrackLayout, duration_ms, layout
 
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
@@ -104,8 +106,9 @@ def find_fonts() -> Fonts:
     )
 
 
-def render_png(draft: object, fonts: Fonts | None = None) -> bytes:
-    """The draft's timeline as a PNG (a few tens of KB). An empty draft gives an empty axis."""
+def render_png(draft: object, fonts: Fonts | None = None, lang: Lang = "en") -> bytes:
+    """The draft's timeline as a PNG (a few tens of KB), its words in `lang`. An empty draft gives
+    an empty axis."""
     tracks = layout(draft)
     total = duration_ms(draft, tracks)
     shown = tracks[:MAX_ROWS]
@@ -113,19 +116,22 @@ def render_png(draft: object, fonts: Fonts | None = None) -> bytes:
     height = HEADER + ROW * max(1, len(shown)) + (22 if hidden else 0) + AXIS + MARGIN // 2
     image = Image.new("RGB", (WIDTH, height), BACKGROUND)
     pen = _Pen(ImageDraw.Draw(image), fonts or find_fonts())
-    noun = "track" if len(tracks) == 1 else "tracks"
-    pen.text((MARGIN, 16), f"Timeline · {len(tracks)} {noun} · {clock(total)} total", 17, INK, bold=True)
+    count = (
+        say(lang, "picture_one_track") if len(tracks) == 1 else say(lang, "picture_tracks", count=len(tracks))
+    )
+    header = html.unescape(say(lang, "picture_header", tracks=count, total=clock(total)))
+    pen.text((MARGIN, 16), header, 17, INK, bold=True)
     scale = max(total, 1000)  # the axis runs 0 .. total (at least a second: never divide by zero)
     axis_y = HEADER + ROW * max(1, len(shown)) + (22 if hidden else 0)
     for tick in ticks(scale):
         x = x_of(tick, scale)
         pen.draw.line([(x, HEADER - 4), (x, axis_y)], fill=GRID, width=1)
     for index, track in enumerate(shown):
-        _draw_track(pen, index, track, scale)
+        _draw_track(pen, index, track, scale, lang)
     if not tracks:
-        pen.text((PLOT_LEFT + 8, HEADER + (ROW - 14) // 2), "empty", 13, MUTED)
+        pen.text((PLOT_LEFT + 8, HEADER + (ROW - 14) // 2), say(lang, "picture_empty"), 13, MUTED)
     if hidden:
-        more = f"+{hidden} more track" + ("s" if hidden > 1 else "")
+        more = say(lang, "picture_more", count=hidden)
         pen.text((MARGIN, HEADER + ROW * len(shown) + 2), more, 12, MUTED)
     pen.draw.line([(PLOT_LEFT, axis_y), (PLOT_RIGHT, axis_y)], fill=MUTED, width=1)
     for tick in ticks(scale):
@@ -171,13 +177,15 @@ def clock(ms: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def _draw_track(pen: _Pen, index: int, track: TrackLayout, scale: float) -> None:
+def _draw_track(pen: _Pen, index: int, track: TrackLayout, scale: float, lang: Lang) -> None:
     colour = PALETTE[index % len(PALETTE)]
     top = row_top(index)
     summary = track.summary
-    volume = f"vol {summary.volume}%" if summary.volume is not None else ""
+    volume = say(lang, "picture_volume", volume=summary.volume) if summary.volume is not None else ""
+    label = f"picture_{summary.label}"
+    label = say(lang, label) if label in TEXTS else summary.label
     label_y = top + (2 if volume else 7)
-    pen.text((MARGIN, label_y), pen.fit(summary.label, 14, GUTTER - 10, bold=True), 14, INK, bold=True)
+    pen.text((MARGIN, label_y), pen.fit(label, 14, GUTTER - 10, bold=True), 14, INK, bold=True)
     if volume:
         pen.text((MARGIN, top + 18), volume, 11, MUTED)
     starts = [x_of(s.start_ms, scale) for s in track.segments]

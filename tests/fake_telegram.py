@@ -9,7 +9,7 @@ the bot makes is recorded in ``calls`` and the messages it sends are kept per ch
 with edits, deletions and uploaded bytes.
 
 Methods answered: getMe, getUpdates, setWebhook, deleteWebhook, getWebhookInfo, setMyCommands,
-sendMessage, editMessageText, editMessageReplyMarkup, deleteMessage, sendChatAction, sendVideo, sendPhoto, sendMediaGroup,
+sendMessage, editMessageText, deleteMessage, sendChatAction, sendVideo, sendPhoto, sendMediaGroup,
 answerCallbackQuery, getFile, setMessageReaction, getChatMember. Any other method is 404 "Not Found", as Telegram answers an unknown
 one: a bot change that needs more fails loudly here rather than against a half-modelled method.
 
@@ -719,7 +719,6 @@ FLOOD_COUNTED_METHODS = frozenset(
         "sendPhoto",
         "sendMediaGroup",
         "editMessageText",
-        "editMessageReplyMarkup",
         "deleteMessage",
         "sendChatAction",
         "setMessageReaction",
@@ -1601,7 +1600,6 @@ class FakeTelegram:
             "setMyCommands": self._h_set_commands,
             "sendMessage": self._h_send_message,
             "editMessageText": self._h_edit_text,
-            "editMessageReplyMarkup": self._h_edit_markup,
             "deleteMessage": self._h_delete,
             "sendChatAction": self._h_chat_action,
             "sendVideo": self._h_send_video,
@@ -1805,31 +1803,6 @@ class FakeTelegram:
                 message.raw[key] = value
             else:
                 message.raw.pop(key, None)
-        message.raw["edit_date"] = int(time.time())
-        return copy.deepcopy(message.raw)
-
-    async def _h_edit_markup(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
-        """editMessageReplyMarkup of a message in a chat (inline messages are not modelled): the text
-        stays, the keyboard is replaced (removed without ``reply_markup``)."""
-        if "chat_id" not in params or "message_id" not in params:
-            raise _bad("message identifier is not specified")
-        chat_id = self._chat_id(params)
-        message_id = int(params["message_id"])
-        message = self._find_bot_message(chat_id, message_id)
-        if message is None or message.deleted:
-            if (chat_id, message_id) in self._messages and message is None:
-                raise _bad("message can't be edited")
-            raise _bad("message to edit not found")
-        markup = self._check_markup(params.get("reply_markup"))
-        if markup is not None and "inline_keyboard" not in markup:
-            raise _bad("reply markup must be an inline keyboard")
-        if markup == message.reply_markup:
-            raise _bad(NOT_MODIFIED[len("Bad Request: ") :])
-        message.reply_markup = markup
-        if markup:
-            message.raw["reply_markup"] = markup
-        else:
-            message.raw.pop("reply_markup", None)
         message.raw["edit_date"] = int(time.time())
         return copy.deepcopy(message.raw)
 

@@ -293,28 +293,6 @@ async def test_send_photo_is_checked_like_telegram(fake: FakeTelegram, bot: Bot)
     await bot.send_photo(CHAT, _png(10, 10), caption="é" * 1024)  # the limit itself passes
 
 
-async def test_edit_reply_markup_replaces_only_the_buttons(fake: FakeTelegram, bot: Bot) -> None:
-    first = InlineKeyboardMarkup.from_button(InlineKeyboardButton("Export", callback_data="act:export"))
-    sent = await bot.send_message(CHAT, "Your clip is on the timeline.", reply_markup=first)
-    more = InlineKeyboardMarkup(
-        [
-            [InlineKeyboardButton("Export", callback_data="act:export")],
-            [InlineKeyboardButton("1:1", callback_data="act:ratio_1_1")],
-        ]
-    )
-    edited = await bot.edit_message_reply_markup(CHAT, sent.message_id, reply_markup=more)
-    assert isinstance(edited, type(sent)) and edited.text == "Your clip is on the timeline."
-    stored = fake.bot_messages(CHAT)[0]
-    assert [b["callback_data"] for b in stored.buttons] == ["act:export", "act:ratio_1_1"]
-    assert stored.history == ["Your clip is on the timeline."]  # the text was not edited
-    with pytest.raises(BadRequest, match=r"(?i)message is not modified"):
-        await bot.edit_message_reply_markup(CHAT, sent.message_id, reply_markup=more)
-    with pytest.raises(BadRequest, match=r"(?i)message to edit not found"):
-        await bot.edit_message_reply_markup(CHAT, 999, reply_markup=more)
-    await bot.edit_message_reply_markup(CHAT, sent.message_id)  # without markup: the buttons go
-    assert fake.bot_messages(CHAT)[0].buttons == []
-
-
 async def test_media_by_file_id_url_and_album(fake: FakeTelegram, bot: Bot) -> None:
     """What Telegram refuses, the fake refuses: a file id of the other type, a URL that serves the
     wrong thing, an album of one; what it takes is recorded with how it came."""

@@ -337,3 +337,22 @@ def test_the_readme_picture_is_the_modules_drawing_of_the_example() -> None:
     assert [len(row) for row in rows] == [3, 1, 1]
     (left, right) = rows[2][0]
     assert abs(left - x_of(0, 30_000)) <= 2 and abs(right - x_of(3000, 30_000)) <= 2  # the 3 s title
+
+
+def test_the_pictures_words_are_in_the_chats_language(monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn: list[str] = []
+    original = timeline_image._Pen.text
+
+    def record(
+        self: timeline_image._Pen, xy: tuple[float, float], text: str, *args: object, **kw: object
+    ) -> None:
+        drawn.append(text)
+        original(self, xy, text, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(timeline_image._Pen, "text", record)
+    render_png(sample_draft(), lang="zh")
+    assert drawn[0].startswith("时间线 · 3 条轨道 · 共 ") and {"视频", "背景音乐", "标题"} <= set(drawn)
+    assert any(text.startswith("音量 ") for text in drawn)
+    drawn.clear()
+    render_png(sample_draft())
+    assert drawn[0].startswith("Timeline · 3 tracks · ") and {"Video", "BGM", "Title"} <= set(drawn)
