@@ -164,6 +164,7 @@ class TurnRecord:
     session_language: str = "en"
     before: list[dict[str, Any]] | None = None  # the timeline when the turn began
     owner: str = ""  # the replica running it (bot.replicas); "" in records from before replicas
+    request_id: int | None = None  # the user's message, whose 👀 becomes 👎 if the turn is cut off
 
     def address(self, chat_key: str) -> ChatAddress:
         return ChatAddress(self.chat_id, self.thread_id, chat_key, self.language, self.session_language)

@@ -12,6 +12,7 @@ gets a 👀 reaction while the turn runs, then 👍 when it ends well or 👎 wh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -155,6 +156,7 @@ class Turns:
             ctx.lang,
             ctx.session_lang,
             owner=self.owner,
+            request_id=ctx.message_id,
         )
         ttl = self.timings.max_seconds + 60
         if not await self.store.start_turn(ctx.chat.key, record, ttl):
@@ -262,6 +264,9 @@ class Turns:
         out = ctx.out
         try:
             await out.say("turn_interrupted", request=turn.text_preview)
+            if self.timings.reactions and turn.request_id is not None:  # its 👀 would stay for good
+                with contextlib.suppress(Thinned):
+                    await out.react(turn.request_id, BADLY)
             if turn.before is not None:
                 await self._report_after_drop(ctx, [TrackSummary(**t) for t in turn.before])
         except Exception as err:

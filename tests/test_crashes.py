@@ -169,14 +169,16 @@ async def test_graceful_stop_hands_a_long_turn_over_and_it_is_reported_once(bots
     first = await bots.start(SHUTDOWN_GRACE_SECONDS="0.5")
     await promo_on_timeline(bots)
     bots.emulator.script("long", Turn(texts=["Working on the long one…", "Finished."], duration=6))
-    bots.fake.send_text(CHAT, "a long one", user=USER)
+    request = bots.fake.send_text(CHAT, "a long one", user=USER)["message"]["message_id"]
     await bots.fake.wait_for_message(CHAT, "Working on the long one", timeout=10)
+    assert bots.fake.reactions_on(CHAT, request)[-1:] == ["👀"]
     assert await first.stop(signal.SIGTERM) == 0
     await bots.start()
     await bots.fake.wait_for_message(CHAT, "I restarted while working on your request", timeout=20)
     await asyncio.sleep(1.5)
     assert count(bots.fake, "I restarted while working") == 1
     assert count(bots.fake, "Finished.") == 0
+    assert bots.fake.reactions_on(CHAT, request)[-1:] == ["👎"]  # not left working for good
 
 
 async def test_an_update_fetched_before_a_kill_is_not_handled_twice(bots: Restartable) -> None:
