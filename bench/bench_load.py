@@ -104,8 +104,8 @@ async def answers(
         await asyncio.sleep(0.1)
         for chat, mark in list(waiting.items()):
             found = next((m for m in fake.bot_messages(chat)[mark:] if contains in m.text), None)
-            if found is not None:
-                outcome.latencies.append(found.sent_at - started)
+            if found is not None:  # a live reply shows its last words in an edit, not when first sent
+                outcome.latencies.append((found.shown_at(contains) or found.sent_at) - started)
                 del waiting[chat]
     outcome.answered = len(outcome.latencies)
     outcome.failures = sum(
@@ -230,15 +230,18 @@ class RssSampler:
         self._thread.join(timeout=5)
 
 
-async def run_turns(turns: int, *, turn_seconds: float, side_chats: int, within: float = 600) -> TurnsOutcome:
-    """`turns` chats start a turn at once; `side_chats` others ask for credits while they stream."""
+async def run_turns(
+    turns: int, *, turn_seconds: float, side_chats: int, within: float = 600, **settings: str
+) -> TurnsOutcome:
+    """`turns` chats start a turn at once; `side_chats` others ask for credits while they stream
+    (the bot with production settings, but for `settings`)."""
     async with stack(flood_limits=True) as s:
         users = s.fake.users(turns + side_chats)
         talkers, others = users[:turns], users[turns:]
         await connect_directly(s, users)
         s.emulator.event_delay = turn_seconds / 3  # 4 events: first words at once, last at the end
         s.emulator.keepalive_interval = 15.0  # a keep-alive every 15 s inside the long gaps
-        bot = s.bot()
+        bot = s.bot(**settings)
         await bot.start()
         assert bot.process is not None
         outcome = TurnsOutcome(turns)

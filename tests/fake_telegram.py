@@ -295,11 +295,17 @@ class Message:
     media_group_id: str | None = None  # one of a sendMediaGroup album
     thumbnail: UploadedFile | None = None  # a video's uploaded thumbnail
     params: dict[str, Any] = field(default_factory=dict)  # the request's parameters (media: width, ...)
+    edited_at: list[float] = field(default_factory=list)  # time.monotonic() of each of `edits`
 
     @property
     def history(self) -> list[str]:
         """Every text the message has shown: as sent, then after each edit."""
         return [self.sent_text, *self.edits]
+
+    def shown_at(self, contains: str) -> float | None:
+        """When the message first showed `contains` (sent with it, or an edit that added it)."""
+        times = [self.sent_at, *self.edited_at]
+        return next((at for text, at in zip(self.history, times, strict=False) if contains in text), None)
 
     @property
     def buttons(self) -> list[dict[str, Any]]:
@@ -1796,6 +1802,7 @@ class FakeTelegram:
             raise _bad(NOT_MODIFIED[len("Bad Request: ") :])
         if plain != message.text or text != message.source:
             message.edits.append(plain)
+            message.edited_at.append(time.monotonic())
         message.text, message.entities, message.source, message.reply_markup = plain, entities, text, markup
         message.raw["text"] = plain
         for key, value in (("entities", entities), ("reply_markup", markup)):  # without it: removed
