@@ -13,9 +13,12 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 from PIL import Image
+
+if TYPE_CHECKING:
+    import av
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,8 @@ def probe_video(path: Path) -> VideoInfo:
     """The video's displayed width and height, its duration and a thumbnail; None where unreadable.
 
     Blocking (it reads and decodes): call it in a thread."""
+    import av  # here, not at start-up: FFmpeg's libraries take ~17 MB, needed once a video is sent
+
     try:
         with av.open(str(path), mode="r") as container:
             streams = [stream for stream in container.streams.video]
@@ -86,7 +91,7 @@ def _duration(container: av.container.InputContainer, stream: av.video.stream.Vi
     if stream.duration is not None and stream.time_base is not None:
         seconds = float(stream.duration * stream.time_base)
     elif container.duration is not None:
-        seconds = container.duration / av.time_base
+        seconds = container.duration / 1_000_000  # av.time_base: FFmpeg's microseconds
     else:
         return None
     return seconds if math.isfinite(seconds) and seconds > 0 else None
@@ -97,6 +102,8 @@ def _frame(
 ) -> tuple[Image.Image | None, int]:
     """A frame about THUMBNAIL_AT_SECONDS in (the first one of a short or unseekable video), and the
     rotation the video asks players to apply (degrees, counter-clockwise)."""
+    import av
+
     target = min(THUMBNAIL_AT_SECONDS, duration / 4) if duration else 0.0
     if target > 0 and stream.time_base is not None:
         try:
