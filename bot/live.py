@@ -128,6 +128,11 @@ class LiveReply:
         return self._plain
 
     @property
+    def started(self) -> bool:
+        """Whether the chat shows some of the reply already (or it went out as plain messages)."""
+        return self._has_text or self.texts > 0
+
+    @property
     def patience(self) -> float:
         """How long cosmetic traffic about this reply (its final reaction) waits before trying again."""
         return self.interval or self.tick

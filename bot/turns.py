@@ -5,7 +5,8 @@ A turn is recorded in Redis while it runs, so a second message is answered with 
 bot watches the timeline instead and reports what changed.
 
 The reply is shown as it is written (`bot.live`), with a Stop button under it; the user's message
-gets a 👀 reaction while the turn runs, then 👍 when it ends well or 👎 when it fails or is stopped
+gets a 👀 reaction while the turn runs (when the reply has not begun within a live-edit interval),
+then 👍 when it ends well or 👎 when it fails or is stopped
 (Telegram lets bots react only with its standard set, which has neither ✅ nor ❌).
 """
 
@@ -274,7 +275,7 @@ class Turns:
 
     async def _guarded(self, ctx: ChatContext, text: str, record: TurnRecord) -> None:
         live = self._live_reply(ctx)
-        seen = self._react(ctx, WORKING, patience=live.patience)
+        seen = self._react(ctx, WORKING, unless_started=live)
         well = False
         try:
             well = await self.run(ctx, text, record, live)
@@ -341,18 +342,35 @@ class Turns:
             log.info("chat %s: the reply could not be finished: %s", ctx.chat.key, type(err).__name__)
 
     def _react(
-        self, ctx: ChatContext, emoji: str, *, after: asyncio.Task[None] | None = None, patience: float = 0.0
+        self,
+        ctx: ChatContext,
+        emoji: str,
+        *,
+        after: asyncio.Task[None] | None = None,
+        patience: float = 0.0,
+        unless_started: LiveReply | None = None,
     ) -> asyncio.Task[None] | None:
         """Set the bot's reaction on the user's message, in the background (cosmetic: it never
         holds up the answer, and a refusal never affects it). With `patience`, one dropped under
-        load is tried again that many seconds apart (REACTION_TRIES in all)."""
+        load is tried again that many seconds apart (REACTION_TRIES in all). With `unless_started`
+        (the 👀), it waits one live-edit interval and goes, once, only if that reply has not begun
+        to show: a reply being written says "working" already, and under load a thousand 👀 at
+        the start of a thousand turns would take the slots of their first words."""
         if not self.timings.reactions or ctx.message_id is None:
             return None
-        tries = REACTION_TRIES if patience > 0 else 1
-        task = asyncio.create_task(self._reaction(ctx, ctx.message_id, emoji, after, tries, patience))
+        if unless_started is not None:
+            task = asyncio.create_task(self._working(ctx, ctx.message_id, unless_started))
+        else:
+            tries = REACTION_TRIES if patience > 0 else 1
+            task = asyncio.create_task(self._reaction(ctx, ctx.message_id, emoji, after, tries, patience))
         self._reacting.add(task)
         task.add_done_callback(self._reacting.discard)
         return task
+
+    async def _working(self, ctx: ChatContext, message_id: int, live: LiveReply) -> None:
+        await asyncio.sleep(live.patience)
+        if not live.started:
+            await self._reaction(ctx, message_id, WORKING, None, 1, 0.0)
 
     async def _reaction(
         self,
