@@ -129,8 +129,8 @@ class LiveReply:
 
     @property
     def started(self) -> bool:
-        """Whether the chat shows some of the reply already (or it went out as plain messages)."""
-        return self._has_text or self.texts > 0
+        """Whether the agent has begun its reply: shown, or on its way to the chat."""
+        return self._has_text or self.texts > 0 or bool(self._done) or bool(self._partial.strip())
 
     @property
     def patience(self) -> float:

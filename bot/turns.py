@@ -5,7 +5,7 @@ A turn is recorded in Redis while it runs, so a second message is answered with 
 bot watches the timeline instead and reports what changed.
 
 The reply is shown as it is written (`bot.live`), with a Stop button under it; the user's message
-gets a 👀 reaction while the turn runs (when the reply has not begun within a live-edit interval),
+gets a 👀 reaction while the turn runs (when the agent has not begun its reply within a live-edit interval),
 then 👍 when it ends well or 👎 when it fails or is stopped
 (Telegram lets bots react only with its standard set, which has neither ✅ nor ❌).
 """
@@ -353,9 +353,9 @@ class Turns:
         """Set the bot's reaction on the user's message, in the background (cosmetic: it never
         holds up the answer, and a refusal never affects it). With `patience`, one dropped under
         load is tried again that many seconds apart (REACTION_TRIES in all). With `unless_started`
-        (the 👀), it waits one live-edit interval and goes, once, only if that reply has not begun
-        to show: a reply being written says "working" already, and under load a thousand 👀 at
-        the start of a thousand turns would take the slots of their first words."""
+        (the 👀), it waits one live-edit interval and goes, once, only if the agent has not begun
+        that reply: a reply being written says "working" already, and under load a thousand 👀
+        at the start of a thousand turns would take the slots of their first words."""
         if not self.timings.reactions or ctx.message_id is None:
             return None
         if unless_started is not None:
