@@ -16,7 +16,6 @@ from urllib.parse import unquote, urlsplit
 
 from telegram.error import TelegramError
 
-from bot.flood import Thinned
 from bot.media import KINDS
 from bot.telegram_io import ALBUM_LIMIT, ChatOutput, Media
 from bot.texts import say
@@ -67,25 +66,20 @@ def new_generated(before: Sequence[Generated], after: Sequence[Generated]) -> li
 
 async def show_generated(out: ChatOutput, items: Sequence[Generated]) -> None:
     """A silent photo or video of each new item, captioned with its name; where Telegram refuses
-    one (it could not fetch it, or it is not what it claims), its name and link as text. Cosmetic:
-    the agent's reply names what it made, so under load previews give way to answers."""
-    try:
-        for item in items[:ALBUM_LIMIT]:
-            caption = say(
-                out.lang, "generated_image" if item.kind == "image" else "generated_clip", name=item.name
+    one (it could not fetch it, or it is not what it claims), its name and link as text. Sent as
+    answers: as cosmetic traffic they would give way even in a quiet chat, whose window a turn's
+    first and last words have just half filled."""
+    for item in items[:ALBUM_LIMIT]:
+        caption = say(
+            out.lang, "generated_image" if item.kind == "image" else "generated_clip", name=item.name
+        )
+        try:
+            await out.send_media(
+                Media("photo" if item.kind == "image" else "video", item.url), caption, silent=True
             )
-            try:
-                await out.send_media(
-                    Media("photo" if item.kind == "image" else "video", item.url),
-                    caption,
-                    silent=True,
-                    cosmetic=True,
-                )
-            except TelegramError as err:
-                log.info("generated %s not shown as media (%s): sent as a link", item.kind, err)
-                await out.send(f"{caption}\n{html.escape(item.url)}", silent=True, cosmetic=True)
-    except Thinned:
-        log.debug("chat %s: previews of generated media dropped under load", out.chat_id)
+        except TelegramError as err:
+            log.info("generated %s not shown as media (%s): sent as a link", item.kind, err)
+            await out.send(f"{caption}\n{html.escape(item.url)}", silent=True)
 
 
 def _kind(item: dict[str, Any], url: str) -> Literal["image", "video"] | None:

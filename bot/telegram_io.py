@@ -341,10 +341,9 @@ class ChatOutput:
         )
 
     async def send_media(
-        self, media: Media, caption_html: str = "", *, silent: bool = False, cosmetic: bool = False
+        self, media: Media, caption_html: str = "", *, silent: bool = False
     ) -> Message | None:
-        """One photo or video (by file id, URL or small bytes), with an HTML caption; `cosmetic`
-        ones may be dropped under load (`Thinned`)."""
+        """One photo or video (by file id, URL or small bytes), with an HTML caption."""
         method = self.bot.send_photo if media.kind == "photo" else self.bot.send_video
         field = "photo" if media.kind == "photo" else "video"
         return await self._with_caption(
@@ -356,7 +355,6 @@ class ChatOutput:
             disable_notification=silent or None,
             read_timeout=self.transfers.file_seconds,
             write_timeout=self.transfers.file_seconds,
-            rate_limit_args=_priority(cosmetic),
             **{field: media.input()},
         )
 
