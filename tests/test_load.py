@@ -34,15 +34,15 @@ async def test_a_credits_burst_of_200_new_chats_is_answered_in_full_without_a_42
     assert "Traceback" not in bot.log
 
 
-# Twice the default margin: the fake stamps a request when its event loop reaches it, and on a busy
-# 2-core machine that stamp lags by tens of ms.
-LAGGING_FAKE = {"TELEGRAM_LIMIT_MARGIN_SECONDS": "0.1"}
-# With live replies, 200 turns keep the bot at Telegram's 30 a second for most of the test (first
-# words, live edits, last edits, reactions), and CI runs drew one 429 in two (none in six runs by
-# hand): the bot's per-chat window and the fake's token bucket are not quite the same shape, and
-# the next round should find which request it is. A 429 is waited out and the request sent again
-# (no answer is lost, which the test holds to); more than two in a run (1 % of the chats) is a
-# regression.
+# The fake stamps a request when its event loop reaches it. With live replies, 200 turns keep the
+# bot at Telegram's 30 a second for most of this test (first words, live edits, last edits,
+# reactions), and inside the whole suite on 2 cores those stamps jitter by more than 0.1 s: CI runs
+# drew 1 to 3 429s at a 0.1 s margin (none in six runs of this test alone). The bot's shapes are
+# never looser than the fake's (a sliding window of 3 per 3 s against a bucket of 3 refilled at 1
+# a second; at most 30 in any second of its own clock), so the test gives the pacer a quarter-second
+# margin, and still allows a rare 429 (waited out and sent again: no answer is lost). The next
+# round should log which request a 429 refuses, to confirm it is the jitter.
+LAGGING_FAKE = {"TELEGRAM_LIMIT_MARGIN_SECONDS": "0.25"}
 RARE_429S = 2
 
 
