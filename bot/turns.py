@@ -432,15 +432,17 @@ class Turns:
         await live.seal(actions=ending is Ending.CLOSED and not progress.errors)
         close = closing(ending, said_anything=bool(live.texts or progress.errors))
         metrics.TURNS.labels(TURN_OUTCOMES[close]).inc()
+        after: ProjectState | None = None  # the state once the turn is over: read once for both uses
         if close is Close.SAY_TIMEOUT:
             await ctx.out.say("turn_timeout", minutes=round(self.timings.max_seconds / 60))
         elif close is Close.WATCH_TIMELINE:
             await ctx.out.say("turn_dropped")
             await self._report_after_drop(ctx, before)
         elif close is Close.REPORT_CHANGES:
-            await self._report_changes(ctx, before, await self._tracks(ctx))
+            after = await self._state(ctx)
+            await self._report_changes(ctx, before, tracks(after.draft) if after is not None else None)
         if state is not None:
-            await self._show_new_media(ctx, state)
+            await self._show_new_media(ctx, state, after or await self._state(ctx))
         return ended_well(close, errors=progress.errors)
 
     async def _show(self, ctx: ChatContext, event: AgentEvent, progress: _Progress, live: LiveReply) -> None:
@@ -499,9 +501,10 @@ class Turns:
             log.info("chat %s: state unavailable: %s", ctx.chat.key, type(err).__name__)
             return None
 
-    async def _show_new_media(self, ctx: ChatContext, before: ProjectState) -> None:
+    async def _show_new_media(
+        self, ctx: ChatContext, before: ProjectState, after: ProjectState | None
+    ) -> None:
         """A preview of each image or clip the agent generated during the turn (bot.previews)."""
-        after = await self._state(ctx)
         if after is None:
             return
         fresh = new_generated(generated_items(before.generated), generated_items(after.generated))
