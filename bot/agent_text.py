@@ -104,6 +104,17 @@ def to_chat(text: str, lang: Lang) -> ChatText:
     return ChatText("".join(out), tuple(buttons))
 
 
+TEMPORARY_ISSUE = re.compile(
+    r"\s*(i(?:'ve| have)? encountered an? temporary issue|我遇到了(?:一个)?临时问题)", re.IGNORECASE
+)
+
+
+def temporary_issue(text: str) -> bool:
+    """Whether a reply is the agent's "I encountered a temporary issue…" (pure), which the skill
+    says to ignore when it trails normal replies."""
+    return TEMPORARY_ISSUE.match(text) is not None
+
+
 def reply_actions(buttons: tuple[str, ...] = ()) -> tuple[str, ...]:
     """The buttons under a turn's last reply: those its words called for (Export, Timeline), then
     the quick actions, each once."""

@@ -14,6 +14,7 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
+PRIVATE_ONLY = frozenset({"start", "login", "logout"})  # a token is given in private, never in a group
 COMMANDS = {
     "en": [
         ("start", "Start: greeting and examples"),
@@ -23,6 +24,9 @@ COMMANDS = {
         ("export", "Render and send the 1080p MP4"),
         ("new", "Start a fresh project"),
         ("cancel", "Stop the running request"),
+        ("open", "Open the project in the browser"),
+        ("login", "Use your own NemoVideo account"),
+        ("logout", "Stop using your own account"),
     ],
     "zh": [
         ("start", "开始：问候与示例"),
@@ -32,6 +36,9 @@ COMMANDS = {
         ("export", "渲染并发送 1080p MP4"),
         ("new", "开始新项目"),
         ("cancel", "停止当前请求"),
+        ("open", "在浏览器中打开项目"),
+        ("login", "使用你自己的 NemoVideo 账户"),
+        ("logout", "停止使用你自己的账户"),
     ],
 }
 
@@ -44,7 +51,7 @@ async def register_commands(application: Application) -> None:  # type: ignore[t
         await application.bot.set_my_commands(
             menu, scope=BotCommandScopeAllPrivateChats(), language_code=language
         )
-        group_menu = [c for c in menu if c.command != "start"]
+        group_menu = [c for c in menu if c.command not in PRIVATE_ONLY]
         await application.bot.set_my_commands(
             group_menu, scope=BotCommandScopeAllGroupChats(), language_code=language
         )

@@ -10,13 +10,16 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 from redis.exceptions import RedisError
 from telegram.error import TelegramError
 
 from bot.access import today
+from bot.accounts import AccountKind, project_owner
 from bot.agent_text import QUICK_ACTIONS
+from bot.alerts import OperatorAlerts
 from bot.errors import (
     BackendUnavailable,
     ExportNotAllowed,
@@ -29,16 +32,28 @@ from bot.errors import (
 from bot.flood import Thinned
 from bot.media import ACCEPTED_LIST
 from bot.nemo import NemoClient
-from bot.projects import ChatRef, Connection, OperatorTokenRejected, Projects
+from bot.projects import (
+    ChatRef,
+    Connection,
+    OperatorTokenRejected,
+    PersonalTokenRefused,
+    Projects,
+    TrialsUnavailable,
+)
 from bot.settings import Settings
 from bot.store import ChatAddress, Store
 from bot.telegram_io import CAPTION_LIMIT, ChatOutput, Telegram, plain
-from bot.texts import Lang, language_of, say
+from bot.texts import Lang, amount, language_of, say
 from bot.timeline import duration_ms, format_timeline, layout, tracks
 from bot.timeline_image import clock, render_png
 
 log = logging.getLogger(__name__)
 EXAMPLE = re.compile(r"ex([1-9][0-9]{0,2})")
+ACCOUNT_LINES = {
+    AccountKind.TRIAL: "account_trial",
+    AccountKind.PERSONAL: "account_personal",
+    AccountKind.OPERATOR: "account_shared",
+}
 
 
 @dataclass(frozen=True)
@@ -81,18 +96,52 @@ def register_link(base: str, user_id: str) -> str:
     return f"{base}?bind={quote(user_id, safe='')}" if user_id else base
 
 
-def error_text(err: BaseException, lang: Lang, *, user_id: str, anonymous: bool, register_url: str) -> str:
-    """What to tell the user about a failure (details go to the log, never to the chat)."""
+def browser_link(web_url: str, claim: str) -> str:
+    """The project on the website, opened by its claim token (never by an API token)."""
+    return f"{web_url}/workspace/claim?ct={quote(claim, safe='')}"
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What the words about a failure depend on: the chat's account and the ways forward it has."""
+
+    account: AccountKind
+    user_id: str  # a trial's backend user id: the `bind` id of the registration link
+    can_login: bool  # personal accounts are on, and the project has an owner who could link theirs
+    private: bool
+    login_link: str  # the private chat with the bot, opened on its login help
+    register_url: str
+    site: str  # the website
+
+
+def error_text(err: BaseException, lang: Lang, standing: Standing) -> str:
+    """What to tell the user about a failure (pure; details go to the log, never to the chat)."""
     if isinstance(err, RedisError):
         return say(lang, "storage_unavailable")
     if isinstance(err, OperatorTokenRejected):
         return say(lang, "operator_token")
+    if isinstance(err, TrialsUnavailable):
+        return trials_text(lang, standing)
+    if isinstance(err, PersonalTokenRefused):
+        key = "personal_token_refused" if standing.private else "personal_token_refused_group"
+        return say(lang, key, site=standing.site, link=standing.login_link)
+    trial, shared = standing.account is AccountKind.TRIAL, standing.account is AccountKind.OPERATOR
     if isinstance(err, OutOfCredits):
-        if anonymous:
-            return say(lang, "out_of_credits_anonymous", link=register_link(register_url, user_id))
-        return say(lang, "out_of_credits")
+        if trial:
+            return say(
+                lang, "out_of_credits_anonymous", link=register_link(standing.register_url, standing.user_id)
+            )
+        return say(lang, "out_of_credits_shared" if shared else "out_of_credits")
     if isinstance(err, ExportNotAllowed):
-        return say(lang, "export_not_allowed", link=register_link(register_url, user_id))
+        if trial:
+            return say(
+                lang, "export_not_allowed", link=register_link(standing.register_url, standing.user_id)
+            )
+        return (
+            say(lang, "export_not_allowed_shared")
+            if shared
+            else say(lang, "export_not_allowed_plan", link=standing.site)
+        )
     if isinstance(err, RateLimited):
         return say(lang, "rate_limited")
     if isinstance(err, BackendUnavailable | StreamDropped | StreamIdle | NemoError):
@@ -100,21 +149,55 @@ def error_text(err: BaseException, lang: Lang, *, user_id: str, anonymous: bool,
     return say(lang, "unexpected")
 
 
+def trials_text(lang: Lang, standing: Standing) -> str:
+    """No trial for a new chat: the ways forward this bot offers (pure)."""
+    ways = []
+    if standing.can_login:
+        key = "way_login" if standing.private else "way_login_private"
+        ways.append(say(lang, key, site=standing.site, link=standing.login_link))
+    ways += [say(lang, "way_operator"), say(lang, "way_later")]
+    return "\n".join([say(lang, "trials_used_up"), *ways])
+
+
 class Flows:
     """The short flows, and what every longer one shares: connecting a chat and explaining failures."""
 
-    def __init__(self, settings: Settings, projects: Projects, client: NemoClient, store: Store):
+    def __init__(
+        self,
+        settings: Settings,
+        projects: Projects,
+        client: NemoClient,
+        store: Store,
+        alerts: OperatorAlerts,
+        *,
+        personal_accounts: bool,
+    ):
         self.settings = settings
         self.projects = projects
         self.client = client
         self.store = store  # failures are counted in the day's usage
+        self.alerts = alerts
+        self.personal_accounts = personal_accounts  # TOKEN_ENCRYPTION_KEY is set: /login works
 
-    async def user_id(self, chat: ChatRef) -> str:
-        """The backend user id of the chat's account ("" when unknown or unreadable)."""
+    def can_login(self, chat: ChatRef) -> bool:
+        """Whether a person could bring their own account to this project."""
+        return self.personal_accounts and project_owner(chat.key) is not None
+
+    async def standing(self, ctx: ChatContext) -> Standing:
+        """The chat's account and ways forward (a trial's, when Redis cannot say)."""
         try:
-            return await self.projects.user_id(chat)
+            account, user_id = await self.projects.account(ctx.chat)
         except RedisError:
-            return ""
+            account, user_id = AccountKind.TRIAL, ""
+        return Standing(
+            account=account,
+            user_id=user_id,
+            can_login=self.can_login(ctx.chat),
+            private=not ctx.shared,
+            login_link=login_link(username_of(ctx.out.bot)),
+            register_url=self.settings.nemo_register_url,
+            site=self.settings.nemo_web_url,
+        )
 
     async def explain(
         self,
@@ -124,7 +207,8 @@ class Flows:
         message_id: int | None = None,
         buttons: Sequence[str] = (),
     ) -> None:
-        """Log a failure without secrets and tell the user what it means for them."""
+        """Log a failure without secrets, tell the user what it means for them, and the operator's
+        admins what concerns the shared account."""
         with contextlib.suppress(RedisError):
             await self.store.count_usage("failures", ctx.chat.key, today())
         if isinstance(err, NemoError):
@@ -133,14 +217,12 @@ class Flows:
             log.warning("chat %s: Redis unavailable: %s", ctx.chat.key, type(err).__name__)
         else:
             log.error("chat %s: unexpected %s", ctx.chat.key, type(err).__name__, exc_info=err)
-        text = error_text(
-            err,
-            ctx.lang,
-            user_id=await self.user_id(ctx.chat),
-            anonymous=self.projects.anonymous,
-            register_url=self.settings.nemo_register_url,
-        )
-        await ctx.out.edit_or_send(message_id, text, buttons=buttons)
+        standing = await self.standing(ctx)
+        if standing.account is AccountKind.OPERATOR and isinstance(err, OutOfCredits):
+            await self.alerts.ran_out()
+        elif standing.account is AccountKind.OPERATOR and isinstance(err, ExportNotAllowed):
+            await self.alerts.export_blocked()
+        await ctx.out.edit_or_send(message_id, error_text(err, ctx.lang, standing), buttons=buttons)
 
     async def ensure_connected(self, ctx: ChatContext) -> Connection | None:
         """The chat's connection, set up on first use (saying so briefly); None (after telling the
@@ -247,6 +329,7 @@ class Flows:
         )
 
     async def credits(self, ctx: ChatContext) -> None:
+        """The balance of the account the chat runs on, and which account that is."""
         if not (connection := await self.ensure_connected(ctx)):
             return
         try:
@@ -260,15 +343,32 @@ class Flows:
             say(
                 ctx.lang,
                 "credits",
-                available=_number(balance.available),
-                frozen=_number(balance.frozen),
-                total=_number(balance.total),
-            )
+                available=amount(balance.available),
+                frozen=amount(balance.frozen),
+                total=amount(balance.total),
+            ),
+            say(ctx.lang, ACCOUNT_LINES[connection.account]),
         ]
-        if self.projects.anonymous:
+        if connection.account is AccountKind.TRIAL:
             link = register_link(self.settings.nemo_register_url, connection.user_id)
             lines.append(say(ctx.lang, "register_hint", link=link))
+        elif connection.account is AccountKind.OPERATOR:
+            await self.alerts.seen(balance)
+        if connection.account is not AccountKind.PERSONAL and self.can_login(ctx.chat) and not ctx.shared:
+            lines.append(say(ctx.lang, "login_hint"))
         await ctx.out.send("\n".join(lines))
+
+    async def open_in_browser(self, ctx: ChatContext) -> None:
+        """/open: the project on the website, by a claim link under a button."""
+        if not (connection := await self.ensure_connected(ctx)):
+            return
+        try:
+            claim = await self.projects.claim(ctx.chat, ctx.session_lang, session_id=connection.session_id)
+        except Exception as err:
+            await self.explain(ctx, err)
+            return
+        link = browser_link(self.settings.nemo_web_url, claim)
+        await ctx.out.say("open_project", url_button=(say(ctx.lang, "button_open"), link))
 
     async def new_project(self, ctx: ChatContext) -> None:
         try:
@@ -279,5 +379,14 @@ class Flows:
         await ctx.out.say("new_project")
 
 
-def _number(value: float) -> str:
-    return f"{value:.0f}" if value == int(value) else f"{value:.2f}"
+def username_of(bot: Any) -> str | None:
+    """The bot's @username (None before it has introduced itself to Telegram)."""
+    try:
+        return str(bot.username)
+    except RuntimeError:
+        return None
+
+
+def login_link(username: str | None) -> str:
+    """The private chat with the bot, opened on its login help (a deep link)."""
+    return f"https://t.me/{username}?start=login" if username else "https://t.me/"

@@ -164,6 +164,14 @@ class LiveReply:
             self._changed()
             await self.refresh()
 
+    async def drop(self) -> None:
+        """A whole reply that is not to be shown: the deltas streamed for it go too."""
+        if self._partial.strip():
+            self._partial = ""
+            self._changed()
+            await self.refresh()
+        self._partial = ""
+
     async def tool(self) -> None:
         """Tool traffic: a streamed reply whose whole version never came is taken as it stands."""
         partial, self._partial = self._partial, ""

@@ -28,6 +28,7 @@ from bot.sse import AgentEvent, parse_event
 
 APP = "nemo_agent"
 TOKEN_LIFETIME_SECONDS = 7 * 24 * 3600
+CLAIM_LIFETIME_SECONDS = 7 * 24 * 3600  # when the answer does not say
 UPLOAD_CHUNK = 256 * 1024
 
 
@@ -51,6 +52,14 @@ class TokenGrant:
     user_id: str
     expires_at: float  # unix seconds
     credits: int | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim token: opens one project in the browser, with no API access."""
+
+    token: str
+    expires_in: float  # seconds
 
 
 @dataclass(frozen=True)
@@ -203,6 +212,20 @@ class NemoClient:
             user_id=str(data.get("user_id") or ""),
         )
 
+    async def claim_token(self, token: str, task_id: str, session_id: str) -> Claim:
+        data = await self._request(
+            "POST",
+            "/api/auth/claim-token",
+            token=token,
+            json={"task_id": task_id, "session_id": session_id},
+        )
+        claim = _required_str(data, "claim_token")
+        if claim.startswith("nmv_"):  # an API token must never end up in a link
+            raise BackendUnavailable("claim answer holds an API token")
+        expires_in = data.get("expires_in")
+        lifetime = float(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 else 0.0
+        return Claim(claim, lifetime or CLAIM_LIFETIME_SECONDS)
+
     async def credits(self, token: str) -> Credits:
         data = await self._request("GET", "/api/credits/balance/simple", token=token)
         available, frozen = _number(data, "available"), _number(data, "frozen")
@@ -334,11 +357,34 @@ class NemoClient:
 
     async def download(self, url: str, destination: Path, max_bytes: int, *, seconds: float) -> int:
         """Fetch a rendered file (a public CDN URL, no credentials) to disk; its size in bytes."""
+        return await self._fetch(url, {}, destination, max_bytes, seconds)
+
+    async def download_render(
+        self, token: str, render_id: str, destination: Path, max_bytes: int, *, seconds: float
+    ) -> int:
+        """Fetch a finished render through the API (the fallback when its CDN URL fails). The
+        URL needs the token: it is never shown to anyone."""
+        path = f"/api/render/proxy/{render_id}/download"
+        return await self._fetch(path, self._headers(token), destination, max_bytes, seconds)
+
+    async def _fetch(
+        self, url: str, headers: dict[str, str], destination: Path, max_bytes: int, seconds: float
+    ) -> int:
         written = 0
         try:
-            async with self._http.stream("GET", url, timeout=httpx.Timeout(seconds)) as response:
+            async with self._http.stream(
+                "GET", url, headers=headers, timeout=httpx.Timeout(seconds)
+            ) as response:
                 if response.status_code != 200:
-                    raise BackendUnavailable(f"download answered {response.status_code}")
+                    await response.aread()
+                    refusal = _refusal(response)  # a refused token is TokenExpired, for recovery
+                    raise (
+                        refusal
+                        if refusal.code or refusal.http_status == 401
+                        else BackendUnavailable(
+                            f"download answered {response.status_code}", http_status=response.status_code
+                        )
+                    )
                 with destination.open("wb") as out:
                     async for chunk in response.aiter_bytes(UPLOAD_CHUNK):
                         written += len(chunk)
@@ -388,7 +434,8 @@ def _decode(response: httpx.Response, *, anonymous: bool) -> Any:
 
 
 def _refusal(response: httpx.Response) -> NemoError:
-    """Why `/run_sse` answered without a stream (404 session, an error envelope, a bad gateway...)."""
+    """Why a call answered without what it asked for: `/run_sse` without a stream, a download without
+    the file (404 session, an error envelope, a bad gateway...)."""
     try:
         body = response.json()
     except ValueError:

@@ -1,8 +1,10 @@
 """A chat's project on the backend: its token and agent session, kept in Redis and renewed alone.
 
 `Projects.call` runs one backend operation for a chat under the contract's recovery rules:
-an expired token (1001) is renewed with the same client id, a lost session (1002 / 404) is
+an expired trial token (1001) is renewed with the same client id, a lost session (1002 / 404) is
 replaced, and a 429 waits `RATE_LIMIT_WAIT_SECONDS`; each at most once, then the error stands.
+Which account a chat runs on is `bot.accounts.choose`: a refused personal or operator token is
+never renewed behind anyone's back, and a refused trial grant is answered at once.
 """
 
 from __future__ import annotations
@@ -17,18 +19,28 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
+from bot.accounts import AccountKind, Vault, account_label, choose, project_owner, session_fits
 from bot.errors import MissingClientId, NemoError, RateLimited, SessionNotFound, TokenExpired
-from bot.nemo import NemoClient, ProjectState
+from bot.nemo import Claim, NemoClient, ProjectState
 from bot.sse import AgentEvent
 from bot.store import ChatRecord, Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+CLAIM_KEPT = 0.9  # of a claim token's lifetime: a link given out still opens for a while
 TOKEN_MARGIN_SECONDS = 0  # renew at expiry (or on 1001): one anonymous token per client id per 7 days
 
 
 class OperatorTokenRejected(NemoError):
     """The operator's NEMO_TOKEN was refused: nothing the bot can renew on its own."""
+
+
+class TrialsUnavailable(NemoError):
+    """The backend grants no trial token now (its cap per IP a week): the person needs another way."""
+
+
+class PersonalTokenRefused(NemoError):
+    """The person's own token was refused (revoked or expired): only they can put it right."""
 
 
 @dataclass(frozen=True)
@@ -48,8 +60,13 @@ class ChatRef:
 class Connection:
     token: str
     session_id: str
-    user_id: str
-    anonymous: bool
+    user_id: str  # the backend's user id (a trial's is the `bind` id of the registration link)
+    account: AccountKind
+    task_id: str = ""
+
+    @property
+    def anonymous(self) -> bool:
+        return self.account is AccountKind.TRIAL
 
 
 class Projects:
@@ -60,6 +77,8 @@ class Projects:
         *,
         operator_token: str | None,
         rate_limit_wait: float,
+        trial_refusal_seconds: float = 3600,
+        vault: Vault | None = None,
         setups_at_once: int = 16,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ):
@@ -67,55 +86,64 @@ class Projects:
         self.store = store
         self._operator_token = operator_token
         self._rate_limit_wait = rate_limit_wait
+        self._trial_refusal_seconds = trial_refusal_seconds
+        self._vault = vault  # None: personal accounts are off
         self._sleep = sleep
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._setups = asyncio.Semaphore(setups_at_once)
 
-    @property
-    def anonymous(self) -> bool:
-        return self._operator_token is None
-
     async def connected(self, chat: ChatRef, language: str) -> Connection | None:
         """The chat's connection if it has an agent session (a stale token is renewed silently);
         None for a chat not set up yet. One Redis read when all is in place."""
-        record = await self.store.load_chat(chat.key, touch=True)
+        record = await self._load(chat, touch=True)
         if not record.session_id:
             return None
-        return self._ready(record) or await self.connect(chat, language)
+        return self._ready(chat, record) or await self.connect(chat, language)
 
-    async def user_id(self, chat: ChatRef) -> str:
-        """The backend user id of the chat's account ("" when not known yet)."""
-        return (await self.store.load_chat(chat.key)).user_id
+    async def account(self, chat: ChatRef) -> tuple[AccountKind, str]:
+        """Which account the chat runs on, and the backend user id known for it ("" if none yet)."""
+        record = await self._load(chat)
+        return self._kind(record), record.user_id
 
     async def connect(self, chat: ChatRef, language: str) -> Connection:
         """The chat's token and session, creating or renewing whatever is missing."""
         lock = self._locks.setdefault(chat.key, asyncio.Lock())
         async with lock:
-            record = await self.store.load_chat(chat.key, touch=True)
-            if (ready := self._ready(record)) is not None:
+            record = await self._load(chat, touch=True)
+            if (ready := self._ready(chat, record)) is not None:
                 return ready
+            kind, token = self._credentials(chat, record)
+            if token is None and await self.store.trials_refused():
+                # Told at once, without a set-up slot or a request the backend would refuse again.
+                raise TrialsUnavailable("the backend's refusal of trial tokens is remembered")
             # A crowd of new chats is set up a few at a time, first come first served: the first
             # answers go out at once instead of every chat finishing late together.
             async with self._setups:
-                return await self._set_up(chat, record, self._usable_token(record), language)
+                return await self._set_up(chat, record, kind, token, language)
 
     async def _set_up(
-        self, chat: ChatRef, record: ChatRecord, token: str | None, language: str
+        self, chat: ChatRef, record: ChatRecord, kind: AccountKind, token: str | None, language: str
     ) -> Connection:
-        """Get what the chat lacks: an anonymous token, an agent session, or both."""
+        """Get what the chat lacks: a trial token, an agent session on its account, or both."""
+        label = account_label(kind, project_owner(chat.key))
         user_id = record.user_id
         if token is None:
             token, user_id = await self._grant(chat, record.client_id)
-        session_id = record.session_id
-        if not session_id:
+        session_id, task_id = record.session_id, record.task_id
+        if not session_id or not session_fits(record.account, label):
             session = await self.client.create_session(token, language)
-            session_id = session.session_id
-            user_id = user_id or session.user_id
+            session_id, task_id = session.session_id, session.task_id
+            user_id = session.user_id or (user_id if kind is AccountKind.TRIAL else "")
             await self.store.save_chat(
-                chat.key, session_id=session_id, task_id=session.task_id, language=language, user_id=user_id
+                chat.key,
+                session_id=session_id,
+                task_id=task_id,
+                language=language,
+                user_id=user_id,
+                account=label,
             )
-            log.info("chat %s: new agent session", chat.key)
-        return Connection(token, session_id, user_id, self.anonymous)
+            log.info("chat %s: new agent session on a %s account", chat.key, kind)
+        return Connection(token, session_id, user_id, kind, task_id)
 
     async def call(
         self,
@@ -134,12 +162,24 @@ class Projects:
             try:
                 return await op(connection)
             except (TokenExpired, SessionNotFound, RateLimited) as err:
-                if isinstance(err, TokenExpired) and self._operator_token is not None:
-                    raise OperatorTokenRejected("NEMO_TOKEN was refused", code=err.code) from err
+                if isinstance(err, TokenExpired):
+                    await self._refused(chat, connection.account, err)
                 if type(err) in recovered:
                     raise
                 recovered.add(type(err))
                 await self._recover(chat, err)
+
+    async def _refused(self, chat: ChatRef, account: AccountKind, err: TokenExpired) -> None:
+        """A refused token the bot cannot renew: the operator's, or a person's own (never swapped
+        for a trial behind their back). A trial's is renewed (`_recover`)."""
+        if account is AccountKind.OPERATOR:
+            raise OperatorTokenRejected("NEMO_TOKEN was refused", code=err.code) from err
+        if account is AccountKind.PERSONAL:
+            owner = project_owner(chat.key)
+            if owner is not None:
+                await self.store.refuse_link(owner)
+            log.info("chat %s: the owner's own token was refused", chat.key)
+            raise PersonalTokenRefused("the personal token was refused", code=err.code) from err
 
     async def _recover(self, chat: ChatRef, err: NemoError) -> None:
         """Put right what the error says is stale: the token, the session, or the moment (429)."""
@@ -173,43 +213,90 @@ class Projects:
             chat, language, lambda c: self.client.state(c.token, c.session_id), connection=connection
         )
 
+    async def claim(self, chat: ChatRef, language: str, *, session_id: str = "", task_id: str = "") -> str:
+        """A claim token that opens the chat's project (or the session given, a render's) in the
+        browser; kept until shortly before it expires. It has no API access, unlike the token."""
+        if session_id and (kept := await self.store.claim(session_id)):
+            return kept
+
+        async def ask(connection: Connection) -> tuple[str, Claim]:
+            sid = session_id or connection.session_id
+            kept = await self.store.claim(sid)
+            if kept:
+                return sid, Claim(kept, 0)
+            return sid, await self.client.claim_token(connection.token, task_id or connection.task_id, sid)
+
+        sid, claim = await self.call(chat, language, ask)
+        if claim.expires_in:
+            await self.store.save_claim(sid, claim.token, claim.expires_in * CLAIM_KEPT)
+        return claim.token
+
     async def new_project(self, chat: ChatRef, language: str) -> Connection:
         """Forget the chat's session and open a fresh one (the token and client id stay)."""
         await self.store.forget_session(chat.key)
         return await self.connect(chat, language)
 
     async def _grant(self, chat: ChatRef, client_id: str) -> tuple[str, str]:
-        """A new anonymous token for the chat's client id (a new id if it has none or it is refused)."""
-        if not client_id:
-            client_id = str(uuid.uuid4())
-            await self.store.save_chat(chat.key, client_id=client_id)
+        """A new trial token for the chat's client id (a new id if it has none or it is refused).
+
+        A 429 here is the backend's cap on trials (per IP and per client id, a week): it is
+        remembered for TRIAL_REFUSAL_MEMORY_SECONDS and raised at once, not waited out."""
         try:
-            grant = await self.client.anonymous_token(client_id)
-        except MissingClientId:
-            client_id = str(uuid.uuid4())
-            await self.store.save_chat(chat.key, client_id=client_id)
-            grant = await self.client.anonymous_token(client_id)
-        except RateLimited:
-            await self._sleep(self._rate_limit_wait)
-            grant = await self.client.anonymous_token(client_id)
+            if not client_id:
+                client_id = str(uuid.uuid4())
+                await self.store.save_chat(chat.key, client_id=client_id)
+            try:
+                grant = await self.client.anonymous_token(client_id)
+            except MissingClientId:
+                client_id = str(uuid.uuid4())
+                await self.store.save_chat(chat.key, client_id=client_id)
+                grant = await self.client.anonymous_token(client_id)
+        except RateLimited as err:
+            await self.store.note_trials_refused(self._trial_refusal_seconds)
+            log.warning(
+                "the backend grants no trial token now (429): not asking again for %.0f s",
+                self._trial_refusal_seconds,
+            )
+            raise TrialsUnavailable(
+                "trial tokens refused", code=err.code, http_status=err.http_status
+            ) from err
         await self.store.save_token(chat.key, grant.token, grant.expires_at)
         if grant.user_id:
             await self.store.save_chat(chat.key, user_id=grant.user_id)
-        log.info("chat %s: anonymous token granted", chat.key)
+        log.info("chat %s: trial token granted", chat.key)
         return grant.token, grant.user_id
 
-    def _usable_token(self, record: ChatRecord) -> str | None:
-        """The operator's token, or the chat's own while it is fresh."""
-        if self._operator_token is not None:
-            return self._operator_token
-        return record.token if record.token and self._token_fresh(record.token_expires_at) else None
+    async def _load(self, chat: ChatRef, *, touch: bool = False) -> ChatRecord:
+        """The chat's record, with its owner's linked account when personal accounts are on."""
+        owner = project_owner(chat.key) if self._vault is not None else None
+        return await self.store.load_chat(chat.key, touch=touch, owner=owner)
 
-    def _ready(self, record: ChatRecord) -> Connection | None:
-        """The connection a record holds, if its token is usable and it has a session."""
-        token = self._usable_token(record)
-        if token is None or not record.session_id:
+    def _kind(self, record: ChatRecord) -> AccountKind:
+        linked = self._vault is not None and record.link is not None
+        return choose(linked=linked, operator=self._operator_token is not None)
+
+    def _credentials(self, chat: ChatRef, record: ChatRecord) -> tuple[AccountKind, str | None]:
+        """The chat's account and its usable token (None: a trial whose token must be granted)."""
+        kind = self._kind(record)
+        if kind is AccountKind.PERSONAL:
+            assert record.link is not None and self._vault is not None
+            owner = project_owner(chat.key)
+            token = self._vault.open(owner, record.link.sealed) if owner is not None else None
+            if record.link.refused or token is None:  # refused, or sealed with another key
+                raise PersonalTokenRefused("the personal token is refused or unreadable")
+            return kind, token
+        if kind is AccountKind.OPERATOR:
+            return kind, self._operator_token
+        fresh = record.token and self._token_fresh(record.token_expires_at)
+        return kind, record.token if fresh else None
+
+    def _ready(self, chat: ChatRef, record: ChatRecord) -> Connection | None:
+        """The connection a record holds, if its token is usable and its session is on that account."""
+        kind, token = self._credentials(chat, record)
+        label = account_label(kind, project_owner(chat.key))
+        if token is None or not record.session_id or not session_fits(record.account, label):
             return None
-        return Connection(token, record.session_id, record.user_id, self.anonymous)
+        return Connection(token, record.session_id, record.user_id, kind, record.task_id)
 
     @staticmethod
     def _token_fresh(expires_at: float) -> bool:

@@ -16,7 +16,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +25,15 @@ from telegram.error import BadRequest, TelegramError
 
 from bot import metrics
 from bot.access import today
-from bot.errors import BackendRejected, NemoError, SessionNotFound, TokenExpired
+from bot.errors import BackendRejected, BackendUnavailable, NemoError, SessionNotFound, TokenExpired
 from bot.flood import Thinned
-from bot.flows import ChatContext, Flows, resume
+from bot.flows import ChatContext, Flows, browser_link, resume
 from bot.jobs import Jobs
 from bot.media import human_size
 from bot.nemo import NemoClient, RenderStatus
 from bot.projects import ChatRef, Connection, Projects
 from bot.store import FINISHED, RenderRecord, RenderState, Store
-from bot.telegram_io import CAPTION_LIMIT, ChatGone, ChatOutput, Telegram
+from bot.telegram_io import CAPTION_LIMIT, ChatGone, ChatOutput, Telegram, UrlButton
 from bot.texts import Lang, clock, language_of, progress_bar, say
 from bot.timeline import is_exportable
 from bot.video_probe import VideoInfo, probe_video
@@ -98,6 +98,13 @@ def reading(status: RenderStatus, record: RenderRecord) -> tuple[Reading, str]:
     return Reading.UNCHANGED, ""
 
 
+def restartable(err: BaseException) -> bool:
+    """Whether a render that failed to start is started once more, with a new id (pure): after a
+    backend failure, a timeout or a refusal the contract does not name; not after 402 (the plan),
+    2001 (credits), or an account problem, which a second start would meet again."""
+    return isinstance(err, BackendUnavailable | BackendRejected)
+
+
 def new_render_id() -> str:
     """Unique across restarts and processes: a reused id is an error on the backend."""
     return f"render_{int(time.time() * 1000)}_{secrets.token_hex(4)}"
@@ -149,6 +156,7 @@ class Renders:
         self.telegram = telegram
         self.jobs = jobs
         self.timings = timings
+        self.web_url = flows.settings.nemo_web_url
         jobs.register("render", self.poll)
         jobs.register("adopt_renders", self.adopt)
         self._upload_limit = upload_limit_mb * 1024 * 1024
@@ -186,6 +194,7 @@ class Renders:
             chat_id=ctx.chat.chat_id,
             thread_id=ctx.chat.thread_id,
             session_id=connection.session_id,
+            task_id=connection.task_id,
             language=ctx.lang,
             session_language=ctx.session_lang,
             draft_digest=digest,
@@ -201,17 +210,41 @@ class Renders:
         notice = await ctx.out.say("render_pending", silent=True)  # progress: only the video rings
         record.progress_message_id = notice.message_id if notice else None
         await self.store.move_render(record, RenderState.STARTING)
-        try:
-            status = await self._start(ctx.chat, record, state.draft)
-        except Exception as err:
-            metrics.RENDERS.labels("failed").inc()
-            await self.store.move_render(record, RenderState.FAILED)
-            await self.flows.explain(ctx, err, message_id=record.progress_message_id, buttons=("retry",))
-            return
+        for attempt in (1, 2):
+            try:
+                status = await self._start(ctx.chat, record, state.draft)
+                break
+            except Exception as err:
+                await self.store.move_render(record, RenderState.FAILED)
+                if attempt == 1 and restartable(err) and (again := await self._renamed(record)):
+                    log.info(
+                        "render %s did not start (%s): once more as %s",
+                        record.render_id,
+                        err,
+                        again.render_id,
+                    )
+                    record = again
+                    continue
+                metrics.RENDERS.labels("failed").inc()
+                await self.flows.explain(ctx, err, message_id=record.progress_message_id, buttons=("retry",))
+                return
         metrics.RENDERS.labels("started").inc()
         record.progress = status.progress
         await self.store.move_render(record, RenderState.of_backend(status.status))
         log.info("chat %s: render %s started", ctx.chat.key, record.render_id)
+
+    async def _renamed(self, record: RenderRecord) -> RenderRecord | None:
+        """The same render under a new id (the backend refuses a reused one), recorded and with its
+        polls scheduled; None when another export of the chat took its place meanwhile."""
+        again = replace(
+            record, render_id=new_render_id(), status=RenderState.STARTING, started_at=time.time()
+        )
+        if not await self.store.add_render(again):
+            return None
+        await self.jobs.schedule(
+            "render", again.render_id, delay=self.timings.poll_seconds, render_id=again.render_id
+        )
+        return again
 
     async def _start(self, chat: ChatRef, record: RenderRecord, draft: dict[str, Any]) -> RenderStatus:
         """Start the render under its own id (the backend refuses a reused id, so this never runs twice)."""
@@ -316,7 +349,8 @@ class Renders:
             # video. Send the link, not the video again: neither a duplicate nor silence.
             record.delivery_attempts += 1
             await self.store.move_render(record, RenderState.DELIVERING)
-            await out.send(say(lang, "video_ready_again", url=record.url))
+            button = await self._browser_button(record, lang)
+            await out.send(say(lang, "video_ready_again", url=record.url), url_button=button)
             await self._delivered(record, sent_file=False)
         elif step is Step.DELIVER:
             await self._deliver(record, out, None)
@@ -361,14 +395,13 @@ class Renders:
             await self.store.move_render(record, RenderState.of_backend(status.status))
 
     async def _deliver(self, record: RenderRecord, out: ChatOutput, status: RenderStatus | None) -> None:
-        """Send the MP4 (or its link when it is too large for Telegram), then close the record."""
+        """Send the MP4 (or its link when it is too large for Telegram), with the project's browser
+        link under it, then close the record."""
         lang = language_of(record.language)
-        caption = say(lang, "video_ready", url=record.url)
-        if len(caption) > CAPTION_LIMIT:  # a very long link: the video goes bare, the link follows
-            caption = ""
         if status is not None and status.size is not None:
             record.size = status.size
         size = record.size
+        button = await self._browser_button(record, lang)
         sent = False
         if size is None or size <= self._upload_limit:
             async with self._delivery_slots:  # each holds a downloaded video while it is uploaded
@@ -376,14 +409,27 @@ class Renders:
                 if not await self.store.move_render(record, RenderState.DELIVERING):
                     log.warning("render %s: moved by another process, left to it", record.render_id)
                     return
-                sent = await self._send_file(record, out, caption, status)
+                sent = await self._send_file(record, out, status, button)
         if not sent and size is not None and size > self._upload_limit:
-            await out.send(say(lang, "video_ready_link", url=record.url, size=human_size(size)))
+            await out.send(
+                say(lang, "video_ready_link", url=record.url, size=human_size(size)), url_button=button
+            )
         elif not sent:
-            await out.send(say(lang, "video_ready_unattached", url=record.url))
-        elif not caption:
-            await out.send(say(lang, "video_ready", url=record.url))
+            await out.send(say(lang, "video_ready_unattached", url=record.url), url_button=button)
         await self._delivered(record, sent_file=sent)
+
+    async def _browser_button(self, record: RenderRecord, lang: Lang) -> UrlButton | None:
+        """ "Open in browser" for the render's project (a claim link), or None when the backend
+        gives no claim token now: the video never waits for it."""
+        chat = ChatRef(record.chat_id, record.thread_id, record.chat_key)
+        try:
+            claim = await self.projects.claim(
+                chat, record.session_language, session_id=record.session_id, task_id=record.task_id
+            )
+        except Exception as err:
+            log.info("render %s: no browser link: %s", record.render_id, type(err).__name__)
+            return None
+        return say(lang, "button_open"), browser_link(self.web_url, claim)
 
     async def _delivered(self, record: RenderRecord, *, sent_file: bool) -> None:
         metrics.RENDERS.labels("completed").inc()
@@ -394,27 +440,61 @@ class Renders:
         log.info("render %s delivered (%s)", record.render_id, "file" if sent_file else "link")
 
     async def _send_file(
-        self, record: RenderRecord, out: ChatOutput, caption: str, status: RenderStatus | None
+        self, record: RenderRecord, out: ChatOutput, status: RenderStatus | None, button: UrlButton | None
     ) -> bool:
-        """Download the MP4, read its size, length and a thumbnail from it, and upload it (keeping
-        Telegram's file id on the record); False when it could not go (the caller sends the link)."""
+        """Download the MP4 (through the API when its URL fails), read its size, length and a
+        thumbnail from it, and upload it (keeping Telegram's file id on the record); False when it
+        could not go (the caller sends the link)."""
+        lang = language_of(record.language)
         with tempfile.TemporaryDirectory(prefix="nemo-render-") as folder:
             path = Path(folder) / f"{record.render_id}.mp4"
             try:
-                await self.client.download(
-                    record.url, path, self._upload_limit, seconds=self.timings.download_seconds
+                url_works = await self._download(record, path)
+                # A link that failed is not offered: the browser button is the way to the project.
+                caption = (
+                    say(lang, "video_ready", url=record.url) if url_works else say(lang, "video_ready_plain")
                 )
+                link_after = (
+                    len(caption) > CAPTION_LIMIT
+                )  # a very long link: the video goes bare, the link follows
                 info = await asyncio.to_thread(probe_video, path)
-                message = await self._upload(out, path, caption, info, status)
+                message = await self._upload(out, path, "" if link_after else caption, info, status, button)
             except (NemoError, TelegramError) as err:
                 log.warning("render %s: sending the file failed, sending the link: %s", record.render_id, err)
                 return False
         if message is not None and message.video is not None:
             record.file_id = message.video.file_id
+        if link_after:
+            await out.send(caption)
         return True
 
+    async def _download(self, record: RenderRecord, path: Path) -> bool:
+        """Fetch the MP4 from its URL, or, when that fails (404, 5xx, a timeout), through the API's
+        download endpoint with the chat's token. True when the URL itself worked."""
+        seconds = self.timings.download_seconds
+        try:
+            await self.client.download(record.url, path, self._upload_limit, seconds=seconds)
+            return True
+        except NemoError as err:
+            log.info("render %s: its URL failed (%s), fetching it through the API", record.render_id, err)
+        chat = ChatRef(record.chat_id, record.thread_id, record.chat_key)
+        await self.projects.call(
+            chat,
+            record.session_language,
+            lambda c: self.client.download_render(
+                c.token, record.render_id, path, self._upload_limit, seconds=seconds
+            ),
+        )
+        return False
+
     async def _upload(
-        self, out: ChatOutput, path: Path, caption: str, info: VideoInfo, status: RenderStatus | None
+        self,
+        out: ChatOutput,
+        path: Path,
+        caption: str,
+        info: VideoInfo,
+        status: RenderStatus | None,
+        button: UrlButton | None,
     ) -> Message | None:
         duration = info.duration or (status.duration if status else None)
         try:
@@ -426,12 +506,13 @@ class Renders:
                 width=info.width,
                 height=info.height,
                 thumbnail=info.thumbnail,
+                url_button=button,
             )
         except BadRequest as err:  # refused (not sent): once more as before, without what the probe added
             if info == VideoInfo():
                 raise
             log.warning("video refused with its size and thumbnail (%s), sending it without", err)
-            return await out.send_video(path, "video.mp4", caption, duration=duration)
+            return await out.send_video(path, "video.mp4", caption, duration=duration, url_button=button)
 
     # -- sending it again -----------------------------------------------------------------------
 
@@ -448,13 +529,16 @@ class Renders:
                 await ctx.out.say("video_ready", url=last.url)
 
     async def _send_again(self, out: ChatOutput, last: RenderRecord, key: str) -> bool:
-        """The last video again by its file id, under the caption `key`; False when it has none or
-        Telegram refuses it."""
+        """The last video again by its file id, under the caption `key` and its browser link; False
+        when it has none or Telegram refuses it."""
         if not last.file_id:
             return False
         caption = say(out.lang, key, url=last.url)
+        button = await self._browser_button(last, out.lang)
         try:
-            await out.send_video(last.file_id, "video.mp4", caption if len(caption) <= CAPTION_LIMIT else "")
+            await out.send_video(
+                last.file_id, "video.mp4", caption if len(caption) <= CAPTION_LIMIT else "", url_button=button
+            )
         except TelegramError as err:
             log.warning("render %s: sending it again by file id failed: %s", last.render_id, err)
             return False

@@ -19,12 +19,15 @@ from telegram.ext import ExtBot
 
 from bot import metrics
 from bot.access import Guard
+from bot.accounts import Vault, tokens_in
 from bot.agent_text import INSTRUCTED
 from bot.aio import cancel_and_wait
+from bot.alerts import OperatorAlerts
 from bot.flows import ChatContext, Flows
 from bot.inbox import Inbox
 from bot.intents import Intent, links_in, route
 from bot.jobs import Jobs, JobTimings
+from bot.logins import Logins
 from bot.nemo import Attribution, NemoClient, RetryPolicy
 from bot.projects import Projects
 from bot.renders import Renders, RenderTimings
@@ -37,6 +40,7 @@ from bot.turns import Turns, TurnTimings
 from bot.uploads import IncomingFile, UploadLimits, Uploads
 
 log = logging.getLogger(__name__)
+LOGIN_PAYLOAD = "login"  # t.me/<bot>?start=login opens the private chat on the login help
 
 
 class Services:
@@ -53,6 +57,7 @@ class Services:
         turns: Turns,
         renders: Renders,
         uploads: Uploads,
+        logins: Logins,
         guard: Guard,
         telegram: Telegram,
         replicas: Replicas,
@@ -66,6 +71,7 @@ class Services:
         self._turns = turns
         self._renders = renders
         self._uploads = uploads
+        self._logins = logins
         self._guard = guard
         self._telegram = telegram
         self._replicas = replicas
@@ -97,8 +103,30 @@ class Services:
     # -- what users ask for ----------------------------------------------------------------------
 
     async def greet(self, ctx: ChatContext, payload: str | None = None) -> None:
-        """/start, or a deep link's `/start <payload>` (`ex2`: the profile's second example)."""
-        await self._flows.greet(ctx, payload)
+        """/start, or a deep link's `/start <payload>` (`ex2`: the profile's second example;
+        `login`: how to link one's own account)."""
+        await self._flows.alerts.note_admin(ctx.user_id, ctx.lang)
+        if payload == LOGIN_PAYLOAD:
+            await self._logins.help(ctx)
+        else:
+            await self._flows.greet(ctx, payload)
+
+    async def login(self, ctx: ChatContext, token: str | None = None, message_id: int | None = None) -> None:
+        """/login: its help, or (a token sent in private) the person's own account linked."""
+        if token is None:
+            await self._logins.help(ctx)
+        else:
+            await self._logins.login(ctx, token, message_id)
+
+    async def logout(self, ctx: ChatContext) -> None:
+        await self._logins.logout(ctx)
+
+    async def token_leaked(self, ctx: ChatContext, message_id: int | None, sender: str) -> None:
+        """A token posted in a group or channel: deleted where possible, never used."""
+        await self._logins.leaked(ctx, message_id, sender)
+
+    async def open_in_browser(self, ctx: ChatContext) -> None:
+        await self._flows.open_in_browser(ctx)
 
     async def help(self, ctx: ChatContext) -> None:
         await self._flows.help(ctx)
@@ -107,6 +135,7 @@ class Services:
         await self._flows.status(ctx)
 
     async def credits(self, ctx: ChatContext) -> None:
+        await self._flows.alerts.note_admin(ctx.user_id, ctx.lang)
         await self._flows.credits(ctx)
 
     async def cancel(self, ctx: ChatContext) -> None:
@@ -135,13 +164,16 @@ class Services:
 
     async def act_on_text(self, ctx: ChatContext, text: str) -> None:
         """Do what a text (a message or a media caption) asks: a fixed action or a chat turn."""
+        if tokens_in(text):  # the token guard (handlers.tokens) stops these first; never forwarded
+            log.warning("chat %s: a text holding a token was not acted on", ctx.chat.key)
+            return
         intent = route(text)
         if intent is Intent.EXPORT:
             await self.export(ctx)
         elif intent is Intent.RESEND:
             await self._renders.resend(ctx)
         elif intent is Intent.CREDITS:
-            await self._flows.credits(ctx)
+            await self.credits(ctx)
         elif intent is Intent.STATUS:
             await self._flows.status(ctx)
         elif intent is Intent.UPLOAD:
@@ -178,6 +210,7 @@ class Services:
         """Today's activity, for the operator's admins only (anyone else hears nothing)."""
         if not self._guard.policy.is_admin(ctx.user_id):
             return
+        await self._flows.alerts.note_admin(ctx.user_id, ctx.lang)
         counts, active = await self._guard.report()
         await ctx.out.send(say(ctx.lang, "usage", active=active, **counts))
 
@@ -202,6 +235,8 @@ class Services:
         try:
             for kind in ("adopt_renders", "adopt_albums", "adopt_turns"):
                 await self._jobs.schedule(kind, "all")
+            if self._flows.alerts.enabled:  # the shared account's balance, read now and then
+                await self._jobs.schedule("operator_credits", "all")
         except RedisError as err:  # the next replica to start schedules them
             log.warning("adoption passes not scheduled, Redis unavailable: %s", type(err).__name__)
 
@@ -381,15 +416,30 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
         streaming=settings.agent_streaming,
     )
     operator_token = settings.nemo_token.get_secret_value() if settings.nemo_token else None
+    key = settings.token_encryption_key
+    vault = Vault(key.get_secret_value()) if key else None
     projects = Projects(
         client,
         store,
         operator_token=operator_token,
         rate_limit_wait=settings.rate_limit_wait_seconds,
+        trial_refusal_seconds=settings.trial_refusal_memory_seconds,
+        vault=vault,
         setups_at_once=settings.setups_at_once,
     )
-    flows = Flows(settings, projects, client, store)
     telegram = Telegram(bot, settings.transfers)
+    alerts = OperatorAlerts(
+        store,
+        telegram,
+        client,
+        operator_token=operator_token,
+        admins=settings.admin_user_ids,
+        low_warning=settings.credits_low_warning,
+        check_seconds=settings.credits_check_seconds,
+    )
+    jobs.register("operator_credits", alerts.check)
+    flows = Flows(settings, projects, client, store, alerts, personal_accounts=vault is not None)
+    logins = Logins(flows, client, store, vault, per_user_groups=settings.group_projects == "per_user")
     replicas = Replicas(store, settings.replica_lease_seconds)
     orphaned = stopped_owners(settings, replicas)
     inbox = Inbox(
@@ -471,6 +521,7 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
         turns,
         renders,
         uploads,
+        logins,
         Guard(settings, store),
         telegram,
         replicas,

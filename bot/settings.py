@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.accounts import MIN_KEY_CHARS
 from bot.profiles import PROFILES, Profile
 from bot.store import Retention
 from bot.telegram_io import Transfers
@@ -46,6 +47,13 @@ class Settings(BaseSettings):
     nemo_skill_version: str = Field(default="1.0.0", min_length=1, max_length=64)
     nemo_skill_platform: Literal["clawhub", "cursor", "unknown"] = "unknown"
     nemo_register_url: str = "https://nemovideo.com/register"
+    nemo_web_url: str = "https://nemovideo.com"  # the website: claim links open projects there
+    # Accounts: personal tokens (/login) are stored encrypted with a key derived from this secret;
+    # unset, personal accounts are off
+    token_encryption_key: SecretStr | None = None
+    trial_refusal_memory_seconds: float = Field(default=3600, gt=0)  # no trial asked for after a 429
+    credits_low_warning: int = Field(default=500, ge=0)  # the operator's balance that warns admins; 0: off
+    credits_check_seconds: float = Field(default=900, gt=0)  # how often the operator's balance is read
 
     redis_url: str | None = None
     chat_ttl_days: int = Field(default=30, gt=0)
@@ -137,7 +145,18 @@ class Settings(BaseSettings):
             raise ValueError("must look like 123456:ABC... (the token BotFather gave you)")
         return SecretStr(token)
 
-    @field_validator("nemo_api_base", "telegram_base_url", "telegram_base_file_url", "nemo_register_url")
+    @field_validator("token_encryption_key")
+    @classmethod
+    def _key_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_KEY_CHARS:
+            raise ValueError(
+                f"must be at least {MIN_KEY_CHARS} characters (for example: openssl rand -hex 32)"
+            )
+        return value
+
+    @field_validator(
+        "nemo_api_base", "telegram_base_url", "telegram_base_file_url", "nemo_register_url", "nemo_web_url"
+    )
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
@@ -231,6 +250,8 @@ class Settings(BaseSettings):
             values.append(self.nemo_token.get_secret_value())
         if self.telegram_webhook_secret:
             values.append(self.telegram_webhook_secret.get_secret_value())
+        if self.token_encryption_key:
+            values.append(self.token_encryption_key.get_secret_value())
         return values
 
 

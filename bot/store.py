@@ -17,6 +17,8 @@ from typing import Any, TypeVar, cast
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from bot.accounts import Link
+
 T = TypeVar("T")
 
 
@@ -123,6 +125,21 @@ class Keys:
     def refused(self, who: str) -> str:
         return f"{self.namespace}:refused:{who}"
 
+    def person(self, user_id: int) -> str:
+        return f"{self.namespace}:person:{user_id}"
+
+    def trials_refused(self) -> str:
+        return f"{self.namespace}:trials-refused"
+
+    def claim(self, session_id: str) -> str:
+        return f"{self.namespace}:claim:{session_id}"
+
+    def alerted(self, kind: str) -> str:
+        return f"{self.namespace}:alerted:{kind}"
+
+    def admin_languages(self) -> str:
+        return f"{self.namespace}:admin-languages"
+
     def stats(self, day: str) -> str:
         return f"{self.namespace}:stats:{day}"
 
@@ -139,8 +156,10 @@ class ChatRecord:
     session_id: str = ""
     task_id: str = ""
     language: str = ""
+    account: str = ""  # the account the session was made on (`accounts.account_label`)
     token: str = ""
     token_expires_at: float = 0.0
+    link: Link | None = None  # the project owner's linked account, when asked for and linked
 
 
 @dataclass(frozen=True)
@@ -176,6 +195,7 @@ class RenderRecord:
     chat_key: str
     chat_id: int
     session_id: str
+    task_id: str = ""  # the project's task on the backend: its browser (claim) link needs both ids
     language: str = "en"  # the reply language
     session_language: str = "en"  # the agent session's language, to reconnect if needed
     thread_id: int | None = None
@@ -296,24 +316,82 @@ class Store:
 
     # -- chats ----------------------------------------------------------------------------------
 
-    async def load_chat(self, chat_key: str, *, touch: bool = False) -> ChatRecord:
-        """The chat's record; with `touch`, the chat is in use and kept `chat_ttl` from now (one round trip)."""
+    async def load_chat(self, chat_key: str, *, touch: bool = False, owner: int | None = None) -> ChatRecord:
+        """The chat's record, with the linked account of the project's `owner` when given; with
+        `touch`, the chat (and the link) are in use and kept `chat_ttl` from now. One round trip."""
         key = self.keys.chat(chat_key)
-        raw, token, *_ = await self._pipe(
+        person = self.keys.person(owner) if owner is not None else None
+        raw, token, link, *_ = await self._pipe(
             lambda p: (
                 p.hgetall(key),
                 p.hgetall(self.keys.token(chat_key)),
+                p.hgetall(person) if person else p.exists(key),  # a placeholder keeps the shape
                 *((p.expire(key, self._chat_ttl),) if touch else ()),
+                *((p.expire(person, self._chat_ttl),) if touch and person else ()),
             )
         )
         record = ChatRecord()
         for item in fields(ChatRecord):
-            if item.name in raw and item.name not in ("token", "token_expires_at"):
+            if item.name in raw and item.name not in ("token", "token_expires_at", "link"):
                 setattr(record, item.name, _text(raw[item.name]))
         if token:
             record.token = _text(token.get("token", ""))
             record.token_expires_at = float(_text(token.get("expires_at", "0")) or 0)
+        if person and isinstance(link, dict) and link.get("sealed"):
+            record.link = Link(_text(link["sealed"]), refused=_text(link.get("refused", "")) == "1")
         return record
+
+    # -- accounts -------------------------------------------------------------------------------
+
+    async def link(self, user_id: int) -> Link | None:
+        raw = await self.redis.hgetall(self.keys.person(user_id))
+        if not raw.get("sealed"):
+            return None
+        return Link(_text(raw["sealed"]), refused=_text(raw.get("refused", "")) == "1")
+
+    async def save_link(self, user_id: int, sealed: str) -> None:
+        """Keep a person's (encrypted) token; unused for `chat_ttl`, it is forgotten."""
+        key = self.keys.person(user_id)
+        await self._pipe(
+            lambda p: (p.delete(key), p.hset(key, mapping={"sealed": sealed}), p.expire(key, self._chat_ttl))
+        )
+
+    async def refuse_link(self, user_id: int) -> None:
+        """The backend refused the person's token: kept, marked, until they log in again or out."""
+        key = self.keys.person(user_id)
+        if await self.redis.exists(key):
+            await self.redis.hset(key, "refused", "1")
+
+    async def drop_link(self, user_id: int) -> bool:
+        return bool(await self.redis.delete(self.keys.person(user_id)))
+
+    async def trials_refused(self) -> bool:
+        return bool(await self.redis.exists(self.keys.trials_refused()))
+
+    async def note_trials_refused(self, seconds: float) -> None:
+        """The backend refused a trial token: no new trial is asked for during `seconds`."""
+        await self.redis.set(self.keys.trials_refused(), "1", ex=max(1, int(seconds)))
+
+    async def claim(self, session_id: str) -> str | None:
+        raw = await self.redis.get(self.keys.claim(session_id))
+        return _text(raw) if raw else None
+
+    async def save_claim(self, session_id: str, claim: str, seconds: float) -> None:
+        await self.redis.set(self.keys.claim(session_id), claim, ex=max(1, int(seconds)))
+
+    async def first_alert(self, kind: str, *, ttl: int | None = None) -> bool:
+        """True once for each alert (`kind`) until `clear_alert` (or `ttl` seconds): admins hear it once."""
+        return bool(await self.redis.set(self.keys.alerted(kind), "1", nx=True, ex=ttl))
+
+    async def note_admin_language(self, user_id: int, lang: str) -> None:
+        await self.redis.hset(self.keys.admin_languages(), str(user_id), lang)
+
+    async def admin_languages(self) -> dict[int, str]:
+        raw = await self.redis.hgetall(self.keys.admin_languages())
+        return {int(_text(k)): _text(v) for k, v in raw.items()}
+
+    async def clear_alert(self, *kinds: str) -> None:
+        await self.redis.delete(*(self.keys.alerted(kind) for kind in kinds))
 
     async def save_chat(self, chat_key: str, **values: str) -> None:
         key = self.keys.chat(chat_key)
@@ -333,7 +411,7 @@ class Store:
         await self.redis.delete(self.keys.token(chat_key))
 
     async def forget_session(self, chat_key: str) -> None:
-        await self.redis.hdel(self.keys.chat(chat_key), "session_id", "task_id")
+        await self.redis.hdel(self.keys.chat(chat_key), "session_id", "task_id", "account")
 
     # -- the running turn -----------------------------------------------------------------------
 

@@ -100,20 +100,30 @@ class Media:
         return self.source
 
 
+UrlButton = tuple[str, str]  # a button's label and the https link it opens
+
+
 def keyboard(
-    actions: Sequence[str], lang: Lang, labels: Mapping[str, str] | None = None
+    actions: Sequence[str],
+    lang: Lang,
+    labels: Mapping[str, str] | None = None,
+    url_button: UrlButton | None = None,
 ) -> InlineKeyboardMarkup | None:
     """Inline buttons for actions; callback data names the action only, never another chat's ids.
 
-    `labels` gives the text of actions without a fixed label (the profile's examples)."""
-    if not actions:
+    `labels` gives the text of actions without a fixed label (the profile's examples); a
+    `url_button` (the project in the browser) gets the last row to itself."""
+    if not actions and url_button is None:
         return None
     texts = [(labels or {}).get(a) or say(lang, BUTTON_LABELS[a]) for a in actions]
     buttons = [
         InlineKeyboardButton(text, callback_data=CALLBACK_PREFIX + a)
         for text, a in zip(texts, actions, strict=True)
     ]
-    return InlineKeyboardMarkup([[buttons[i] for i in row] for row in button_rows(texts)])
+    rows = [[buttons[i] for i in row] for row in button_rows(texts)]
+    if url_button is not None:
+        rows.append([InlineKeyboardButton(url_button[0], url=url_button[1])])
+    return InlineKeyboardMarkup(rows)
 
 
 def button_rows(labels: Sequence[str]) -> list[list[int]]:
@@ -182,10 +192,15 @@ class ChatOutput:
         buttons: Sequence[str] = (),
         cosmetic: bool = False,
         silent: bool = False,
+        url_button: UrlButton | None = None,
         **values: object,
     ) -> Message | None:
         return await self.send(
-            say(self.lang, key, **values), buttons=buttons, cosmetic=cosmetic, silent=silent
+            say(self.lang, key, **values),
+            buttons=buttons,
+            cosmetic=cosmetic,
+            silent=silent,
+            url_button=url_button,
         )
 
     async def send(
@@ -196,6 +211,7 @@ class ChatOutput:
         cosmetic: bool = False,
         labels: Mapping[str, str] | None = None,
         silent: bool = False,
+        url_button: UrlButton | None = None,
     ) -> Message | None:
         """Send HTML, split to Telegram's limit; buttons go under the last part. The last Message.
 
@@ -204,7 +220,7 @@ class ChatOutput:
         parts = split_html(sendable(html_text)) or [html_text]
         last = None
         for index, part in enumerate(parts):
-            markup = keyboard(buttons, self.lang, labels) if index == len(parts) - 1 else None
+            markup = keyboard(buttons, self.lang, labels, url_button) if index == len(parts) - 1 else None
             last = await self._send_text(part, markup, _priority(cosmetic), silent=silent)
         return last
 
@@ -256,7 +272,8 @@ class ChatOutput:
         return message.message_id if message else None
 
     async def delete(self, message_id: int) -> bool:
-        """Delete one of the bot's messages; False when Telegram refuses (already gone, too old)."""
+        """Delete a message (the bot's, or one sent to it where it may); False when Telegram refuses
+        (already gone, too old, no right to)."""
         try:
             await self._retry(self.bot.delete_message, chat_id=self.chat_id, message_id=message_id)
         except BadRequest as err:
@@ -297,6 +314,7 @@ class ChatOutput:
         width: int | None = None,
         height: int | None = None,
         thumbnail: bytes | None = None,
+        url_button: UrlButton | None = None,
     ) -> Message | None:
         """Send a video: a file to upload, or (a str) a Telegram file id it already has, which
         uploads nothing. An upload is not retried on a timeout: it may have arrived, and a second
@@ -314,6 +332,7 @@ class ChatOutput:
             width=width,
             height=height,
             thumbnail=InputFile(thumbnail, filename="thumbnail.jpg", attach=True) if thumbnail else None,
+            reply_markup=keyboard((), self.lang, url_button=url_button),
             message_thread_id=self.thread_id,
             reply_parameters=self._reply(),
             read_timeout=self.transfers.file_seconds,

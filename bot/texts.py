@@ -117,6 +117,172 @@ TEXTS: dict[str, tuple[str, str]] = {
         "🪫 You're out of credits. Top up your credits in your NemoVideo account, then try again.",
         "🪫 积分已用完。请在 NemoVideo 账户中充值后重试。",
     ),
+    "out_of_credits_shared": (
+        "🪫 This bot's shared credits are used up for now. Its operator has been told; please try again later.",
+        "🪫 这个机器人的共享积分暂时用完了。已通知管理员，请稍后再试。",
+    ),
+    "export_not_allowed_plan": (
+        '🔒 Export needs a plan that includes it. <a href="{link}">Upgrade your plan</a> to unlock export '
+        "(this is not about credits).",
+        '🔒 导出需要包含导出功能的套餐。<a href="{link}">升级套餐</a>即可解锁导出（与积分无关）。',
+    ),
+    "export_not_allowed_shared": (
+        "🔒 Export isn't available on this bot's shared account right now. Its operator has been told; "
+        "please try again later.",
+        "🔒 这个机器人的共享账户暂时无法导出。已通知管理员，请稍后再试。",
+    ),
+    "trials_used_up": (
+        "🎟 This bot's free trials are used up for now (NemoVideo gives out only a few each week).",
+        "🎟 这个机器人的免费试用名额暂时用完了（NemoVideo 每周只发放少量试用）。",
+    ),
+    "way_login": (
+        '• Use your own NemoVideo account: sign up on <a href="{site}">nemovideo.com</a>, make an API token '
+        "under Settings → API Tokens, and send /login here.",
+        '• 使用你自己的 NemoVideo 账户：在 <a href="{site}">nemovideo.com</a> 注册，在 设置 → API Tokens '
+        "中创建 API 令牌，然后在这里发送 /login。",
+    ),
+    "way_login_private": (
+        '• Use your own NemoVideo account: sign up on <a href="{site}">nemovideo.com</a>, make an API token '
+        'under Settings → API Tokens, and send /login to me in a <a href="{link}">private chat</a>.',
+        '• 使用你自己的 NemoVideo 账户：在 <a href="{site}">nemovideo.com</a> 注册，在 设置 → API Tokens '
+        '中创建 API 令牌，然后在<a href="{link}">私聊</a>中向我发送 /login。',
+    ),
+    "way_operator": (
+        "• Or ask the bot's operator to add credits: the bot works again as soon as they do.",
+        "• 或者请机器人的管理员添加积分：添加后即可继续使用。",
+    ),
+    "way_later": (
+        "• Or try again later: new trials come with the week.",
+        "• 或者稍后再试：新的试用名额每周发放。",
+    ),
+    "personal_token_refused": (
+        "🔑 NemoVideo refused your account's token: it was revoked or has expired. Make a new one on "
+        '<a href="{site}">nemovideo.com</a> under Settings → API Tokens and send /login again, '
+        "or send /logout to stop using your own account here.",
+        '🔑 NemoVideo 拒绝了你账户的令牌：它已被撤销或已过期。请在 <a href="{site}">nemovideo.com</a> 的 '
+        "设置 → API Tokens 中创建新令牌并再次发送 /login，或发送 /logout 停止在这里使用你自己的账户。",
+    ),
+    "personal_token_refused_group": (
+        "🔑 NemoVideo refused your account's token: it was revoked or has expired. Make a new one on "
+        '<a href="{site}">nemovideo.com</a> under Settings → API Tokens and send /login to me in a '
+        '<a href="{link}">private chat</a>.',
+        '🔑 NemoVideo 拒绝了你账户的令牌：它已被撤销或已过期。请在 <a href="{site}">nemovideo.com</a> 的 '
+        '设置 → API Tokens 中创建新令牌，然后在<a href="{link}">私聊</a>中向我发送 /login。',
+    ),
+    "account_trial": ("🎟 This chat runs on a free trial.", "🎟 这个会话使用的是免费试用。"),
+    "account_personal": (
+        "👤 This chat runs on your own NemoVideo account.",
+        "👤 这个会话使用的是你自己的 NemoVideo 账户。",
+    ),
+    "account_shared": (
+        "🤝 This chat runs on the bot's shared account.",
+        "🤝 这个会话使用的是机器人的共享账户。",
+    ),
+    "login_hint": (
+        "Send /login to use your own NemoVideo account instead.",
+        "发送 /login 即可改用你自己的 NemoVideo 账户。",
+    ),
+    "login_help": (
+        "🔑 <b>Use your own NemoVideo account</b>\n"
+        '1. Sign in on <a href="{site}">nemovideo.com</a> (sign up if you are new).\n'
+        "2. Open Settings → API Tokens and make a token (scopes: read, write, upload, render).\n"
+        "3. Send the token here as a message, or as <code>/login your-token</code>.\n\n"
+        "I delete the message that holds it right away and keep the token encrypted. /logout unlinks it.",
+        "🔑 <b>使用你自己的 NemoVideo 账户</b>\n"
+        '1. 登录 <a href="{site}">nemovideo.com</a>（新用户请先注册）。\n'
+        "2. 打开 设置 → API Tokens，创建一个令牌（权限：read、write、upload、render）。\n"
+        "3. 把令牌作为消息发到这里，或发送 <code>/login 你的令牌</code>。\n\n"
+        "我会立即删除包含令牌的消息，并加密保存令牌。发送 /logout 可解除关联。",
+    ),
+    "login_disabled": (
+        "🔒 This bot's operator hasn't turned on personal accounts, so /login isn't available here.",
+        "🔒 这个机器人的管理员没有开启个人账户，所以这里无法使用 /login。",
+    ),
+    "login_private_only": (
+        '🔐 For your safety, log in in a <a href="{link}">private chat</a> with me, never in a group.',
+        '🔐 为了你的安全，请在与我的<a href="{link}">私聊</a>中登录，不要在群组里登录。',
+    ),
+    "login_checking": ("🔑 Checking your token with NemoVideo…", "🔑 正在向 NemoVideo 验证你的令牌…"),
+    "login_done": (
+        "✅ Your NemoVideo account is linked: <b>{available}</b> credits available. "
+        "Our private chat now runs on it, starting with a fresh project.",
+        "✅ 已关联你的 NemoVideo 账户：可用积分 <b>{available}</b>。我们的私聊现在使用这个账户，并从一个新项目开始。",
+    ),
+    "login_done_groups": (
+        "So do your own projects in groups where everyone has their own project.",
+        "在每人各有项目的群组中，你自己的项目也使用这个账户。",
+    ),
+    "login_done_tail": (
+        "/credits shows the balance, /logout unlinks the account.",
+        "发送 /credits 查看余额，发送 /logout 解除关联。",
+    ),
+    "login_not_deleted": (
+        "⚠️ I couldn't delete the message with your token: please delete it yourself.",
+        "⚠️ 我无法删除包含令牌的消息：请你自己删除它。",
+    ),
+    "login_refused": (
+        "❌ NemoVideo didn't accept that token (it may be cut short, revoked or expired). Make a new one under "
+        "Settings → API Tokens and send it again.",
+        "❌ NemoVideo 没有接受这个令牌（可能不完整、已被撤销或已过期）。请在 设置 → API Tokens 中创建新令牌后重新发送。",
+    ),
+    "login_unchecked": (
+        "😕 I couldn't check your token with NemoVideo just now, so it isn't linked. Please send it again in a minute.",
+        "😕 我暂时无法向 NemoVideo 验证你的令牌，所以没有关联。请一分钟后重新发送。",
+    ),
+    "logout_done": (
+        "👋 Your NemoVideo account is unlinked and its token forgotten here; your next request starts a fresh "
+        'project. To revoke the token itself, go to <a href="{site}">nemovideo.com</a> → Settings → API Tokens.',
+        "👋 已解除关联你的 NemoVideo 账户，这里不再保存它的令牌；你的下一个请求将从新项目开始。"
+        '如需撤销令牌本身，请前往 <a href="{site}">nemovideo.com</a> → 设置 → API Tokens。',
+    ),
+    "logout_none": (
+        "You haven't linked a NemoVideo account here, so there's nothing to unlink.",
+        "你还没有在这里关联 NemoVideo 账户，无需解除关联。",
+    ),
+    "token_leaked_deleted": (
+        "🔐 {name}, I deleted your message: it held a NemoVideo token that anyone here could have used. "
+        '<b>Revoke that token now</b> on <a href="{site}">nemovideo.com</a> → Settings → API Tokens, make a '
+        'new one, and send it with /login in a <a href="{link}">private chat</a> with me.',
+        "🔐 {name}，我删除了你的消息：其中包含一个群里任何人都能使用的 NemoVideo 令牌。"
+        '<b>请立即撤销该令牌</b>（<a href="{site}">nemovideo.com</a> → 设置 → API Tokens），创建新令牌，'
+        '然后在与我的<a href="{link}">私聊</a>中用 /login 发送。',
+    ),
+    "token_leaked_kept": (
+        "🔐 {name}, your message holds a NemoVideo token that anyone here can use, and I can't delete it. "
+        "<b>Delete that message and revoke the token now</b> on "
+        '<a href="{site}">nemovideo.com</a> → Settings → API Tokens, then send a new one with /login in a '
+        '<a href="{link}">private chat</a> with me.',
+        "🔐 {name}，你的消息中包含一个群里任何人都能使用的 NemoVideo 令牌，而我无法删除它。"
+        '<b>请删除该消息并立即撤销令牌</b>（<a href="{site}">nemovideo.com</a> → 设置 → API Tokens），'
+        '然后在与我的<a href="{link}">私聊</a>中用 /login 发送新令牌。',
+    ),
+    "token_not_taken": (
+        "🔒 That looks like a NemoVideo token. This bot's operator hasn't turned on personal accounts, so I "
+        "deleted it without using it. Keep your tokens to yourself.",
+        "🔒 这看起来是一个 NemoVideo 令牌。这个机器人的管理员没有开启个人账户，所以我已删除它且没有使用。请妥善保管你的令牌。",
+    ),
+    "admin_credits_empty": (
+        "🪫 The bot's shared NemoVideo account is out of credits ({available} available). People are told the "
+        "shared credits are used up; top up the account on nemovideo.com.",
+        "🪫 机器人的共享 NemoVideo 账户积分已用完（可用 {available}）。用户会被告知共享积分已用完；请在 nemovideo.com 充值。",
+    ),
+    "admin_credits_low": (
+        "⚠️ The bot's shared NemoVideo account is running low: {available} credits left (the warning is below "
+        "{threshold}).",
+        "⚠️ 机器人的共享 NemoVideo 账户积分不多了：剩余 {available}（低于 {threshold} 时提醒）。",
+    ),
+    "admin_export_blocked": (
+        "🔒 NemoVideo refused an export on the bot's shared account (HTTP 402: the plan does not include "
+        "export). Upgrade the account's plan on nemovideo.com.",
+        "🔒 NemoVideo 拒绝了机器人共享账户的导出（HTTP 402：套餐不包含导出）。请在 nemovideo.com 升级该账户的套餐。",
+    ),
+    "open_project": (
+        "🌐 Your project opens in the browser with the button below. Anyone with the link can open it, so "
+        "keep it to yourself.",
+        "🌐 点击下方按钮即可在浏览器中打开你的项目。任何拿到链接的人都能打开它，请不要外传。",
+    ),
+    "button_open": ("🌐 Open in browser", "🌐 在浏览器中打开"),
+    "video_ready_plain": ("🎬 Your video is ready!", "🎬 视频已完成！"),
     "export_empty": (
         "🎬 There's nothing on the timeline to export yet. Send media and describe your video first.",
         "🎬 时间线上还没有可导出的内容。请先发送素材并描述你的视频。",
@@ -345,6 +511,11 @@ def say(lang: Lang, key: str, **values: object) -> str:
 def bullet_list(lines: list[str]) -> str:
     """Lines as a bulleted block (escape plain lines, or pass lines that `say` produced)."""
     return "\n".join(f"• {line}" for line in lines)
+
+
+def amount(value: float) -> str:
+    """A number of credits as people write it: `95`, `12.50`."""
+    return f"{value:.0f}" if value == int(value) else f"{value:.2f}"
 
 
 BAR_CELLS = 10

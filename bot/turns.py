@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from telegram.error import TelegramError
 
 from bot import metrics
-from bot.agent_text import reply_actions
+from bot.agent_text import reply_actions, temporary_issue
 from bot.aio import cancel_and_wait
 from bot.errors import StreamDropped, StreamIdle
 from bot.flood import Thinned
@@ -113,6 +113,7 @@ class _Progress:
     quiet_since: float = field(default_factory=time.monotonic)  # last text or "still working" notice
     asked_at: float = field(default_factory=time.time)
     answered: bool = False  # the first text (or delta) came
+    held: str = ""  # a "temporary issue" after normal replies: shown only if the agent goes on
 
 
 class Turns:
@@ -451,6 +452,15 @@ class Turns:
                 progress.answered = True
                 metrics.TURN_FIRST_REPLY_SECONDS.observe(time.time() - progress.asked_at)
             progress.quiet_since = time.monotonic()
+            if event.kind == "text" and temporary_issue(event.text) and live.texts and not progress.errors:
+                # The skill: a trailing "I encountered a temporary issue" after normal replies is
+                # noise. Held back, and shown only if more replies follow it.
+                progress.held = event.text
+                await live.drop()
+                return
+            if progress.held:
+                held, progress.held = progress.held, ""
+                await live.add(held)
             if event.kind == "text":
                 await live.add(event.text)
             else:

@@ -13,7 +13,21 @@ from telegram.ext import (
 )
 
 from bot.settings import Settings
-from handlers import access, buttons, chat, credits, dedupe, errors, export, start, status, upload, usage
+from handlers import (
+    access,
+    account,
+    buttons,
+    chat,
+    credits,
+    dedupe,
+    errors,
+    export,
+    start,
+    status,
+    tokens,
+    upload,
+    usage,
+)
 from handlers.addressing import Addressed
 
 NEW_POSTS = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST  # edits never re-run anything
@@ -30,8 +44,9 @@ MEDIA = (
 
 def register(application: Application, settings: Settings) -> None:  # type: ignore[type-arg]
     addressed = Addressed(settings.album_memory_seconds)
-    application.add_handler(TypeHandler(Update, dedupe.once), group=-2)
-    application.add_handler(TypeHandler(Update, access.gate), group=-1)
+    application.add_handler(TypeHandler(Update, dedupe.once), group=-3)
+    application.add_handler(TypeHandler(Update, access.gate), group=-2)
+    application.add_handler(TypeHandler(Update, tokens.guard), group=-1)
     commands = {
         "start": start.start,
         "help": start.help_command,
@@ -41,6 +56,9 @@ def register(application: Application, settings: Settings) -> None:  # type: ign
         "status": status.status,
         "credits": credits.credits,
         "usage": usage.usage,
+        "login": account.login,
+        "logout": account.logout,
+        "open": account.open_project,
     }
     for name, callback in commands.items():
         application.add_handler(CommandHandler(name, callback, filters=NEW_POSTS))

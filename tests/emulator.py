@@ -1,8 +1,10 @@
 """An in-process emulator of the NemoVideo API, for tests.
 
-It follows ``/work/shared/nemo-api.md``: JSON envelopes, anonymous tokens, sessions, the ``/run_sse``
+It follows ``/work/shared/nemo-api.md``: JSON envelopes, anonymous tokens (with the per-IP trial cap
+and the one-per-client rule, both off by default), personal API tokens, sessions, the ``/run_sse``
 chat stream (ADK or legacy framing, keep-alive variants, silent turns, error events, dropped and
-hanging streams), uploads, credits, state, and both documented render answer shapes.
+hanging streams), uploads, credits, state, both documented render answer shapes, the render download
+endpoint, a CDN that can die, and claim tokens with the website's claim page.
 
 Usage::
 
@@ -19,9 +21,11 @@ or ``async with NemoEmulator() as emu: ...``. The real bot process can be pointe
 ``NEMO_API_BASE=emu.base_url``.
 
 Everything is plain state you can read or change between requests: ``accounts`` (by token),
-``sessions`` (by session id), ``renders`` (by render id), ``requests`` (every request, in order),
-and the settings below (``render_shape``, ``keepalive``, ``framing``, ...). Faults are queued per
-endpoint with :meth:`NemoEmulator.inject`; endpoint names are listed in :data:`ENDPOINTS`.
+``sessions`` (by session id), ``renders`` (by render id), ``claims`` (claim token -> (task id,
+session id)), ``trials_granted`` (anonymous tokens the endpoint granted), ``requests`` (every
+request, in order), and the settings below (``render_shape``, ``keepalive``, ``framing``, ...).
+Faults are queued per endpoint with :meth:`NemoEmulator.inject`; endpoint names are listed in
+:data:`ENDPOINTS`.
 
 Credits belong to a user, not to a token: tokens issued for the same client id share one
 :class:`Wallet`, so ``account.credits_available = 0`` survives a token refresh.
@@ -34,6 +38,7 @@ import contextlib
 import copy
 import functools
 import hashlib
+import html
 import json
 import pathlib
 import re
@@ -74,6 +79,11 @@ TOKEN_LIFETIME = timedelta(days=7)
 FREE_CREDITS = 100
 MAX_CLIENT_ID = 64
 ATTRIBUTION_HEADERS = ("X-Skill-Source", "X-Skill-Version", "X-Skill-Platform")
+PERSONAL_TOKEN_LIFETIME = timedelta(days=365)  # made on the website; lives until revoked, in practice
+CLAIM_LIFETIME = 604800  # seconds: 7 days
+TRIAL_CAP_MESSAGE = "anonymous token limit reached for this IP (10 per 7 days)"
+TRIAL_CLIENT_MESSAGE = "anonymous token limit reached for this client id (1 per 7 days)"
+CDN_HANG_SECONDS = 3600.0  # cdn_dead = 0: longer than any client waits; stop() cancels it
 
 #: Names accepted by :meth:`NemoEmulator.inject` (also ``RecordedRequest.endpoint``).
 ENDPOINTS = (
@@ -87,8 +97,10 @@ ENDPOINTS = (
     "render_start",
     "render_status",
     "render_cancel",
+    "render_download",
     "render_file",
     "cdn",
+    "claim_page",
 )
 
 #: Accepted upload extensions and the ``file_type`` the server reports for them.
@@ -153,6 +165,7 @@ class Account:
     expires_at: datetime
     wallet: Wallet
     valid: bool = True
+    personal: bool = False  # a registered user's API token (client_id ""), not an anonymous trial
 
     @property
     def credits_available(self) -> int:
@@ -451,6 +464,17 @@ class NemoEmulator:
       render file, an MP4). The default chat turn without media generates a clip
       (``generated_media``), or a picture when the message asks for an "image" or "picture".
     - ``upload_read_pause``: seconds the server waits before reading each 64 KB of an uploaded file.
+    - ``trial_cap``: anonymous tokens the endpoint grants in all (every request comes from 127.0.0.1,
+      so this is the per-IP cap; ``trials_granted`` counts them); past it the call answers 429.
+      None: unlimited. :meth:`add_account` is the tests' back door and neither counts nor is refused.
+    - ``one_trial_per_client``: refuse (429) a new anonymous token to a client id whose latest token
+      is still usable; one that expired or was invalidated may get a new one.
+    - ``trial_refusal``: how those refusals look: "status" (HTTP 429 with the envelope
+      ``{"code": 429, ...}``) or "envelope" (the same envelope with HTTP 200).
+    - ``claim_lifetime``: the ``expires_in`` of a claim token, in seconds.
+    - ``cdn_dead``: None (the CDN works), an HTTP status the render file URL answers instead of the
+      video, or 0: the render file request hangs until the client gives up. The download endpoint
+      keeps working either way.
     """
 
     def __init__(self, render_file: pathlib.Path | None = None) -> None:
@@ -477,6 +501,13 @@ class NemoEmulator:
         self.free_credits: int = FREE_CREDITS
         self.cdn_image: bytes = DEFAULT_CDN_IMAGE.read_bytes()  # what the CDN serves for a picture
         self.upload_read_pause: float = 0.0  # a slow link: seconds between 64 KB chunks of an upload
+        self.trial_cap: int | None = None  # the backend's ~10 per IP per 7 days; None: unlimited
+        self.one_trial_per_client: bool = False
+        self.trial_refusal: str = "status"  # "status" (HTTP 429) | "envelope" (HTTP 200, code 429)
+        self.claim_lifetime: int = CLAIM_LIFETIME
+        self.cdn_dead: int | None = None  # an HTTP status, or 0: hang
+        self.trials_granted: int = 0
+        self.claims: dict[str, tuple[str, str]] = {}  # claim token -> (task_id, session_id)
         # Internals.
         self._users_by_client: dict[str, str] = {}
         self._scripts: list[tuple[str, Turn]] = []
@@ -531,8 +562,10 @@ class NemoEmulator:
             ("POST", "/api/render/proxy/lambda", self._render_start, "render_start"),
             ("GET", "/api/render/proxy/lambda/{rid}", self._render_status, "render_status"),
             ("POST", "/api/render/proxy/lambda/{rid}/cancel", self._render_cancel, "render_cancel"),
+            ("GET", "/api/render/proxy/{rid}/download", self._render_download, "render_download"),
             ("GET", "/static/render/{rid}.mp4", self._render_file, "render_file"),
             ("GET", "/cdn/{digest}/{filename}", self._cdn, "cdn"),
+            ("GET", "/workspace/claim", self._claim_page, "claim_page"),  # the website's page
         ]
         for method, path, handler, name in routes:
             app.router.add_route(method, path, self._endpoint(name, handler), name=name)
@@ -558,6 +591,8 @@ class NemoEmulator:
         ``http_status`` alone: that status with ``{"detail": ...}`` (or ``body``).
         ``body`` alone: those raw bytes with status 200. ``delay``: sleep first; alone, answer normally.
         Faults queue up: a second ``inject`` for the same endpoint applies after the first is used up.
+        A fault that answers replaces the handler, so it changes no state: a render start that
+        fails leaves no render behind.
         """
         if endpoint not in ENDPOINTS:
             raise ValueError(f"unknown endpoint {endpoint!r}; one of {', '.join(ENDPOINTS)}")
@@ -568,7 +603,8 @@ class NemoEmulator:
         self._faults.clear()
 
     def expire_tokens(self) -> None:
-        """Every current token becomes invalid: 1001 on any authed call (new tokens work)."""
+        """Every current token (personal ones too) becomes invalid: 1001 on any authed call (new
+        tokens work)."""
         for account in self.accounts.values():
             account.valid = False
 
@@ -602,6 +638,25 @@ class NemoEmulator:
         account = Account(token, user_id, client_id, datetime.now(UTC) + TOKEN_LIFETIME, wallet)
         self.accounts[token] = account
         return account
+
+    def add_personal_account(self, *, credits: int = 500, user_id: str | None = None) -> Account:
+        """A registered user's personal API token, as made on the website (Settings -> API Tokens).
+
+        The user (``usr_<hex>`` unless given) is registered and its wallet holds ``credits``; a known
+        ``user_id`` keeps its wallet (a user with several tokens, or an anonymous user who registered).
+        """
+        user_id = user_id or f"usr_{secrets.token_hex(4)}"
+        wallet = self.wallets.setdefault(user_id, Wallet(user_id))
+        wallet.credits_available, wallet.registered = credits, True
+        token = f"nmv_usr_{secrets.token_hex(16)}"
+        expires_at = datetime.now(UTC) + PERSONAL_TOKEN_LIFETIME
+        account = Account(token, user_id, "", expires_at, wallet, personal=True)
+        self.accounts[token] = account
+        return account
+
+    def revoke(self, token: str) -> None:
+        """The user revoked this one token on the website: 1001 on every authed call with it."""
+        self.accounts[token].valid = False
 
     def add_session(
         self,
@@ -757,7 +812,13 @@ class NemoEmulator:
             return _detail(400, "Missing X-Client-Id")
         if len(client_id) > MAX_CLIENT_ID:
             return _detail(400, f"X-Client-Id longer than {MAX_CLIENT_ID} characters")
+        if self.trial_cap is not None and self.trials_granted >= self.trial_cap:
+            return self._trial_refused(TRIAL_CAP_MESSAGE)
+        latest = self.account_for_client(client_id) if self.one_trial_per_client else None
+        if latest is not None and latest.usable():
+            return self._trial_refused(TRIAL_CLIENT_MESSAGE)
         account = self.add_account(client_id)
+        self.trials_granted += 1  # refusals above do not count
         return self._ok(
             {
                 "token": account.token,
@@ -767,11 +828,35 @@ class NemoEmulator:
             }
         )
 
+    def _trial_refused(self, message: str) -> web.Response:
+        """429 for the anonymous-token call: as the HTTP status or only as the envelope's code."""
+        body = {"code": 429, "message": message, "data": None}
+        return web.json_response(body, status=429 if self.trial_refusal == "status" else 200)
+
     async def _claim_token(self, request: web.Request, call: _Call) -> web.StreamResponse:
-        self._authorize(request)
+        account = self._authorize(request)
         body = self._json_object(call)
-        self._session(str(body.get("session_id", "")))
-        return self._ok({"claim_token": f"clm_{secrets.token_hex(12)}", "expires_in": 604800})
+        for key in ("task_id", "session_id"):
+            if key not in body:
+                raise _unprocessable(key)
+            if not isinstance(body[key], str):
+                raise _unprocessable(key, kind="string_type", msg="Input should be a valid string")
+        session = self._session(body["session_id"])
+        if session.user_id != account.user_id:
+            raise self._error(1002, "session not found")  # another user's session is not disclosed
+        claim = f"clm_{secrets.token_hex(12)}"
+        self.claims[claim] = (body["task_id"], body["session_id"])
+        return self._ok({"claim_token": claim, "expires_in": self.claim_lifetime})
+
+    async def _claim_page(self, request: web.Request, call: _Call) -> web.StreamResponse:
+        """The website's claim link (``claim_lifetime`` is not enforced here)."""
+        claim = self.claims.get(request.query.get("ct", ""))
+        if claim is None:
+            return web.Response(
+                status=404, text="<!doctype html><p>Link not found</p>", content_type="text/html"
+            )
+        page = f"<!doctype html><title>NemoVideo</title><p>Project {html.escape(claim[0])}</p>"
+        return web.Response(text=page, content_type="text/html")
 
     async def _create_session(self, request: web.Request, call: _Call) -> web.StreamResponse:
         account = self._authorize(request)
@@ -1133,6 +1218,16 @@ class NemoEmulator:
                 return
             await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
+    async def _hold(self, request: web.Request, seconds: float) -> None:
+        """:meth:`_hang` before any answer, registered so that stop() cancels it like a stream."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._streams.add(task)
+        try:
+            await self._hang(request, seconds)
+        finally:
+            self._streams.discard(task)
+
     @staticmethod
     def _abort(request: web.Request) -> None:
         """Close the TCP connection without ending the chunked body."""
@@ -1219,7 +1314,20 @@ class NemoEmulator:
             return self._ok(body)
         return web.json_response(body)
 
+    async def _render_download(self, request: web.Request, call: _Call) -> web.StreamResponse:
+        """The backend's own copy of a finished render (needs the token; works when the CDN is dead)."""
+        self._authorize(request)
+        render = self.renders.get(request.match_info["rid"])
+        if render is None or render.status != "completed":
+            return _detail(404, "Render not found")
+        return web.Response(body=self._render_bytes, content_type="video/mp4")
+
     async def _render_file(self, request: web.Request, call: _Call) -> web.StreamResponse:
+        if self.cdn_dead == 0:
+            await self._hold(request, CDN_HANG_SECONDS)
+            return _detail(504, "Gateway Timeout")  # the client has gone (or waited an hour)
+        if self.cdn_dead is not None:
+            return web.Response(status=self.cdn_dead, text=f"CDN error {self.cdn_dead}")
         render = self.renders.get(request.match_info["rid"])
         if render is None or render.status != "completed":
             return _detail(404, "Not Found")

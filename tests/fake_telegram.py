@@ -814,6 +814,7 @@ class FakeTelegram:
         self._bot_messages: dict[int, list[Message]] = {}
         self._topics: dict[tuple[int, int], dict[str, Any]] = {}
         self._members: dict[tuple[int, int], str] = {}
+        self.deleted_user_messages: list[tuple[int, int]] = []  # (chat, message) the bot deleted
         self._files: dict[str, _StoredFile] = {}
         self._paths: dict[str, _StoredFile] = {}
         self._file_counter = 0
@@ -1818,12 +1819,19 @@ class FakeTelegram:
         if params.get("message_id") in (None, ""):
             raise _bad("message identifier is not specified")
         message_id = int(params["message_id"])
-        stored = self._messages.pop((chat_id, message_id), None)
         bot_message = self._find_bot_message(chat_id, message_id)
+        stored = self._messages.get((chat_id, message_id))
+        if bot_message is None and stored is not None and chat_id < 0:
+            # Someone else's message in a group or channel: only an admin with that right may.
+            if self._members.get((chat_id, self.bot_id)) not in ("administrator", "creator"):
+                raise _bad("message can't be deleted")
+        self._messages.pop((chat_id, message_id), None)
         if bot_message is not None and not bot_message.deleted:
             bot_message.deleted = True
         elif stored is None:
             raise _bad("message to delete not found")
+        else:
+            self.deleted_user_messages.append((chat_id, message_id))
         return True
 
     async def _h_send_video(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -119,6 +120,27 @@ def visible_texts(evs: list[dict[str, Any]]) -> list[str]:
 
 def tracks(state: dict[str, Any]) -> dict[int, dict[str, Any]]:
     return {t["tt"]: t for t in state["data"]["state"]["draft"]["t"]}
+
+
+def render_body(sid: str, render_id: str) -> dict[str, Any]:
+    return {
+        "id": render_id,
+        "sessionId": sid,
+        "draft": sample_draft(),
+        "output": {"format": "mp4", "quality": "high"},
+    }
+
+
+async def finished_render(
+    emu: NemoEmulator, client: httpx.AsyncClient, headers: dict[str, str], render_id: str = "r1"
+) -> str:
+    """Start a render and poll it once to "completed"; its CDN URL."""
+    emu.render_polls_per_step = 0
+    sid = await new_session(client, headers)
+    await client.post("/api/render/proxy/lambda", json=render_body(sid, render_id), headers=headers)
+    status = (await client.get(f"/api/render/proxy/lambda/{render_id}", headers=headers)).json()
+    assert status["status"] == "completed"
+    return str(status["output"]["url"])
 
 
 # ---- auth, session, chat -----------------------------------------------------------------------
@@ -411,6 +433,98 @@ async def test_drop_sessions(emu: NemoEmulator, client: httpx.AsyncClient) -> No
     assert upload.json()["code"] == 1002
 
 
+# ---- accounts and claim links ------------------------------------------------------------------
+
+CAP_REFUSAL = {
+    "code": 429,
+    "message": "anonymous token limit reached for this IP (10 per 7 days)",
+    "data": None,
+}
+
+
+@pytest.mark.parametrize(("refusal", "http_status"), [("status", 429), ("envelope", 200)])
+async def test_trial_cap_refuses_past_the_cap(
+    emu: NemoEmulator, client: httpx.AsyncClient, refusal: str, http_status: int
+) -> None:
+    emu.trial_cap, emu.trial_refusal = 3, refusal
+    for i in range(3):
+        granted = await client.post("/api/auth/anonymous-token", headers={"X-Client-Id": f"c{i}"})
+        assert granted.status_code == 200 and granted.json()["code"] == 0
+    for _ in range(2):  # refusals do not count
+        refused = await client.post("/api/auth/anonymous-token", headers={"X-Client-Id": "c3"})
+        assert refused.status_code == http_status and refused.json() == CAP_REFUSAL
+    assert emu.trials_granted == 3 and emu.account_for_client("c3") is None
+
+
+async def test_one_trial_per_client_until_the_token_is_gone(
+    emu: NemoEmulator, client: httpx.AsyncClient
+) -> None:
+    emu.one_trial_per_client = True
+    first = (await client.post("/api/auth/anonymous-token", headers={"X-Client-Id": "c1"})).json()
+    again = await client.post("/api/auth/anonymous-token", headers={"X-Client-Id": "c1"})
+    assert again.status_code == 429 and again.json()["code"] == 429 and again.json()["data"] is None
+    other = await client.post("/api/auth/anonymous-token", headers={"X-Client-Id": "c2"})
+    assert other.json()["code"] == 0
+    emu.expire_tokens()
+    renewed = (await client.post("/api/auth/anonymous-token", headers={"X-Client-Id": "c1"})).json()
+    assert renewed["code"] == 0 and renewed["data"]["user_id"] == first["data"]["user_id"]
+    assert emu.trials_granted == 3
+
+
+async def test_personal_account_works_until_revoked(emu: NemoEmulator, client: httpx.AsyncClient) -> None:
+    account = emu.add_personal_account()
+    assert account.personal and account.registered and account.user_id.startswith("usr_")
+    assert re.fullmatch(r"nmv_usr_[0-9a-f]{32}", account.token)
+    assert account.expires_at - datetime.now(UTC) > timedelta(days=300)
+    headers = {"Authorization": f"Bearer {account.token}", **ATTRIBUTION}
+    balance = (await client.get("/api/credits/balance/simple", headers=headers)).json()
+    assert balance["data"] == {"available": 500, "frozen": 0, "total": 500}
+    made = (
+        await client.post("/api/tasks/me/with-session/nemo_agent", json={"language": "en"}, headers=headers)
+    ).json()["data"]
+    assert made["user_id"] == account.user_id and emu.sessions[made["session_id"]].user_id == account.user_id
+    assert visible_texts(events((await chat(client, headers, made["session_id"], "hi")).text))
+    assert emu.wallets[account.user_id].credits_available == 499
+
+    second = emu.add_personal_account(credits=20, user_id="usr_fixed")
+    emu.revoke(account.token)
+    for path in ("/api/credits/balance/simple", f"/api/state/nemo_agent/me/{made['session_id']}/latest"):
+        assert (await client.get(path, headers=headers)).json()["code"] == 1001
+    other = {"Authorization": f"Bearer {second.token}"}
+    assert (await client.get("/api/credits/balance/simple", headers=other)).json()["data"]["available"] == 20
+
+
+async def test_claim_tokens_and_the_claim_page(emu: NemoEmulator, client: httpx.AsyncClient) -> None:
+    headers = await login(client, "owner")
+    sid = await new_session(client, headers)
+    task_id = emu.sessions[sid].task_id
+    answer = await client.post(
+        "/api/auth/claim-token", json={"task_id": task_id, "session_id": sid}, headers=headers
+    )
+    data = answer.json()["data"]
+    assert data["claim_token"].startswith("clm_") and data["expires_in"] == 604800
+    assert emu.claims == {data["claim_token"]: (task_id, sid)}
+
+    stranger = await login(client, "stranger")
+    theirs = await client.post(
+        "/api/auth/claim-token", json={"task_id": task_id, "session_id": sid}, headers=stranger
+    )
+    unknown = await client.post(
+        "/api/auth/claim-token", json={"task_id": task_id, "session_id": "123"}, headers=headers
+    )
+    assert theirs.json()["code"] == 1002 and unknown.json()["code"] == 1002 and len(emu.claims) == 1
+
+    page = await client.get("/workspace/claim", params={"ct": data["claim_token"]})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert task_id in page.text
+    assert (await client.get("/workspace/claim", params={"ct": "clm_nope"})).status_code == 404
+    emu.claim_lifetime = 60
+    short = await client.post(
+        "/api/auth/claim-token", json={"task_id": task_id, "session_id": sid}, headers=headers
+    )
+    assert short.json()["data"]["expires_in"] == 60
+
+
 # ---- upload ------------------------------------------------------------------------------------
 
 
@@ -564,3 +678,65 @@ async def test_render_needs_attribution_headers(emu: NemoEmulator, client: httpx
     emu.require_attribution = False
     accepted = await client.post("/api/render/proxy/lambda", json=body, headers=bare)
     assert accepted.status_code == 200 and accepted.json()["status"] == "pending"
+
+
+async def test_render_download_endpoint(emu: NemoEmulator, client: httpx.AsyncClient) -> None:
+    headers = await login(client)
+    sid = await new_session(client, headers)
+    no_token = await client.get("/api/render/proxy/r1/download")
+    assert no_token.json()["code"] == 1001
+    unknown = await client.get("/api/render/proxy/r1/download", headers=headers)
+    assert unknown.status_code == 404 and unknown.json() == {"detail": "Render not found"}
+    await client.post("/api/render/proxy/lambda", json=render_body(sid, "r1"), headers=headers)
+    pending = await client.get("/api/render/proxy/r1/download", headers=headers)
+    assert pending.status_code == 404 and pending.json() == {"detail": "Render not found"}
+
+    emu.render_polls_per_step = 0
+    await client.get("/api/render/proxy/lambda/r1", headers=headers)
+    video = await client.get("/api/render/proxy/r1/download", headers=headers)
+    assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+    assert video.content == (MEDIA / "clip.mp4").read_bytes()
+    emu.inject("render_download", http_status=500)
+    assert (await client.get("/api/render/proxy/r1/download", headers=headers)).status_code == 500
+
+
+@pytest.mark.parametrize("status", [404, 503])
+async def test_dead_cdn_answers_a_status_and_download_still_works(
+    emu: NemoEmulator, client: httpx.AsyncClient, status: int
+) -> None:
+    headers = await login(client)
+    url = await finished_render(emu, client, headers)
+    emu.cdn_dead = status
+    dead = await client.get(url)
+    assert dead.status_code == status and dead.headers["content-type"] != "video/mp4"
+    video = await client.get("/api/render/proxy/r1/download", headers=headers)
+    assert video.status_code == 200 and video.content == (MEDIA / "clip.mp4").read_bytes()
+
+
+async def test_hanging_cdn_times_the_client_out(emu: NemoEmulator, client: httpx.AsyncClient) -> None:
+    headers = await login(client)
+    url = await finished_render(emu, client, headers)
+    emu.cdn_dead = 0
+    async with httpx.AsyncClient(timeout=0.3) as impatient:
+        started = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            await impatient.get(url)
+        assert time.monotonic() - started < 2
+    video = await client.get("/api/render/proxy/r1/download", headers=headers)
+    assert video.status_code == 200 and video.content == (MEDIA / "clip.mp4").read_bytes()
+
+
+@pytest.mark.parametrize(("code", "http_status"), [(None, 503), (5000, None)])
+async def test_failed_render_start_leaves_no_render(
+    emu: NemoEmulator, client: httpx.AsyncClient, code: int | None, http_status: int | None
+) -> None:
+    headers = await login(client)
+    sid = await new_session(client, headers)
+    emu.inject("render_start", code=code, http_status=http_status)
+    failed = await client.post("/api/render/proxy/lambda", json=render_body(sid, "r1"), headers=headers)
+    assert failed.status_code == (http_status or 200)
+    assert failed.json().get("code") == code and "status" not in failed.json()
+    assert emu.renders == {}
+    retried = await client.post("/api/render/proxy/lambda", json=render_body(sid, "r2"), headers=headers)
+    assert retried.status_code == 200 and retried.json()["status"] == "pending"
+    assert list(emu.renders) == ["r2"]
