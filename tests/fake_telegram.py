@@ -1821,10 +1821,9 @@ class FakeTelegram:
         message_id = int(params["message_id"])
         bot_message = self._find_bot_message(chat_id, message_id)
         stored = self._messages.get((chat_id, message_id))
-        if bot_message is None and stored is not None and chat_id < 0:
-            # Someone else's message in a group or channel: only an admin with that right may.
-            if self._members.get((chat_id, self.bot_id)) not in ("administrator", "creator"):
-                raise _bad("message can't be deleted")
+        admin = self._members.get((chat_id, self.bot_id)) in ("administrator", "creator")
+        if bot_message is None and stored is not None and chat_id < 0 and not admin:
+            raise _bad("message can't be deleted")  # someone else's, in a group: admins only
         self._messages.pop((chat_id, message_id), None)
         if bot_message is not None and not bot_message.deleted:
             bot_message.deleted = True

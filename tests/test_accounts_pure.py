@@ -179,7 +179,10 @@ def test_a_refused_personal_token_in_a_group_points_to_the_private_chat() -> Non
 
 
 def test_the_browser_link_carries_the_claim_token_only() -> None:
-    assert browser_link("https://nemovideo.com", "clm_a b") == "https://nemovideo.com/workspace/claim?ct=clm_a%20b"
+    assert (
+        browser_link("https://nemovideo.com", "clm_a b")
+        == "https://nemovideo.com/workspace/claim?ct=clm_a%20b"
+    )
 
 
 @pytest.mark.parametrize(
