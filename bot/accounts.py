@@ -6,8 +6,10 @@ Three ways to pay, in this order of precedence for a project:
 - *operator*: the bot's shared account, `NEMO_TOKEN`;
 - *trial*: an anonymous token per chat, while the backend grants them (about 10 per IP a week).
 
-Personal tokens are kept encrypted (AES-GCM, key derived with HKDF from `TOKEN_ENCRYPTION_KEY`),
-each bound to its owner's id, so a value copied to another person's key does not decrypt.
+Tokens are kept encrypted (AES-GCM, key derived with HKDF from `TOKEN_ENCRYPTION_KEY`): personal
+ones always (without the key there is no /login), trials' when the key is set. Each is bound to what
+it belongs to (`person_of`, `chat_of`), so a value copied to another person's or chat's key does not
+decrypt.
 """
 
 from __future__ import annotations
@@ -74,8 +76,19 @@ def session_fits(recorded: str, label: str) -> bool:
     return recorded == label
 
 
+def person_of(owner: int) -> str:
+    """What a personal token is bound to."""
+    return f"person:{owner}"
+
+
+def chat_of(chat_key: str) -> str:
+    """What a chat's trial token is bound to."""
+    return f"chat:{chat_key}"
+
+
 class Vault:
-    """Encrypts personal tokens for Redis; each ciphertext is bound to its owner's id."""
+    """Encrypts tokens for Redis; each ciphertext is bound to what it belongs to (`person_of`,
+    `chat_of`)."""
 
     def __init__(self, secret: str):
         if len(secret) < MIN_KEY_CHARS:
@@ -85,22 +98,18 @@ class Vault:
         ).derive(secret.encode())
         self._aead = AESGCM(key)
 
-    def seal(self, owner: int, token: str) -> str:
+    def seal(self, bound: str, token: str) -> str:
         nonce = os.urandom(NONCE_BYTES)
-        sealed = self._aead.encrypt(nonce, token.encode(), _bound(owner))
+        sealed = self._aead.encrypt(nonce, token.encode(), bound.encode())
         return base64.urlsafe_b64encode(nonce + sealed).decode()
 
-    def open(self, owner: int, sealed: str) -> str | None:
-        """The token, or None when the value was not sealed for this owner with this key."""
+    def open(self, bound: str, sealed: str) -> str | None:
+        """The token, or None when the value was not sealed for `bound` with this key."""
         try:
             raw = base64.urlsafe_b64decode(sealed.encode())
-            return self._aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], _bound(owner)).decode()
+            return self._aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], bound.encode()).decode()
         except (InvalidTag, ValueError):
             return None
-
-
-def _bound(owner: int) -> bytes:
-    return f"person:{owner}".encode()
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.accounts import Vault
+from bot.accounts import Vault, person_of
 from bot.errors import NemoError, TokenExpired
 from bot.flows import ChatContext, Flows, login_link, username_of
 from bot.nemo import NemoClient
@@ -24,14 +24,21 @@ log = logging.getLogger(__name__)
 
 class Logins:
     def __init__(
-        self, flows: Flows, client: NemoClient, store: Store, vault: Vault | None, *, per_user_groups: bool
+        self,
+        flows: Flows,
+        client: NemoClient,
+        store: Store,
+        vault: Vault | None,
+        *,
+        per_user_groups: bool,
+        site: str,
     ):
         self.flows = flows
         self.client = client
         self.store = store
         self.vault = vault  # None: the operator has not turned personal accounts on
         self.per_user_groups = per_user_groups
-        self.site = flows.settings.nemo_web_url
+        self.site = site  # the website, where tokens are made and revoked
 
     async def help(self, ctx: ChatContext) -> None:
         """/login without a token: where to make one, and how to send it (in private only)."""
@@ -59,7 +66,7 @@ class Logins:
             log.info("chat %s: a token could not be checked: %s", ctx.chat.key, err.describe())
             await ctx.out.edit_or_send(notice_id, say(ctx.lang, "login_unchecked"))
             return
-        await self.store.save_link(ctx.user_id, self.vault.seal(ctx.user_id, token))
+        await self.store.save_link(ctx.user_id, self.vault.seal(person_of(ctx.user_id), token))
         log.info("user %s linked their own account", ctx.user_id)
         lines = [say(ctx.lang, "login_done", available=amount(balance.available))]
         if self.per_user_groups:

@@ -19,7 +19,16 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
-from bot.accounts import AccountKind, Vault, account_label, choose, project_owner, session_fits
+from bot.accounts import (
+    AccountKind,
+    Vault,
+    account_label,
+    chat_of,
+    choose,
+    person_of,
+    project_owner,
+    session_fits,
+)
 from bot.errors import MissingClientId, NemoError, RateLimited, SessionNotFound, TokenExpired
 from bot.nemo import Claim, NemoClient, ProjectState
 from bot.sse import AgentEvent
@@ -260,7 +269,8 @@ class Projects:
             raise TrialsUnavailable(
                 "trial tokens refused", code=err.code, http_status=err.http_status
             ) from err
-        await self.store.save_token(chat.key, grant.token, grant.expires_at)
+        sealed = self._vault.seal(chat_of(chat.key), grant.token) if self._vault else grant.token
+        await self.store.save_token(chat.key, sealed, grant.expires_at)
         if grant.user_id:
             await self.store.save_chat(chat.key, user_id=grant.user_id)
         log.info("chat %s: trial token granted", chat.key)
@@ -281,14 +291,21 @@ class Projects:
         if kind is AccountKind.PERSONAL:
             assert record.link is not None and self._vault is not None
             owner = project_owner(chat.key)
-            token = self._vault.open(owner, record.link.sealed) if owner is not None else None
+            token = self._vault.open(person_of(owner), record.link.sealed) if owner is not None else None
             if record.link.refused or token is None:  # refused, or sealed with another key
                 raise PersonalTokenRefused("the personal token is refused or unreadable")
             return kind, token
         if kind is AccountKind.OPERATOR:
             return kind, self._operator_token
         fresh = record.token and self._token_fresh(record.token_expires_at)
-        return kind, record.token if fresh else None
+        return kind, self._open_trial(chat, record.token) if fresh else None
+
+    def _open_trial(self, chat: ChatRef, kept: str) -> str | None:
+        """A trial token as the store keeps it: sealed when TOKEN_ENCRYPTION_KEY is set (in the clear
+        without it, or from before it was set). None when it cannot be read: a new one is granted."""
+        if kept.startswith("nmv_"):
+            return kept
+        return self._vault.open(chat_of(chat.key), kept) if self._vault else None
 
     def _ready(self, chat: ChatRef, record: ChatRecord) -> Connection | None:
         """The connection a record holds, if its token is usable and its session is on that account."""

@@ -148,6 +148,7 @@ class Renders:
         *,
         upload_limit_mb: int,
         delivery_concurrency: int,
+        web_url: str,
     ):
         self.flows = flows
         self.projects = projects
@@ -156,7 +157,7 @@ class Renders:
         self.telegram = telegram
         self.jobs = jobs
         self.timings = timings
-        self.web_url = flows.settings.nemo_web_url
+        self.web_url = web_url  # browser links open the project there
         jobs.register("render", self.poll)
         jobs.register("adopt_renders", self.adopt)
         self._upload_limit = upload_limit_mb * 1024 * 1024

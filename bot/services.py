@@ -439,7 +439,14 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
     )
     jobs.register("operator_credits", alerts.check)
     flows = Flows(settings, projects, client, store, alerts, personal_accounts=vault is not None)
-    logins = Logins(flows, client, store, vault, per_user_groups=settings.group_projects == "per_user")
+    logins = Logins(
+        flows,
+        client,
+        store,
+        vault,
+        per_user_groups=settings.group_projects == "per_user",
+        site=settings.nemo_web_url,
+    )
     replicas = Replicas(store, settings.replica_lease_seconds)
     orphaned = stopped_owners(settings, replicas)
     inbox = Inbox(
@@ -487,6 +494,7 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
         ),
         upload_limit_mb=settings.telegram_upload_limit_mb,
         delivery_concurrency=settings.render_delivery_concurrency,
+        web_url=settings.nemo_web_url,
     )
     services: Services | None = None
 

@@ -5,10 +5,15 @@ the project in the browser, and the skill's render and turn rules."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
 
+from bot.accounts import Vault
+from bot.nemo import NemoClient
+from bot.projects import ChatRef, Projects
+from bot.store import Store
 from tests.conftest import MEDIA, MakeHarness
 from tests.emulator import NemoEmulator, Turn, sample_draft
 from tests.fake_telegram import FakeTelegram, User
@@ -365,3 +370,18 @@ async def test_a_trailing_temporary_issue_after_normal_replies_is_not_shown(bot_
 @pytest.fixture
 async def bot_plain(make_harness: MakeHarness) -> Harness:
     return await make_harness()
+
+
+async def test_trial_tokens_are_sealed_with_the_key_and_old_clear_ones_still_work(
+    client: NemoClient, store: Store, emulator: NemoEmulator
+) -> None:
+    sealed = Projects(client, store, operator_token=None, rate_limit_wait=0, vault=Vault(KEY))
+    connection = await sealed.connect(ChatRef.of(1), "en")
+    kept = (await store.load_chat("1")).token
+    assert kept and connection.token not in kept and not kept.startswith("nmv_")
+    assert (await sealed.connect(ChatRef.of(1), "en")).token == connection.token  # read back
+    # A token kept in the clear before the key was set is used as it is, not granted anew.
+    old = emulator.add_account()
+    await store.save_token("2", old.token, time.time() + 3600)
+    assert (await sealed.connect(ChatRef.of(2), "en")).token == old.token
+    assert len(emulator.calls("anonymous_token")) == 1

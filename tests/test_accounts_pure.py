@@ -9,7 +9,9 @@ from bot.accounts import (
     AccountKind,
     Vault,
     account_label,
+    chat_of,
     choose,
+    person_of,
     project_owner,
     session_fits,
     tokens_in,
@@ -98,13 +100,14 @@ def test_labels_name_a_personal_accounts_owner() -> None:
 
 def test_the_vault_opens_only_what_it_sealed_for_the_same_person() -> None:
     vault = Vault(KEY)
-    sealed = vault.seal(7, "nmv_usr_secret")
+    sealed = vault.seal(person_of(7), "nmv_usr_secret")
     assert "nmv_usr" not in sealed and "secret" not in sealed
-    assert vault.open(7, sealed) == "nmv_usr_secret"
-    assert vault.seal(7, "nmv_usr_secret") != sealed  # a fresh nonce each time
-    assert vault.open(8, sealed) is None  # copied to another person's key: useless
-    assert Vault("x" * 40).open(7, sealed) is None  # another key
-    assert vault.open(7, "not-base64!") is None
+    assert vault.open(person_of(7), sealed) == "nmv_usr_secret"
+    assert vault.seal(person_of(7), "nmv_usr_secret") != sealed  # a fresh nonce each time
+    assert vault.open(person_of(8), sealed) is None  # copied to another person's key: useless
+    assert vault.open(chat_of("7"), sealed) is None  # or to a chat's
+    assert Vault("x" * 40).open(person_of(7), sealed) is None  # another key
+    assert vault.open(person_of(7), "not-base64!") is None
     with pytest.raises(ValueError, match="32"):
         Vault("short")
 

@@ -218,8 +218,17 @@ async def test_renders_in_flight_without_a_job_are_adopted(redis: Redis) -> None
         poll_seconds=60, max_seconds=600, lease_seconds=0.2, delivery_attempts=3, download_seconds=5
     )
     renders = Renders(
-        None, None, None, store, None, jobs, timings, upload_limit_mb=50, delivery_concurrency=1
-    )  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        store,
+        None,  # type: ignore[arg-type]
+        jobs,
+        timings,
+        upload_limit_mb=50,
+        delivery_concurrency=1,
+        web_url="https://nemovideo.com",
+    )
     for index in range(3):
         assert await store.add_render(RenderRecord(f"render_{index}", f"chat{index}", index, "s"))
     await jobs.schedule("render", "render_1", delay=60, render_id="render_1")  # this one has its job
