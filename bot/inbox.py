@@ -8,6 +8,8 @@ handled by exactly one replica through a consumer group.
   entries idle for a lease belong to a replica that died, and the next replica to look claims them.
   An update a dead replica had already begun is not run again (the handlers' own de-duplication
   skips it): what it started is recovered from its own records (turns, uploads, renders).
+- An update that holds a NemoVideo token (someone logging in) is kept sealed with the tokens' key,
+  or, without one, with the token withheld: it is never used then (`bot.accounts`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 from redis.exceptions import RedisError, ResponseError
 
 from bot import metrics
+from bot.accounts import TOKEN_SHAPE, WITHHELD, Vault, tokens_in
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -39,9 +42,41 @@ RECORD = """
 """
 
 
+SEALED = "sealed:"  # an entry sealed by the vault (a JSON update starts with "{")
+BOUND = "inbox"  # what a sealed entry is bound to
+
+
+def kept(update_json: str, vault: Vault | None) -> str:
+    """An update as the stream keeps it (pure but for the nonce): a token in it is never there in
+    the clear."""
+    if not tokens_in(update_json):
+        return update_json
+    if vault is not None:
+        return SEALED + vault.seal(BOUND, update_json)
+    return TOKEN_SHAPE.sub(WITHHELD, update_json)
+
+
+def unkept(entry: str, vault: Vault | None) -> dict[str, Any] | None:
+    """The update an entry holds; None when it was sealed with a key this replica does not have."""
+    if entry.startswith(SEALED):
+        opened = vault.open(BOUND, entry.removeprefix(SEALED)) if vault is not None else None
+        return json.loads(opened) if opened is not None else None
+    update: dict[str, Any] = json.loads(entry)
+    return update
+
+
 class Inbox:
-    def __init__(self, store: Store, replica_id: str, *, lease_seconds: float, block_seconds: float):
+    def __init__(
+        self,
+        store: Store,
+        replica_id: str,
+        *,
+        lease_seconds: float,
+        block_seconds: float,
+        vault: Vault | None = None,
+    ):
         self.store = store
+        self.vault = vault
         self.redis = store.redis
         self.me = replica_id
         self.stream = store.keys.inbox()
@@ -55,7 +90,7 @@ class Inbox:
         update_id = int(update["update_id"])
         fresh = await self._record(
             keys=[self.store.keys.inbox_recorded(update_id), self.stream],
-            args=[self.store.retention.update, json.dumps(update, separators=(",", ":"))],
+            args=[self.store.retention.update, kept(json.dumps(update, separators=(",", ":")), self.vault)],
         )
         metrics.UPDATES.labels("recorded" if fresh else "duplicate").inc()
         return bool(fresh)
@@ -108,7 +143,11 @@ class Inbox:
     ) -> None:
         started = time.monotonic()
         try:
-            await handle(json.loads(fields["update"]))
+            update = unkept(fields["update"], self.vault)
+            if update is None:
+                log.warning("update %s was sealed with another key: skipped", entry_id)
+            else:
+                await handle(update)
             metrics.UPDATES.labels("handled").inc()
         except Exception as err:  # the handlers' error handler has told the user already
             metrics.UPDATES.labels("failed").inc()

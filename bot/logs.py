@@ -6,9 +6,11 @@ import logging
 import re
 from collections.abc import Iterable
 
-# NemoVideo user tokens, Telegram bot tokens (also inside Bot API URLs) and bearer headers.
+# NemoVideo user tokens, claim tokens (a browser link to a project), Telegram bot tokens (also inside
+# Bot API URLs) and bearer headers.
 PATTERNS = (
     re.compile(r"nmv_[A-Za-z0-9_\-]+"),
+    re.compile(r"clm_[A-Za-z0-9_\-]+"),
     re.compile(r"(?<!\d)\d{5,}(?::|%3A)[A-Za-z0-9_\-]{20,}", re.IGNORECASE),  # also URL-encoded
     re.compile(r"(?i)(bearer\s+)[^\s'\"]+"),
 )

@@ -454,6 +454,7 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
         replicas.me,
         lease_seconds=settings.replica_lease_seconds,
         block_seconds=settings.inbox_block_seconds,
+        vault=vault,
     )
     turns = Turns(
         flows,

@@ -5,12 +5,14 @@ the project in the browser, and the skill's render and turn rules."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
 import pytest
 
-from bot.accounts import Vault
+from bot.accounts import Vault, tokens_in
+from bot.inbox import Inbox
 from bot.nemo import NemoClient
 from bot.projects import ChatRef, Projects
 from bot.store import Store
@@ -385,3 +387,32 @@ async def test_trial_tokens_are_sealed_with_the_key_and_old_clear_ones_still_wor
     await store.save_token("2", old.token, time.time() + 3600)
     assert (await sealed.connect(ChatRef.of(2), "en")).token == old.token
     assert len(emulator.calls("anonymous_token")) == 1
+
+
+@pytest.mark.parametrize("with_key", [True, False])
+async def test_a_webhook_update_holding_a_token_is_never_kept_in_the_clear(
+    store: Store, with_key: bool
+) -> None:
+    vault = Vault(KEY) if with_key else None
+    inbox = Inbox(store, "replica-1", lease_seconds=5, block_seconds=0.05, vault=vault)
+    token = "nmv_usr_" + "a1" * 16
+    update = {"update_id": 9, "message": {"message_id": 1, "text": f"/login {token}", "chat": {"id": 5}}}
+    assert await inbox.record(update)
+    entries = await store.redis.xrange(store.keys.inbox())
+    assert entries and token not in str(entries)
+    handled: list[dict[str, Any]] = []
+
+    async def handle(got: dict[str, Any]) -> None:
+        handled.append(got)
+
+    runner = asyncio.create_task(inbox.run(handle, 4))
+    for _ in range(100):
+        if handled:
+            break
+        await asyncio.sleep(0.02)
+    runner.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await runner
+    text = handled[0]["message"]["text"]
+    # With the key, the login goes through; without it (no /login then), the guard still sees a token.
+    assert text == f"/login {token}" if with_key else (token not in text and tokens_in(text))
