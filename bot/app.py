@@ -104,6 +104,8 @@ def flood_limits(settings: Settings) -> FloodLimits:
         group_per_minute=settings.telegram_group_per_minute,
         margin_seconds=settings.telegram_limit_margin_seconds,
         retries=settings.telegram_flood_retries,
+        slowdown_factor=settings.telegram_slowdown_factor,
+        slowdown_seconds=settings.telegram_slowdown_seconds,
     )
 
 

@@ -9,7 +9,13 @@ a time, in order, so its window holds the times they really left.
 Requests come in two priorities. An answer waits for its turn, however long that is; cosmetic
 traffic (typing, "still working", progress edits, set-up notices) goes only when it would not
 wait and would leave half of every window free for answers, and is otherwise dropped with
-`Thinned`. A 429 that still happens blocks that chat alone for its `retry_after`.
+`Thinned`. Answers wait in one queue for the whole bot, ranked (`rank`): new messages (a chat
+waiting for its first answer) before edits of messages already shown, in order of arrival within a
+rank. A 429 that still happens blocks that chat for its `retry_after`, and slows the bot's pace and
+that chat's by `slowdown_factor` for `slowdown_seconds`, so 429s under jitter die out.
+
+A caller that builds its request from a state that keeps changing (a live reply) may `reserve` its
+slot first and build the request once it has one: what waited is the chat's latest state, sent once.
 
 Several replicas share Telegram's budget through Redis: given a client, the windows and the
 "blocked until" of a 429 live there (sorted sets of planned send times under `prefix`), and one
@@ -21,8 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import datetime as dt
 import enum
+import heapq
 import itertools
 import logging
 import math
@@ -30,8 +38,8 @@ import time
 import uuid
 import warnings
 from collections import deque
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn
 
 from redis.asyncio import Redis
@@ -102,6 +110,8 @@ class FloodLimits:
     group_per_minute: int
     margin_seconds: float  # added to every window: requests reach Telegram with some jitter
     retries: int  # an answer refused with 429 is tried again this many times
+    slowdown_factor: float = 1.0  # after a 429, windows are this much longer ...
+    slowdown_seconds: float = 0.0  # ... for this long (the bot's, and the refused chat's)
 
 
 @dataclass
@@ -112,12 +122,13 @@ class Window:
     seconds: float
     times: deque[float] = field(default_factory=deque)
 
-    def slot(self, now: float) -> float:
-        """The earliest moment from `now` at which one more request keeps the window's promise."""
-        self._forget(now)
+    def slot(self, now: float, stretch: float = 1.0) -> float:
+        """The earliest moment from `now` at which one more request keeps the window's promise
+        (with `stretch`, the promise of a window that many times longer)."""
+        self._forget(now, self.seconds * stretch)
         if len(self.times) < self.limit:
             return now
-        return max(now, self.times[-self.limit] + self.seconds)
+        return max(now, self.times[-self.limit] + self.seconds * stretch)
 
     def used(self, now: float) -> int:
         self._forget(now)
@@ -126,8 +137,8 @@ class Window:
     def take(self, at: float) -> None:
         self.times.append(at)
 
-    def _forget(self, now: float) -> None:
-        while self.times and self.times[0] <= now - self.seconds:
+    def _forget(self, now: float, seconds: float | None = None) -> None:
+        while self.times and self.times[0] <= now - (seconds or self.seconds):
             self.times.popleft()
 
 
@@ -137,6 +148,7 @@ class _Chat:
     group: Window | None  # the per-minute window of a group or channel
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     blocked_until: float = 0.0  # after a 429 for this chat
+    slow_until: float = 0.0  # after a 429, this chat's windows are stretched until then
 
     def windows(self) -> list[Window]:
         return [self.window] if self.group is None else [self.window, self.group]
@@ -144,7 +156,7 @@ class _Chat:
     def idle(self, now: float) -> bool:
         return (
             not self.lock.locked()
-            and now >= self.blocked_until
+            and now >= max(self.blocked_until, self.slow_until)
             and all(not w.used(now) for w in self.windows())
         )
 
@@ -162,6 +174,60 @@ def chat_of(data: dict[str, Any]) -> int | str | None:
 def is_group(chat: int | str) -> bool:
     """Groups, supergroups and channels have negative ids (or an @username)."""
     return isinstance(chat, str) or chat < 0
+
+
+def rank(endpoint: str) -> int:
+    """An answer's place in the bot's queue (pure): a new message (a chat waiting for its answer)
+    before an edit or deletion of one already shown, which the chat has seen something of."""
+    return 0 if endpoint.startswith("send") else 1
+
+
+class Turnstile:
+    """One request at a time through the bot's queue: the lowest rank first, then in order of arrival."""
+
+    def __init__(self) -> None:
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._busy = False
+        self._arrivals = itertools.count()
+
+    def locked(self) -> bool:
+        return self._busy
+
+    @contextlib.asynccontextmanager
+    async def turn(self, place: int) -> AsyncIterator[None]:
+        if self._busy:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiting, (place, next(self._arrivals), future))
+            try:
+                await future
+            except asyncio.CancelledError:
+                if future.done() and not future.cancelled():  # handed the turn as it was cancelled
+                    self._hand_on()
+                raise
+        self._busy = True
+        try:
+            yield
+        finally:
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        while self._waiting:
+            _, _, future = heapq.heappop(self._waiting)
+            if not future.done():
+                future.set_result(None)  # stays busy: the turn passes to that waiter
+                return
+        self._busy = False
+
+
+@dataclass
+class _Held:
+    """A slot reserved for one chat (`FloodLimiter.reserve`), not yet used by a request."""
+
+    chat_id: int | str | None
+    fresh: bool = True
+
+
+_HELD: contextvars.ContextVar[_Held | None] = contextvars.ContextVar("flood_held", default=None)
 
 
 def cosmetic_may_go(windows: list[Window], now: float) -> bool:
@@ -286,8 +352,9 @@ class FloodLimiter(BaseRateLimiter[Priority]):
         self._second = Window(limits.global_per_second, second)
         self._pacing = Window(limits.global_burst, second * limits.global_burst / limits.global_per_second)
         self._global = [self._second, self._pacing]
-        self._global_lock = asyncio.Lock()
+        self._queue = Turnstile()  # the bot's one queue of answers, ranked
         self._global_blocked_until = 0.0
+        self._slow_until = 0.0  # after a 429, the bot's windows are stretched until then
         self._chats: dict[int | str, _Chat] = {}
         self._swept_at = 0.0
         self.thinned = 0  # cosmetic requests dropped so far
@@ -308,7 +375,7 @@ class FloodLimiter(BaseRateLimiter[Priority]):
         if redis is not None:
             self._reserve = redis.register_script(RESERVE)
             self._block = redis.register_script(BLOCK)
-        self._reserve_lock = asyncio.Lock()  # this process's reservations in order of arrival
+        self._reserve_queue = Turnstile()  # this process's reservations on Redis, ranked
         self._member_prefix = uuid.uuid4().hex[:12]  # this limiter's; a counter makes each unique
         self._members = itertools.count()
         self._redis_down_until = -math.inf  # after a failure, the local windows until then
@@ -335,12 +402,17 @@ class FloodLimiter(BaseRateLimiter[Priority]):
         priority = rate_limit_args or Priority.ANSWER
         chat_id = chat_of(data)
         chat = self._chat(chat_id)
-        if priority is COSMETIC and chat is not None and chat.lock.locked():
+        held = _HELD.get()
+        mine = held is not None and held.chat_id == chat_id  # inside `reserve`: its lock is held
+        if priority is COSMETIC and chat is not None and chat.lock.locked() and not mine:
             self._thin()  # answers for this chat are on their way: they say more
-        async with chat.lock if chat is not None else contextlib.nullcontext():
+        place = rank(endpoint)
+        async with chat.lock if chat is not None and not mine else contextlib.nullcontext():
             for attempt in range(self.limits.retries + 1):
-                if not await self._wait_shared(chat_id, chat, priority):
-                    await self._wait_turn(chat, priority)
+                if held is not None and mine and held.fresh:
+                    held.fresh = False  # the slot `reserve` waited for
+                else:
+                    await self._wait(chat_id, chat, priority, place)
                 if attempt:
                     TELEGRAM_RETRIES.labels("flood").inc()
                 try:
@@ -351,7 +423,29 @@ class FloodLimiter(BaseRateLimiter[Priority]):
                         raise
         raise AssertionError("unreachable")
 
-    async def _wait_turn(self, chat: _Chat | None, priority: Priority) -> None:
+    @contextlib.asynccontextmanager
+    async def reserve(self, chat_id: int | str | None, priority: Priority, place: int) -> AsyncIterator[None]:
+        """Wait for a slot for one request to `chat_id`, then let the caller build it: the first
+        counted request to that chat inside goes at once (later ones wait as usual). Cosmetic: no
+        wait, or `Thinned`."""
+        chat = self._chat(chat_id)
+        if priority is COSMETIC and chat is not None and chat.lock.locked():
+            self._thin()
+        async with chat.lock if chat is not None else contextlib.nullcontext():
+            await self._wait(chat_id, chat, priority, place)
+            token = _HELD.set(_Held(chat_id))
+            try:
+                yield
+            finally:
+                _HELD.reset(token)
+
+    async def _wait(
+        self, chat_id: int | str | None, chat: _Chat | None, priority: Priority, place: int
+    ) -> None:
+        if not await self._wait_shared(chat_id, chat, priority, place):
+            await self._wait_turn(chat, priority, place)
+
+    async def _wait_turn(self, chat: _Chat | None, priority: Priority, place: int) -> None:
         """Sleep until the request may go, its place taken in every window. Cosmetic traffic goes
         only while no answer is in line, and its chat and the bot's second have room to spare
         (else `Thinned`); then it waits for the pacing alone."""
@@ -359,22 +453,23 @@ class FloodLimiter(BaseRateLimiter[Priority]):
         if priority is COSMETIC:
             now = self._clock()
             blocked = max(self._global_blocked_until, chat.blocked_until if chat else 0.0)
-            if (
-                now < blocked
-                or self._global_lock.locked()
-                or not cosmetic_may_go([*windows, self._second], now)
-            ):
+            if now < blocked or self._queue.locked() or not cosmetic_may_go([*windows, self._second], now):
                 self._thin()
         elif chat is not None:
-            await self._sleep_until(max(chat.blocked_until, *(w.slot(self._clock()) for w in windows)))
-        async with self._global_lock:  # one queue for the whole bot, in order of arrival
+            stretch = self._stretch(chat.slow_until)
+            await self._sleep_until(
+                max(chat.blocked_until, *(w.slot(self._clock(), stretch) for w in windows))
+            )
+        async with self._queue.turn(place):  # one queue for the whole bot: new messages first
             slot = self._global_slot()
             await self._sleep_until(slot)
             # A wake-up a moment late keeps its planned slot, so small delays do not add up; a long
             # one does not, so a stalled loop never releases a catch-up burst.
             self._take([*windows, *self._global], max(slot, self._clock() - CATCH_UP_SECONDS))
 
-    async def _wait_shared(self, chat_id: int | str | None, chat: _Chat | None, priority: Priority) -> bool:
+    async def _wait_shared(
+        self, chat_id: int | str | None, chat: _Chat | None, priority: Priority, place: int
+    ) -> bool:
         """Like `_wait_turn`, with the windows on Redis: True once the request may go; False if
         Redis is not in use or failed (then the local windows decide)."""
         if self._reserve is None or self._clock() < self._redis_down_until:
@@ -384,11 +479,11 @@ class FloodLimiter(BaseRateLimiter[Priority]):
         if priority is COSMETIC and self._clock() < blocked:
             self._thin()
         await self._sleep_until(blocked)
-        keys, args = self._plan(chat_id)
+        keys, args = self._plan(chat_id, chat)
         args[0] = priority.value
         while True:
             try:
-                async with self._reserve_lock:
+                async with self._reserve_queue.turn(place):
                     if self._clock() < self._redis_down_until:  # failed while this one waited its turn
                         return False
                     args[1] = f"{self._member_prefix}:{next(self._members)}"
@@ -405,20 +500,22 @@ class FloodLimiter(BaseRateLimiter[Priority]):
             if verdict == "go":
                 return True
 
-    def _plan(self, chat_id: int | str | None) -> tuple[list[str], list[str]]:
+    def _plan(self, chat_id: int | str | None, chat: _Chat | None) -> tuple[list[str], list[str]]:
         """The reservation script's keys and arguments for a request to `chat_id` (its first two
-        arguments, priority and member, are filled in per call)."""
+        arguments, priority and member, are filled in per call); windows stretched after a 429."""
         prefix = self._prefix
         blocked = [f"{prefix}blocked"]
         windows = [f"{prefix}second", f"{prefix}pacing"]
-        shapes = list(self._bot_shapes)
+        stretch = self._stretch(self._slow_until)
+        shapes = [replace(shape, seconds=shape.seconds * stretch) for shape in self._bot_shapes]
         if chat_id is not None:
+            chat_stretch = self._stretch(chat.slow_until if chat is not None else 0.0)
             blocked.append(f"{prefix}blocked:{chat_id}")
             windows.append(f"{prefix}chat:{chat_id}")
-            shapes.append(self._chat_shape)
+            shapes.append(replace(self._chat_shape, seconds=self._chat_shape.seconds * chat_stretch))
             if is_group(chat_id):
                 windows.append(f"{prefix}group:{chat_id}")
-                shapes.append(self._group_shape)
+                shapes.append(replace(self._group_shape, seconds=self._group_shape.seconds * chat_stretch))
         args = ["", "", str(len(blocked)), str(len(self._bot_shapes))]
         for shape in shapes:
             args += shape.args()
@@ -436,7 +533,12 @@ class FloodLimiter(BaseRateLimiter[Priority]):
 
     def _global_slot(self) -> float:
         now = self._clock()
-        return max(self._global_blocked_until, *(window.slot(now) for window in self._global))
+        stretch = self._stretch(self._slow_until)
+        return max(self._global_blocked_until, *(window.slot(now, stretch) for window in self._global))
+
+    def _stretch(self, slow_until: float) -> float:
+        """How much longer the windows are now: `slowdown_factor` until `slow_until`, then as set."""
+        return self.limits.slowdown_factor if self._clock() < slow_until else 1.0
 
     def _take(self, windows: list[Window], now: float) -> None:
         for window in windows:
@@ -451,10 +553,13 @@ class FloodLimiter(BaseRateLimiter[Priority]):
         self.flood_waits += 1
         TELEGRAM_429.inc()
         until = self._clock() + seconds
+        slow = until + self.limits.slowdown_seconds  # then the pace returns to the settings'
+        self._slow_until = max(self._slow_until, slow)
         if chat is None:
             self._global_blocked_until = max(self._global_blocked_until, until)
         else:
             chat.blocked_until = max(chat.blocked_until, until)
+            chat.slow_until = max(chat.slow_until, slow)
         log.info("Telegram asked to wait %.0fs (%s)", seconds, "bot" if chat is None else "one chat")
         if self._block is not None and self._clock() >= self._redis_down_until:
             key = f"{self._prefix}blocked" if chat_id is None else f"{self._prefix}blocked:{chat_id}"

@@ -8,6 +8,12 @@ later edit shows the same text. The reply ends with one last edit that is an ans
 text with its buttons, the Stop button gone. Past 4096 characters the reply goes on in a new
 message, and the one before keeps its part.
 
+The agent is read at its own pace: `add` and `delta` only change the reply's state and wake the
+turn's ticker, which shows it (`refresh`); nothing the stream reader does waits for Telegram. Each
+update waits for its slot first and is built once it has one (`ChatOutput.reserved`), so under
+load what goes out is the chat's latest state, once: a reply that ended while its first message
+waited goes out whole, with its buttons, in one request (`closing` says so to an update waiting).
+
 The text of a streamed reply is taken from its whole (`partial: false`) event, never from the
 deltas before it, so nothing is shown twice. Whatever else the bot says during the turn (an
 agent error) closes the current message first, and text after it starts a new one below.
@@ -121,6 +127,9 @@ class LiveReply:
         self._plain = False  # an edit was refused: plain messages for the rest of the turn
         self._actions = False  # the final edit adds the quick actions (the turn's last words)
         self._lock = asyncio.Lock()  # one update of the chat at a time
+        self._wake = asyncio.Event()  # set when there is something new to show
+        self._closing = False  # the stream has ended: an update still waiting shows the final reply
+        self._version = 0  # changes so far: an update only clears what it showed
         self.texts = 0  # replies shown (or sent), for "did the agent say anything"
 
     @property
@@ -154,7 +163,6 @@ class LiveReply:
             return
         self._done.append(chat_text)
         self._changed()
-        await self.refresh()
 
     async def delta(self, text: str) -> None:
         """A streamed piece of the reply being written (shown live, replaced by the whole reply)."""
@@ -162,14 +170,11 @@ class LiveReply:
         if not self._plain and text.strip():
             self._footer = ""
             self._changed()
-            await self.refresh()
 
     async def drop(self) -> None:
         """A whole reply that is not to be shown: the deltas streamed for it go too."""
         if self._partial.strip():
-            self._partial = ""
             self._changed()
-            await self.refresh()
         self._partial = ""
 
     async def tool(self) -> None:
@@ -187,7 +192,6 @@ class LiveReply:
             elif self._done or self._partial.strip() or self._has_text:
                 self._footer = html
                 self._changed()
-                await self.refresh()
             elif not self._shown and not self._lock.locked():
                 async with self._lock:  # noted before anything can cut it short (see `held`)
                     message = await self.out.send(html, buttons=(STOP,), cosmetic=True)
@@ -207,10 +211,23 @@ class LiveReply:
             else:
                 await self._push(final=False)
 
+    async def wait(self, seconds: float) -> None:
+        """Until there is something new to show, or `seconds` (the ticker's pace)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        self._wake.clear()
+
+    def closing(self, *, actions: bool = False) -> None:
+        """The stream has ended: an update waiting for its slot now shows the final reply (with
+        `actions`, the quick actions), so `seal` has nothing left to send."""
+        self._closing, self._actions = True, actions
+
     async def seal(self, *, actions: bool = False) -> None:
         """Finish the current message: its final text and buttons, Stop gone; with `actions` (the
         turn's last words), the quick actions too. Text that comes after starts a new message (below
         whatever the bot says in between)."""
+        self.closing(actions=actions)
         async with self._lock:
             self._actions = actions
             if self._partial.strip():  # a streamed reply whose whole never came: shown as it stands
@@ -248,6 +265,8 @@ class LiveReply:
     def _changed(self) -> None:
         if self._since is None:
             self._since = self._clock()
+        self._version += 1
+        self._wake.set()
 
     def _html(self, final: bool) -> str:
         pieces = [item.html for item in self._done]
@@ -272,7 +291,33 @@ class LiveReply:
         return messages(html, reply_actions(self._buttons()) if self._actions else self._buttons())
 
     async def _push(self, *, final: bool) -> None:
-        """Bring the chat up to date. Not final: cosmetic edits (dropped under load, shown later)."""
+        """Bring the chat up to date. Not final: cosmetic edits (dropped under load, shown later).
+        The first request waits for its slot before the update is built (see the module)."""
+        first = self._first_request(final)
+        if first is None:
+            await self._apply(final=final)
+            return
+        edit, cosmetic = first
+        try:
+            async with self.out.reserved(edit=edit, cosmetic=cosmetic):
+                await self._apply(final=final or self._closing)
+        except Thinned:  # a cosmetic edit with no room now: the change stays pending
+            log.debug("chat %s: live edit skipped under load", self.out.chat_id)
+
+    def _first_request(self, final: bool) -> tuple[bool, bool] | None:
+        """The first request an update needs: whether it edits, whether it is cosmetic; None if none."""
+        wanted = self._wanted(final)
+        for index, step in enumerate(plan([shown.look for shown in self._shown], wanted)):
+            if step is Step.SEND:
+                return False, False
+            if step is Step.EDIT:
+                return True, not final and self._has_text and index == len(wanted) - 1
+            if step is Step.DROP:
+                return True, False
+        return None
+
+    async def _apply(self, *, final: bool) -> None:
+        shown_version = self._version
         wanted = self._wanted(final)
         steps = plan([shown.look for shown in self._shown], wanted)
         kept: list[Shown] = []
@@ -314,7 +359,8 @@ class LiveReply:
         self._touched(updated)
         if self._done or self._partial.strip():
             self._has_text = True
-        self._since = None
+        if self._version == shown_version:  # else what changed meanwhile is still to show
+            self._since = None
 
     def _touched(self, updated: bool) -> None:
         if updated:
@@ -338,4 +384,4 @@ class LiveReply:
 
     def _next_message(self) -> None:
         self._done, self._partial, self._footer, self._shown = [], "", "", []
-        self._since, self._has_text = None, False
+        self._since, self._has_text, self._closing = None, False, False

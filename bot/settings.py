@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     telegram_group_per_minute: int = Field(default=20, ge=1, le=1000)
     telegram_limit_margin_seconds: float = Field(default=0.05, ge=0)
     telegram_flood_retries: int = Field(default=3, ge=0, le=20)
+    telegram_slowdown_factor: float = Field(default=1.5, ge=1, le=10)  # windows this much longer after a 429
+    telegram_slowdown_seconds: float = Field(default=30, ge=0)  # ... for this long, then the pace returns
 
     render_poll_seconds: float = Field(default=30, gt=0)
     render_max_seconds: float = Field(default=1800, gt=0)

@@ -9,10 +9,11 @@ in one place. Pacing and flood waits belong to `bot.flood.FloodLimiter`: what is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -40,7 +41,7 @@ from telegram.error import (
 from telegram.ext import ExtBot
 
 from bot.agent_text import split_html
-from bot.flood import COSMETIC, Priority, Thinned
+from bot.flood import COSMETIC, FloodLimiter, Priority, Thinned, rank
 from bot.texts import Lang, say, sendable
 
 log = logging.getLogger(__name__)
@@ -270,6 +271,19 @@ class ChatOutput:
             return message_id
         message = await self.send(html_text, buttons=buttons, cosmetic=cosmetic, silent=silent)
         return message.message_id if message else None
+
+    @contextlib.asynccontextmanager
+    async def reserved(self, *, edit: bool, cosmetic: bool = False) -> AsyncIterator[None]:
+        """Wait for the slot of one request to this chat (a new message, or an `edit`), then build
+        it: the first request inside goes at once, so it carries the latest state, not the state
+        of when it began to wait. Cosmetic: no wait, or `Thinned`."""
+        limiter = self.bot.rate_limiter
+        if not isinstance(limiter, FloodLimiter):
+            yield
+            return
+        place = rank("editMessageText" if edit else "sendMessage")
+        async with limiter.reserve(self.chat_id, _priority(cosmetic), place):
+            yield
 
     async def delete(self, message_id: int) -> bool:
         """Delete a message (the bot's, or one sent to it where it may); False when Telegram refuses

@@ -427,10 +427,13 @@ class Turns:
             log.warning("chat %s: stream dropped mid-turn: %s", ctx.chat.key, err.describe())
             ending = Ending.DROPPED
         finally:
+            # The agent's last words get the quick actions, unless the turn was cut or went wrong;
+            # an update of the chat still waiting for its slot shows them, whole.
+            actions = ending is Ending.CLOSED and not progress.errors
+            live.closing(actions=actions)
             async with live.held():  # the ticker is never cut half-way through showing the reply
                 await cancel_and_wait([ticker])
-        # The agent's last words get the quick actions, unless the turn was cut or went wrong.
-        await live.seal(actions=ending is Ending.CLOSED and not progress.errors)
+        await live.seal(actions=actions)
         close = closing(ending, said_anything=bool(live.texts or progress.errors))
         metrics.TURNS.labels(TURN_OUTCOMES[close]).inc()
         after: ProjectState | None = None  # the state once the turn is over: read once for both uses
@@ -498,7 +501,7 @@ class Turns:
             if now - progress.quiet_since >= self.timings.still_working:
                 await live.notice(say(ctx.lang, "still_working"))  # under load, the next interval says it
                 progress.quiet_since = now
-            await asyncio.sleep(step)
+            await live.wait(step)  # woken at once by new text
 
     async def _tracks(self, ctx: ChatContext) -> list[TrackSummary] | None:
         state = await self._state(ctx)

@@ -154,3 +154,70 @@ async def test_a_429_on_cosmetic_traffic_is_not_retried() -> None:
         await send(limiter, recorder, 1, endpoint="sendChatAction", priority=COSMETIC)
     with pytest.raises(Thinned):  # the chat is blocked now: no more cosmetic traffic for it
         await send(limiter, recorder, 1, endpoint="sendChatAction", priority=COSMETIC)
+
+
+# -- under overload: new messages first, the latest state once, a slower pace after a 429 ----------
+
+
+async def test_under_overload_new_messages_go_before_edits_of_messages_already_shown() -> None:
+    limiter, recorder = FloodLimiter(replace(FAST, global_per_second=20)), Recorder()
+    edits = [
+        asyncio.create_task(send(limiter, recorder, chat, endpoint="editMessageText"))
+        for chat in range(1, 11)
+    ]
+    await asyncio.sleep(0)  # the edits are in line first
+    firsts = [asyncio.create_task(send(limiter, recorder, chat)) for chat in range(11, 21)]
+    await asyncio.gather(*edits, *firsts)
+    order = [endpoint for endpoint, _, _ in recorder.sent]
+    # Whatever had its turn already goes; every later slot is a new message's until none waits.
+    first_send = order.index("sendMessage")
+    assert order[first_send : first_send + 10] == ["sendMessage"] * 10
+    assert first_send <= 2
+
+
+async def test_a_reserved_slot_carries_the_state_of_when_it_came() -> None:
+    limiter, recorder = FloodLimiter(replace(FAST, chat_burst=1, chat_per_second=5)), Recorder()
+    await send(limiter, recorder, 1)  # the chat's window is full for 0.2 s
+    state = {"text": "first words"}
+
+    async def show() -> None:
+        async with limiter.reserve(1, Priority.ANSWER, 0):
+            data = {"chat_id": 1, "text": state["text"]}  # built once the slot has come
+            callback = recorder.callback("sendMessage", data)
+            await limiter.process_request(callback, (), {}, "sendMessage", data, None)
+            recorder.sent[-1] = (state["text"], 1, recorder.sent[-1][2])
+
+    waiting = asyncio.create_task(show())
+    await asyncio.sleep(0.05)
+    state["text"] = "first words, and the last"  # the reply ended while it waited
+    await waiting
+    assert [text for text, _, _ in recorder.sent[1:]] == ["first words, and the last"]
+    assert recorder.sent[1][2] - recorder.sent[0][2] >= 0.2 - 0.01  # it did wait for its slot
+
+
+async def test_a_cosmetic_reservation_never_waits() -> None:
+    limiter, recorder = FloodLimiter(replace(FAST, chat_burst=1, chat_per_second=5)), Recorder()
+    await send(limiter, recorder, 1)
+    with pytest.raises(Thinned):
+        async with limiter.reserve(1, COSMETIC, 1):
+            pass
+
+
+async def test_after_a_429_the_pace_slows_for_a_while_then_returns() -> None:
+    limits = replace(FAST, global_per_second=20, slowdown_factor=3.0, slowdown_seconds=0.8)
+    limiter, recorder = FloodLimiter(limits), Recorder()
+
+    async def spacing(count: int) -> float:
+        start = len(recorder.sent)
+        await asyncio.gather(*(send(limiter, recorder, 100 + i) for i in range(count)))
+        times = sorted(t for _, _, t in recorder.sent[start:])
+        return (times[-1] - times[0]) / (count - 1)
+
+    normal = await spacing(6)
+    recorder.refuse = [0]  # Telegram refuses one request (to be sent again at once)
+    await send(limiter, recorder, 1)
+    slowed = await spacing(4)  # within the slowdown
+    await asyncio.sleep(0.3)  # the slowdown (0.8 s from the 429) is over
+    recovered = await spacing(6)
+    assert limiter.flood_waits == 1
+    assert normal < 0.07 and slowed > 2.5 * normal and recovered < 0.07
