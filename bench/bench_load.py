@@ -1,7 +1,12 @@
 """Load: a burst of chats, and a thousand chat turns streaming at once, at Telegram's own limits.
 
-    .venv/bin/python bench/bench_load.py                    # 300-chat bursts, 1,000 turns
-    .venv/bin/python bench/bench_load.py --chats 100 --turns 200 --turn-seconds 20
+    .venv/bin/python bench/bench_load.py                    # 300-chat bursts, 1,000 turns, replicas
+    .venv/bin/python bench/bench_load.py --only turns --turns 1000 --turn-seconds 20 --sse-max 30
+    .venv/bin/python bench/bench_load.py --baseline /tmp/before  # each beside another checkout's bot
+
+`--baseline PATH` runs every scenario twice in the same sitting: with the bot of another checkout of
+this project (e.g. `git worktree add /tmp/before HEAD~1`; its `python -m bot` runs from there), then
+with this one, and prints their rows side by side.
 
 Everything runs on loopback: a real redis-server, the NemoVideo emulator, the fake Bot API with
 Telegram's flood limits switched on (30 a second for the bot, bursts of 3 then 1 a second per chat,
@@ -13,7 +18,10 @@ production settings.
    default ApplicationBuilder, one handler, a new HTTP client per update) in the same run.
 2. Turns: M connected chats each start a chat turn at once; each stream stays open `turn_seconds`
    (the agent's first words at once, its last at the end). While they stream, K other chats ask for
-   their credits.
+   their credits. The requests the turns cost are counted by kind (sends, edits, chat actions,
+   reactions, deletions).
+3. Replicas: R replicas in webhook mode behind a round-robin proxy (nginx where installed) on one
+   redis-server; N new chats ask for their credits at once.
 
 Figures only: nothing here asserts a timing (tests/test_load.py checks the behaviour).
 """
@@ -38,10 +46,19 @@ from bench.common import Stack, machine, peak_rss_mb, percentile, rss_mb, stack,
 from bot.store import Store
 from bot.texts import say
 from tests.bot_process import BotProcess
-from tests.conftest import RETENTION
+from tests.conftest import RETENTION, free_port
 from tests.fake_telegram import FakeTelegram, User
+from tests.proxy import round_robin_proxy
 
 TELEGRAM_RATE = 30  # messages a second Telegram allows a bot: the ceiling of every burst
+REQUEST_KINDS = {  # what a turn costs, by kind
+    "sends": ("sendMessage", "sendPhoto", "sendVideo", "sendMediaGroup"),
+    "edits": ("editMessageText",),
+    "actions": ("sendChatAction",),
+    "reactions": ("setMessageReaction",),
+    "deletions": ("deleteMessage",),
+}
+BASELINE: str | None = None  # --baseline: another checkout whose bot runs beside this one
 FAILURES = tuple(say("en", key)[:30] for key in ("storage_unavailable", "backend_unavailable", "unexpected"))
 CREDITS = "Credits"  # in every credits answer, ours and the naive bot's
 FIRST_WORDS, LAST_WORDS = "Sure, give me a moment.", "on the timeline"
@@ -132,11 +149,16 @@ async def burst(
 
 
 async def run_bursts(chats: int, *, within: float = 120) -> list[Outcome]:
-    """Cold and warm bursts of `chats` new chats, for nemo-video-bot and for the naive bot."""
+    """Cold and warm bursts of `chats` new chats, for nemo-video-bot (and the baseline's) and for the
+    naive bot."""
+    outcomes = []
+    if BASELINE:
+        async with stack(flood_limits=True) as s:
+            outcomes += await cold_and_warm(s, from_checkout(s.bot(), BASELINE), "before", chats, within)
     async with stack(flood_limits=True) as s:
-        ours = await cold_and_warm(s, s.bot(), "nemo-video-bot", chats, within)
-        naive = await cold_and_warm(s, naive_bot(s), "naive PTB bot", chats, within)
-    return ours + naive
+        outcomes += await cold_and_warm(s, s.bot(), "nemo-video-bot", chats, within)
+        outcomes += await cold_and_warm(s, naive_bot(s), "naive PTB bot", chats, within)
+    return outcomes
 
 
 async def cold_and_warm(s: Stack, bot: BotProcess, name: str, chats: int, within: float) -> list[Outcome]:
@@ -154,6 +176,13 @@ async def cold_and_warm(s: Stack, bot: BotProcess, name: str, chats: int, within
     finally:
         await bot.stop()
     return outcomes
+
+
+def from_checkout(process: BotProcess, checkout: str | None) -> BotProcess:
+    """The bot of another checkout of this project (its `bot` package first on the path)."""
+    if checkout:
+        process.env["PYTHONPATH"] = str(Path(checkout).resolve())
+    return process
 
 
 def naive_bot(s: Stack) -> BotProcess:
@@ -182,9 +211,11 @@ class TurnsOutcome:
     finished: int = 0
     failures: int = 0
     peak_rss: float = 0.0
-    chat_actions: int = 0
+    requests: dict[str, int] = field(default_factory=dict)  # to the turns' chats, by kind
     flood_429s: int = 0
+    timeouts: int = 0  # chats told the agent took too long
     side: Outcome | None = None  # other chats asking for credits meanwhile
+    name: str = ""
 
 
 async def connect_directly(s: Stack, users: list[User]) -> None:
@@ -231,20 +262,26 @@ class RssSampler:
 
 
 async def run_turns(
-    turns: int, *, turn_seconds: float, side_chats: int, within: float = 600, **settings: str
+    turns: int,
+    *,
+    turn_seconds: float,
+    side_chats: int,
+    within: float = 600,
+    checkout: str | None = None,
+    **settings: str,
 ) -> TurnsOutcome:
     """`turns` chats start a turn at once; `side_chats` others ask for credits while they stream
-    (the bot with production settings, but for `settings`)."""
+    (the bot with production settings, but for `settings`; from another `checkout` if given)."""
     async with stack(flood_limits=True) as s:
         users = s.fake.users(turns + side_chats)
         talkers, others = users[:turns], users[turns:]
         await connect_directly(s, users)
         s.emulator.event_delay = turn_seconds / 3  # 4 events: first words at once, last at the end
         s.emulator.keepalive_interval = 15.0  # a keep-alive every 15 s inside the long gaps
-        bot = s.bot(**settings)
+        bot = from_checkout(s.bot(**settings), checkout)
         await bot.start()
         assert bot.process is not None
-        outcome = TurnsOutcome(turns)
+        outcome = TurnsOutcome(turns, name="before" if checkout else "now")
         try:
             await wait_ready(s.fake)
             with RssSampler(bot.process.pid) as sampler:
@@ -263,60 +300,150 @@ async def run_turns(
                 outcome.finished, outcome.failures = last.answered, first.failures + last.failures
                 outcome.flood_429s = s.fake.too_many_requests - before
                 outcome.peak_rss = max(sampler.peak, peak_rss_mb(bot.process.pid))
-            outcome.chat_actions = len(s.fake.calls_to("sendChatAction"))
+                await asyncio.sleep(2)  # the turns' last requests (reactions) arrive
+            chats = set(marks)
+            counted = [c for c in s.fake.calls if c.at >= started and c.params.get("chat_id") in chats]
+            outcome.requests = {
+                kind: sum(c.method in methods for c in counted) for kind, methods in REQUEST_KINDS.items()
+            }
+            outcome.timeouts = sum(
+                any("working for over" in m.text for m in s.fake.bot_messages(chat)[mark:])
+                for chat, mark in marks.items()
+            )
         finally:
             await bot.stop()
     return outcome
 
 
-def turns_table(outcome: TurnsOutcome) -> str:
-    ceiling = outcome.turns / TELEGRAM_RATE
-    rows = [
-        [
-            outcome.turns,
-            f"{len(outcome.first_text)}/{outcome.finished}",
-            outcome.failures,
-            percentile(outcome.first_text, 50),
-            percentile(outcome.first_text, 99),
-            ceiling,
-            outcome.peak_rss,
-            outcome.chat_actions,
-            outcome.flood_429s,
-        ]
+TURNS_HEADERS = (
+    "bot",
+    "turns at once",
+    "first text / finished",
+    "failed",
+    "told 'too long'",
+    "first text p50 s",
+    "p99 s",
+    "ceiling N/30 s",
+    "requests per turn",
+    "sends / edits / actions / reactions / deletions",
+    "peak RSS MB",
+    "429s",
+    "other chats' credits p50 / p99 s",
+)
+
+
+def turns_row(outcome: TurnsOutcome) -> list[object]:
+    counts = outcome.requests
+    side = outcome.side
+    return [
+        outcome.name,
+        outcome.turns,
+        f"{len(outcome.first_text)}/{outcome.finished}",
+        outcome.failures,
+        outcome.timeouts,
+        percentile(outcome.first_text, 50),
+        percentile(outcome.first_text, 99),
+        outcome.turns / TELEGRAM_RATE,
+        sum(counts.values()) / max(1, outcome.turns),
+        " / ".join(str(counts.get(kind, 0)) for kind in REQUEST_KINDS),
+        outcome.peak_rss,
+        outcome.flood_429s,
+        f"{percentile(side.latencies, 50):.2f} / {percentile(side.latencies, 99):.2f}" if side else "-",
     ]
-    headers = (
-        "turns at once",
-        "first text / finished",
-        "failed",
-        "first text p50 s",
-        "p99 s",
-        "ceiling N/30 s",
-        "peak RSS MB",
-        "chat actions",
-        "429s",
-    )
-    text = table("Concurrent chat turns", headers, rows)
-    if outcome.side is not None:
-        text += table("Meanwhile", BURST_HEADERS, [outcome.side.row()])
-    return text
+
+
+def turns_table(outcomes: list[TurnsOutcome], title: str = "Concurrent chat turns") -> str:
+    return table(title, TURNS_HEADERS, [turns_row(outcome) for outcome in outcomes])
+
+
+# -- 3. replicas --------------------------------------------------------------------------------
+
+
+WEBHOOK_SECRET, WEBHOOK_PATH = "bench-replicas_secret-0123", "/telegram"
+
+
+async def run_replica_burst(
+    chats: int, replicas: int, *, within: float = 120, checkout: str | None = None
+) -> Outcome:
+    """`replicas` bots in webhook mode behind a round-robin proxy; `chats` new chats ask for their
+    credits at once (cold), then again (warm: the row)."""
+    async with stack(flood_limits=False) as s:
+        ports = [free_port() for _ in range(replicas)]
+        async with round_robin_proxy([("127.0.0.1", port) for port in ports]) as proxy:
+            bots = []
+            for port in ports:
+                bot = from_checkout(
+                    s.bot(
+                        TELEGRAM_WEBHOOK_URL=proxy.url + WEBHOOK_PATH,
+                        TELEGRAM_WEBHOOK_SECRET=WEBHOOK_SECRET,
+                        HTTP_HOST="127.0.0.1",
+                        HTTP_PORT=str(port),
+                    ),
+                    checkout,
+                )
+                await bot.start()
+                bots.append(bot)
+            try:
+                for _ in range(600):  # at most a minute until a replica has set the webhook
+                    if s.fake.webhook_url:
+                        break
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(2)  # every replica is up and reading the inbox
+                users = s.fake.users(chats)
+                cold = await burst(s.fake, users, "credits", CREDITS, within)
+                outcome = await burst(s.fake, users, "credits", CREDITS, within)
+                outcome.flood_429s += cold.flood_429s
+            finally:
+                for bot in bots:
+                    await bot.stop()
+    outcome.scenario = f"{'before' if checkout else 'now'}: {replicas} replicas, {proxy.kind}"
+    return outcome
 
 
 def main() -> None:
+    global BASELINE
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--chats", type=int, default=300, help="chats in each burst")
     parser.add_argument("--turns", type=int, default=1000, help="chat turns streaming at once")
-    parser.add_argument("--turn-seconds", type=float, default=60, help="how long each stream stays open")
+    parser.add_argument("--turn-seconds", type=float, default=20, help="how long each stream stays open")
     parser.add_argument("--side-chats", type=int, default=50, help="chats asking for credits meanwhile")
+    parser.add_argument("--sse-max", type=float, default=None, help="SSE_MAX_SECONDS for the turns")
+    parser.add_argument("--replicas", type=int, default=3, help="replicas behind the proxy")
+    parser.add_argument("--only", choices=("bursts", "turns", "replicas"), help="one scenario")
+    parser.add_argument("--baseline", help="another checkout of this project, run beside this one")
     args = parser.parse_args()
+    BASELINE = args.baseline
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # thousands of loopback sockets
     print(machine())
-    outcomes = asyncio.run(run_bursts(args.chats))
-    table(f"Burst of {args.chats} chats asking for credits", BURST_HEADERS, [o.row() for o in outcomes])
-    turns = asyncio.run(run_turns(args.turns, turn_seconds=args.turn_seconds, side_chats=args.side_chats))
-    turns_table(turns)
+    if args.only in (None, "bursts"):
+        outcomes = asyncio.run(run_bursts(args.chats))
+        table(f"Burst of {args.chats} chats asking for credits", BURST_HEADERS, [o.row() for o in outcomes])
+    if args.only in (None, "turns"):
+        settings = {"SSE_MAX_SECONDS": str(args.sse_max)} if args.sse_max else {}
+        runs = []
+        for checkout in ([BASELINE] if BASELINE else []) + [None]:
+            runs.append(
+                asyncio.run(
+                    run_turns(
+                        args.turns,
+                        turn_seconds=args.turn_seconds,
+                        side_chats=args.side_chats,
+                        checkout=checkout,
+                        **settings,
+                    )
+                )
+            )
+        limit = f", SSE_MAX_SECONDS={args.sse_max:g}" if args.sse_max else ""
+        turns_table(runs, f"{args.turns} chat turns at once, {args.turn_seconds:g} s streams{limit}")
+    if args.only in (None, "replicas"):
+        rows = [
+            asyncio.run(run_replica_burst(args.chats, args.replicas, checkout=checkout)).row()
+            for checkout in ([BASELINE] if BASELINE else []) + [None]
+        ]
+        table(f"Burst of {args.chats} chats across {args.replicas} replicas (warm)", BURST_HEADERS, rows)
 
 
 if __name__ == "__main__":

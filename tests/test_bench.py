@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from bench import bench_core
-from bench.bench_load import BURST_HEADERS, run_bursts, table
+from bench.bench_load import BURST_HEADERS, run_bursts, run_replica_burst, table
 
 
 def test_the_core_benchmark_measures_every_case(capsys: pytest.CaptureFixture[str]) -> None:
@@ -29,3 +29,10 @@ async def test_the_burst_benchmark_runs_both_bots_and_prints_a_row_each() -> Non
     assert all(o.answered == 5 and o.failures == 0 for o in outcomes)
     text = table("tiny burst", BURST_HEADERS, [o.row() for o in outcomes])
     assert text.count("\n| ") == 5  # the header and one row per scenario
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+async def test_the_replica_burst_runs_replicas_behind_a_proxy() -> None:
+    outcome = await run_replica_burst(5, 2, within=30)
+    assert outcome.answered == 5 and outcome.failures == 0
+    assert outcome.scenario.startswith("now: 2 replicas")

@@ -50,4 +50,5 @@ async def test_200_turns_at_once_all_stream_to_the_end_while_other_chats_are_ans
     outcome = await run_turns(200, turn_seconds=3, side_chats=20, within=90, **LAGGING_FAKE)
     assert len(outcome.first_text) == outcome.finished == 200
     assert outcome.failures == 0 and outcome.flood_429s <= RARE_429S
+    assert outcome.timeouts == 0  # nobody was told the agent took too long
     assert outcome.side is not None and (outcome.side.answered, outcome.side.failures) == (20, 0)
