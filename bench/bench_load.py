@@ -47,7 +47,7 @@ from bot.store import Store
 from bot.texts import say
 from tests.bot_process import BotProcess
 from tests.conftest import RETENTION, free_port
-from tests.fake_telegram import FakeTelegram, User
+from tests.fake_telegram import FLOOD_COUNTED_METHODS, FakeTelegram, User
 from tests.proxy import round_robin_proxy
 
 TELEGRAM_RATE = 30  # messages a second Telegram allows a bot: the ceiling of every burst
@@ -214,6 +214,7 @@ class TurnsOutcome:
     requests: dict[str, int] = field(default_factory=dict)  # to the turns' chats, by kind
     flood_429s: int = 0
     timeouts: int = 0  # chats told the agent took too long
+    busiest_second: int = 0  # the most counted requests that reached the fake within any 1 s
     side: Outcome | None = None  # other chats asking for credits meanwhile
     name: str = ""
 
@@ -306,6 +307,9 @@ async def run_turns(
             outcome.requests = {
                 kind: sum(c.method in methods for c in counted) for kind, methods in REQUEST_KINDS.items()
             }
+            outcome.busiest_second = busiest_second(
+                [c.at for c in s.fake.calls if c.at >= started and c.method in FLOOD_COUNTED_METHODS]
+            )
             outcome.timeouts = sum(
                 any("working for over" in m.text for m in s.fake.bot_messages(chat)[mark:])
                 for chat, mark in marks.items()
@@ -313,6 +317,16 @@ async def run_turns(
         finally:
             await bot.stop()
     return outcome
+
+
+def busiest_second(arrivals: list[float]) -> int:
+    """The most arrivals within any one second (a sliding window over the sorted times)."""
+    times, most, first = sorted(arrivals), 0, 0
+    for last, moment in enumerate(times):
+        while moment - times[first] >= 1.0:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
 
 
 TURNS_HEADERS = (
@@ -328,6 +342,7 @@ TURNS_HEADERS = (
     "sends / edits / actions / reactions / deletions",
     "peak RSS MB",
     "429s",
+    "most in 1 s at the fake",
     "other chats' credits p50 / p99 s",
 )
 
@@ -348,6 +363,7 @@ def turns_row(outcome: TurnsOutcome) -> list[object]:
         " / ".join(str(counts.get(kind, 0)) for kind in REQUEST_KINDS),
         outcome.peak_rss,
         outcome.flood_429s,
+        outcome.busiest_second,
         f"{percentile(side.latencies, 50):.2f} / {percentile(side.latencies, 99):.2f}" if side else "-",
     ]
 

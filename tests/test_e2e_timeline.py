@@ -60,10 +60,13 @@ async def test_status_is_a_picture_with_the_summary_and_buttons_that_ask_the_age
         await fake.wait_for_message(CHAT, f"🗣 {first}", after=mark)
         reply = await fake.wait_for_message(CHAT, "on the timeline", after=mark)
         assert sent_to_agent(emulator) == [first]
-        # The reply is one message, grown by edits; its last edit puts the quick actions under it
-        # (while it is written, only Stop).
+        # The reply is one message: its last state has the quick actions under it (while it is
+        # written, only Stop), sent with it when the agent finished before it could leave, else in
+        # its last edit.
         await fake.wait_for(
-            lambda c: c.method == "editMessageText" and c.ok and "act:ratio_9_16" in str(c.params)
+            lambda c: (
+                c.method in ("sendMessage", "editMessageText") and c.ok and "act:ratio_9_16" in str(c.params)
+            )
         )
         assert data(reply) == QUICK and reply.text.startswith("Sure, give me a moment.")
 
