@@ -52,7 +52,8 @@ from tests.proxy import round_robin_proxy
 
 TELEGRAM_RATE = 30  # messages a second Telegram allows a bot: the ceiling of every burst
 REQUEST_KINDS = {  # what a turn costs, by kind
-    "sends": ("sendMessage", "sendPhoto", "sendVideo", "sendMediaGroup"),
+    "messages": ("sendMessage",),
+    "media": ("sendPhoto", "sendVideo", "sendMediaGroup"),  # previews of what the agent generated
     "edits": ("editMessageText",),
     "actions": ("sendChatAction",),
     "reactions": ("setMessageReaction",),
@@ -339,7 +340,7 @@ TURNS_HEADERS = (
     "p99 s",
     "ceiling N/30 s",
     "requests per turn",
-    "sends / edits / actions / reactions / deletions",
+    "messages / media / edits / actions / reactions / deletions",
     "peak RSS MB",
     "429s",
     "most in 1 s at the fake",

@@ -89,6 +89,7 @@ REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 class Priority(enum.Enum):
     ANSWER = "answer"
+    LATER = "later"  # an answer that is not the chat's first word (a preview after a reply): ranks with edits
     COSMETIC = "cosmetic"
 
 
@@ -176,10 +177,11 @@ def is_group(chat: int | str) -> bool:
     return isinstance(chat, str) or chat < 0
 
 
-def rank(endpoint: str) -> int:
+def rank(endpoint: str, priority: Priority = Priority.ANSWER) -> int:
     """An answer's place in the bot's queue (pure): a new message (a chat waiting for its answer)
-    before an edit or deletion of one already shown, which the chat has seen something of."""
-    return 0 if endpoint.startswith("send") else 1
+    before an edit or deletion of one already shown, or a message that follows the chat's answer
+    (`LATER`): the chat has seen something already."""
+    return 0 if endpoint.startswith("send") and priority is not Priority.LATER else 1
 
 
 class Turnstile:
@@ -406,7 +408,7 @@ class FloodLimiter(BaseRateLimiter[Priority]):
         mine = held is not None and held.chat_id == chat_id  # inside `reserve`: its lock is held
         if priority is COSMETIC and chat is not None and chat.lock.locked() and not mine:
             self._thin()  # answers for this chat are on their way: they say more
-        place = rank(endpoint)
+        place = rank(endpoint, priority)
         async with chat.lock if chat is not None and not mine else contextlib.nullcontext():
             for attempt in range(self.limits.retries + 1):
                 if held is not None and mine and held.fresh:

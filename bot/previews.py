@@ -68,18 +68,22 @@ async def show_generated(out: ChatOutput, items: Sequence[Generated]) -> None:
     """A silent photo or video of each new item, captioned with its name; where Telegram refuses
     one (it could not fetch it, or it is not what it claims), its name and link as text. Sent as
     answers: as cosmetic traffic they would give way even in a quiet chat, whose window a turn's
-    first and last words have just half filled."""
+    first and last words have just half filled; but `later` ones, which under load wait behind
+    other chats' first words."""
     for item in items[:ALBUM_LIMIT]:
         caption = say(
             out.lang, "generated_image" if item.kind == "image" else "generated_clip", name=item.name
         )
         try:
             await out.send_media(
-                Media("photo" if item.kind == "image" else "video", item.url), caption, silent=True
+                Media("photo" if item.kind == "image" else "video", item.url),
+                caption,
+                silent=True,
+                later=True,
             )
         except TelegramError as err:
             log.info("generated %s not shown as media (%s): sent as a link", item.kind, err)
-            await out.send(f"{caption}\n{html.escape(item.url)}", silent=True)
+            await out.send(f"{caption}\n{html.escape(item.url)}", silent=True, later=True)
 
 
 def _kind(item: dict[str, Any], url: str) -> Literal["image", "video"] | None:

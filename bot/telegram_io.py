@@ -213,6 +213,7 @@ class ChatOutput:
         labels: Mapping[str, str] | None = None,
         silent: bool = False,
         url_button: UrlButton | None = None,
+        later: bool = False,
     ) -> Message | None:
         """Send HTML, split to Telegram's limit; buttons go under the last part. The last Message.
 
@@ -222,7 +223,8 @@ class ChatOutput:
         last = None
         for index, part in enumerate(parts):
             markup = keyboard(buttons, self.lang, labels, url_button) if index == len(parts) - 1 else None
-            last = await self._send_text(part, markup, _priority(cosmetic), silent=silent)
+            priority = Priority.LATER if later and not cosmetic else _priority(cosmetic)
+            last = await self._send_text(part, markup, priority, silent=silent)
         return last
 
     async def edit(
@@ -281,7 +283,7 @@ class ChatOutput:
         if not isinstance(limiter, FloodLimiter):
             yield
             return
-        place = rank("editMessageText" if edit else "sendMessage")
+        place = rank("editMessageText" if edit else "sendMessage", _priority(cosmetic))
         async with limiter.reserve(self.chat_id, _priority(cosmetic), place):
             yield
 
@@ -374,9 +376,10 @@ class ChatOutput:
         )
 
     async def send_media(
-        self, media: Media, caption_html: str = "", *, silent: bool = False
+        self, media: Media, caption_html: str = "", *, silent: bool = False, later: bool = False
     ) -> Message | None:
-        """One photo or video (by file id, URL or small bytes), with an HTML caption."""
+        """One photo or video (by file id, URL or small bytes), with an HTML caption; `later`: it
+        follows the chat's answer, so under load it waits behind other chats' first words."""
         method = self.bot.send_photo if media.kind == "photo" else self.bot.send_video
         field = "photo" if media.kind == "photo" else "video"
         return await self._with_caption(
@@ -388,6 +391,7 @@ class ChatOutput:
             disable_notification=silent or None,
             read_timeout=self.transfers.file_seconds,
             write_timeout=self.transfers.file_seconds,
+            rate_limit_args=Priority.LATER if later else Priority.ANSWER,
             **{field: media.input()},
         )
 

@@ -175,6 +175,19 @@ async def test_under_overload_new_messages_go_before_edits_of_messages_already_s
     assert first_send <= 2
 
 
+async def test_a_message_that_follows_a_chats_answer_waits_behind_other_chats_first_words() -> None:
+    limiter, recorder = FloodLimiter(replace(FAST, global_per_second=20)), Recorder()
+    previews = [
+        asyncio.create_task(send(limiter, recorder, chat, endpoint="sendVideo", priority=Priority.LATER))
+        for chat in range(1, 8)
+    ]
+    await asyncio.sleep(0)
+    firsts = [asyncio.create_task(send(limiter, recorder, chat)) for chat in range(11, 18)]
+    await asyncio.gather(*previews, *firsts)
+    order = [endpoint for endpoint, _, _ in recorder.sent]
+    assert order.index("sendMessage") <= 2 and order[-5:] == ["sendVideo"] * 5
+
+
 async def test_a_reserved_slot_carries_the_state_of_when_it_came() -> None:
     limiter, recorder = FloodLimiter(replace(FAST, chat_burst=1, chat_per_second=5)), Recorder()
     await send(limiter, recorder, 1)  # the chat's window is full for 0.2 s
