@@ -34,6 +34,7 @@ import resource
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -216,6 +217,7 @@ class TurnsOutcome:
     flood_429s: int = 0
     timeouts: int = 0  # chats told the agent took too long
     busiest_second: int = 0  # the most counted requests that reached the fake within any 1 s
+    refused: str = ""  # which limit each 429 was for
     side: Outcome | None = None  # other chats asking for credits meanwhile
     name: str = ""
 
@@ -308,6 +310,7 @@ async def run_turns(
             outcome.requests = {
                 kind: sum(c.method in methods for c in counted) for kind, methods in REQUEST_KINDS.items()
             }
+            outcome.refused = which_limits(s.fake, started)
             outcome.busiest_second = busiest_second(
                 [c.at for c in s.fake.calls if c.at >= started and c.method in FLOOD_COUNTED_METHODS]
             )
@@ -318,6 +321,19 @@ async def run_turns(
         finally:
             await bot.stop()
     return outcome
+
+
+def which_limits(fake: FakeTelegram, since: float) -> str:
+    """Each 429 the fake answered since `since`, by the limit it enforced: the bot's second when 30
+    requests had been admitted in the second before it, else its chat's."""
+    calls = [c for c in fake.calls if c.at >= since and c.method in FLOOD_COUNTED_METHODS]
+    admitted = [c.at for c in calls if c.status != 429]
+    kinds = Counter(
+        "bot" if sum(call.at - 1.0 < t < call.at for t in admitted) >= fake.flood.global_limit else "chat"
+        for call in calls
+        if call.status == 429
+    )
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "-"
 
 
 def busiest_second(arrivals: list[float]) -> int:
@@ -342,7 +358,7 @@ TURNS_HEADERS = (
     "requests per turn",
     "messages / media / edits / actions / reactions / deletions",
     "peak RSS MB",
-    "429s",
+    "429s (limit)",
     "most in 1 s at the fake",
     "other chats' credits p50 / p99 s",
 )
@@ -363,7 +379,7 @@ def turns_row(outcome: TurnsOutcome) -> list[object]:
         sum(counts.values()) / max(1, outcome.turns),
         " / ".join(str(counts.get(kind, 0)) for kind in REQUEST_KINDS),
         outcome.peak_rss,
-        outcome.flood_429s,
+        f"{outcome.flood_429s} ({outcome.refused})",
         outcome.busiest_second,
         f"{percentile(side.latencies, 50):.2f} / {percentile(side.latencies, 99):.2f}" if side else "-",
     ]

@@ -102,7 +102,7 @@ def flood_limits(settings: Settings) -> FloodLimits:
         chat_burst=settings.telegram_chat_burst,
         chat_per_second=settings.telegram_chat_per_second,
         group_per_minute=settings.telegram_group_per_minute,
-        margin_seconds=settings.telegram_limit_margin_seconds,
+        margin_seconds=settings.limit_margin_seconds,
         retries=settings.telegram_flood_retries,
         slowdown_factor=settings.telegram_slowdown_factor,
         slowdown_seconds=settings.telegram_slowdown_seconds,

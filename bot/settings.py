@@ -18,6 +18,10 @@ TELEGRAM_CLOUD_DOWNLOAD_MB = 20  # getFile limit of the cloud Bot API
 TELEGRAM_CLOUD_UPLOAD_MB = 50  # sendVideo/sendDocument limit of the cloud Bot API
 TELEGRAM_LOCAL_MB = 2000  # both limits with a self-hosted Bot API server in --local mode
 DEFAULT_HTTP_PORT = 8080
+# Telegram's windows are planned on the bot's clock and counted on Telegram's: the margin covers the
+# spread between them, measured at the fake Bot API under load (bench/README.md, "Overload").
+LIMIT_MARGIN = 0.1
+SHARED_LIMIT_MARGIN = 0.15
 WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")  # Telegram's rule for secret_token
 
 SkillName = Literal["maker-online-free", "maker-free-best", "ai-video-creator-online", "free-generator-maker"]
@@ -78,7 +82,9 @@ class Settings(BaseSettings):
     telegram_chat_burst: int = Field(default=3, ge=1, le=100)
     telegram_chat_per_second: float = Field(default=1.0, gt=0)
     telegram_group_per_minute: int = Field(default=20, ge=1, le=1000)
-    telegram_limit_margin_seconds: float = Field(default=0.05, ge=0)
+    # Added to every window for the jitter between the bot and Telegram (None: as measured on a
+    # loaded 2-core machine, 0.1 s for one process, 0.15 s for replicas sharing the windows in Redis)
+    telegram_limit_margin_seconds: float | None = Field(default=None, ge=0)
     telegram_flood_retries: int = Field(default=3, ge=0, le=20)
     telegram_slowdown_factor: float = Field(default=1.5, ge=1, le=10)  # windows this much longer after a 429
     telegram_slowdown_seconds: float = Field(default=30, ge=0)  # ... for this long, then the pace returns
@@ -226,6 +232,14 @@ class Settings(BaseSettings):
     def listen_port(self) -> int | None:
         """Where the HTTP server listens: HTTP_PORT, 8080 in webhook mode, else none."""
         return self.http_port or (DEFAULT_HTTP_PORT if self.telegram_webhook_url else None)
+
+    @property
+    def limit_margin_seconds(self) -> float:
+        """TELEGRAM_LIMIT_MARGIN_SECONDS, or the margin measured for this mode (see bench/README.md)."""
+        if self.telegram_limit_margin_seconds is not None:
+            return self.telegram_limit_margin_seconds
+        shared = bool(self.telegram_webhook_url and self.redis_url)
+        return SHARED_LIMIT_MARGIN if shared else LIMIT_MARGIN
 
     @property
     def transfers(self) -> Transfers:
