@@ -37,6 +37,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `bench` and `tests` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -218,6 +219,7 @@ class TurnsOutcome:
     timeouts: int = 0  # chats told the agent took too long
     busiest_second: int = 0  # the most counted requests that reached the fake within any 1 s
     refused: str = ""  # which limit each 429 was for
+    timeline: list[list[object]] = field(default_factory=list)  # requests per 5 s, by method
     side: Outcome | None = None  # other chats asking for credits meanwhile
     name: str = ""
 
@@ -311,6 +313,7 @@ async def run_turns(
                 kind: sum(c.method in methods for c in counted) for kind, methods in REQUEST_KINDS.items()
             }
             outcome.refused = which_limits(s.fake, started)
+            outcome.timeline = timeline([c for c in counted if c.method in FLOOD_COUNTED_METHODS], started)
             outcome.busiest_second = busiest_second(
                 [c.at for c in s.fake.calls if c.at >= started and c.method in FLOOD_COUNTED_METHODS]
             )
@@ -321,6 +324,20 @@ async def run_turns(
         finally:
             await bot.stop()
     return outcome
+
+
+TIMELINE_METHODS = ("sendMessage", "editMessageText", "sendVideo", "sendChatAction", "setMessageReaction")
+
+
+def timeline(calls: list[Any], since: float, step: float = 5.0) -> list[list[object]]:
+    """Requests per `step` seconds from `since`, by method: where the bot's budget went."""
+    buckets: dict[int, Counter[str]] = {}
+    for call in calls:
+        buckets.setdefault(int((call.at - since) // step), Counter())[call.method] += 1
+    return [
+        [f"{index * step:g}-{(index + 1) * step:g}", *(buckets[index][m] for m in TIMELINE_METHODS)]
+        for index in sorted(buckets)
+    ]
 
 
 def which_limits(fake: FakeTelegram, since: float) -> str:
@@ -446,6 +463,7 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=3, help="replicas behind the proxy")
     parser.add_argument("--only", choices=("bursts", "turns", "replicas"), help="one scenario")
     parser.add_argument("--baseline", help="another checkout of this project, run beside this one")
+    parser.add_argument("--timeline", action="store_true", help="the turns' requests per 5 s, by method")
     args = parser.parse_args()
     BASELINE = args.baseline
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -471,6 +489,12 @@ def main() -> None:
             )
         limit = f", SSE_MAX_SECONDS={args.sse_max:g}" if args.sse_max else ""
         turns_table(runs, f"{args.turns} chat turns at once, {args.turn_seconds:g} s streams{limit}")
+        for run in runs if args.timeline else []:
+            table(
+                f"Requests reaching the fake per 5 s ({run.name})",
+                ("seconds", *TIMELINE_METHODS),
+                run.timeline,
+            )
     if args.only in (None, "replicas"):
         rows = [
             asyncio.run(run_replica_burst(args.chats, args.replicas, checkout=checkout)).row()
