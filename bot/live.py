@@ -171,7 +171,7 @@ class LiveReply:
             self._footer = ""
             self._changed()
 
-    async def drop(self) -> None:
+    def drop(self) -> None:
         """A whole reply that is not to be shown: the deltas streamed for it go too."""
         if self._partial.strip():
             self._changed()
@@ -229,7 +229,6 @@ class LiveReply:
         whatever the bot says in between)."""
         self.closing(actions=actions)
         async with self._lock:
-            self._actions = actions
             if self._partial.strip():  # a streamed reply whose whole never came: shown as it stands
                 self.texts += 1
             if not self._plain:

@@ -230,8 +230,7 @@ class Projects:
 
         async def ask(connection: Connection) -> tuple[str, Claim]:
             sid = session_id or connection.session_id
-            kept = await self.store.claim(sid)
-            if kept:
+            if not session_id and (kept := await self.store.claim(sid)):  # the given one was looked up
                 return sid, Claim(kept, 0)
             return sid, await self.client.claim_token(connection.token, task_id or connection.task_id, sid)
 

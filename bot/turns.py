@@ -459,7 +459,7 @@ class Turns:
                 # The skill: a trailing "I encountered a temporary issue" after normal replies is
                 # noise. Held back, and shown only if more replies follow it.
                 progress.held = event.text
-                await live.drop()
+                live.drop()
                 return
             if progress.held:
                 held, progress.held = progress.held, ""
