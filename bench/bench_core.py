@@ -13,10 +13,10 @@ import json
 import time
 from collections.abc import Callable
 
-from bot.agent_text import split_html, to_chat
-from bot.intents import route
-from bot.sse import parse_event
-from bot.timeline import format_timeline, tracks
+from bot.core.agent_text import split_html, to_chat
+from bot.core.intents import route
+from bot.core.timeline import format_timeline, tracks
+from bot.nemo.sse import parse_event
 
 EVENT = json.dumps(
     {

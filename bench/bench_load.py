@@ -45,8 +45,8 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `tests` impor
 from redis.asyncio import Redis
 
 from bench.common import Stack, machine, peak_rss_mb, percentile, rss_mb, stack, table
-from bot.store import Store
-from bot.texts import say
+from bot.core.texts import say
+from bot.state.store import Store
 from tests.bot_process import BotProcess
 from tests.conftest import RETENTION, free_port
 from tests.fake_telegram import FLOOD_COUNTED_METHODS, FakeTelegram, User

@@ -5,7 +5,7 @@
     .venv/bin/python bench/bench_renders.py --renders 10000 --poll 3 --intervals 5
 
 N chats each have one render in flight, seeded as the bot writes them: the chat's client id, token
-and session through `bot.store.Store` (so the bot polls without creating anything) and a
+and session through `bot.state.store.Store` (so the bot polls without creating anything) and a
 `RenderRecord` in the active set, with the matching account, session and render in the emulator.
 The real `python -m bot` then polls them every `RENDER_POLL_SECONDS`. After its first round, a few
 renders per interval (staggered evenly) complete at known moments; the delay is from that moment to
@@ -37,7 +37,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `tests` impor
 from redis.asyncio import Redis
 
 from bench.common import Stack, cpu_seconds, machine, percentile, stack, table
-from bot.store import RenderRecord, Store
+from bot.state.store import RenderRecord, Store
 from tests.bot_process import BotProcess
 from tests.conftest import RETENTION
 from tests.emulator import NemoEmulator, Render

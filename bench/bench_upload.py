@@ -44,7 +44,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `tests` impor
 from aiohttp import web
 
 from bench.common import Stack, cpu_seconds, machine, rss_mb, stack, table
-from bot.media import inspect_file
+from bot.core.media import inspect_file
 from tests.conftest import MEDIA
 from tests.emulator import RecordedRequest
 from tests.fake_telegram import User

@@ -21,7 +21,7 @@ def main() -> None:
         sys.exit(2)
 
     from bot.app import build_application
-    from bot.logs import setup_logging
+    from bot.core.logs import setup_logging
 
     setup_logging(settings.log_level, settings.secrets())
     try:

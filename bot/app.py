@@ -8,9 +8,9 @@ import logging
 from telegram import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeAllPrivateChats
 from telegram.ext import Application, ApplicationBuilder
 
-from bot.flood import FloodLimiter, FloodLimits
-from bot.services import Services, build_services, connect_redis
+from bot.chat.services import Services, build_services, connect_redis
 from bot.settings import Settings
+from bot.telegram.flood import FloodLimiter, FloodLimits
 
 log = logging.getLogger(__name__)
 

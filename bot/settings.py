@@ -9,10 +9,10 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bot.accounts import MIN_KEY_CHARS
-from bot.profiles import PROFILES, Profile
-from bot.store import Retention
-from bot.telegram_io import Transfers
+from bot.core.accounts import MIN_KEY_CHARS
+from bot.core.profiles import PROFILES, Profile
+from bot.state.store import Retention
+from bot.telegram.output import Transfers
 
 TELEGRAM_CLOUD_DOWNLOAD_MB = 20  # getFile limit of the cloud Bot API
 TELEGRAM_CLOUD_UPLOAD_MB = 50  # sendVideo/sendDocument limit of the cloud Bot API

@@ -4,7 +4,7 @@
   `X-Telegram-Bot-Api-Secret-Token` it is refused (403) and never read; with it, it is recorded in
   the inbox (Redis) before the 200, so a replica that dies a moment later loses nothing.
 - `GET /healthz`: 200 when Redis and the backend answer, else 503 with the reason.
-- `GET /metrics`: Prometheus text (see `bot.metrics`).
+- `GET /metrics`: Prometheus text (see `bot.core.metrics`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from redis.exceptions import RedisError
 from telegram import Update
 from telegram.ext import Application
 
-from bot import metrics
 from bot.app import build_application, on_shutdown, on_start, on_stop
-from bot.inbox import Inbox
-from bot.services import Services
+from bot.chat.services import Services
+from bot.core import metrics
 from bot.settings import Settings
+from bot.state.inbox import Inbox
 
 log = logging.getLogger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105  # a header name

@@ -16,7 +16,7 @@ from telegram import Chat, Message, MessageEntity, User
 from telegram.constants import ChatType
 from telegram.ext import filters
 
-from bot.projects import ChatRef
+from bot.chat.projects import ChatRef
 
 
 def mentions_bot(message: Message) -> bool:

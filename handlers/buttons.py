@@ -5,7 +5,7 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from bot.telegram_io import CALLBACK_PREFIX
+from bot.telegram.output import CALLBACK_PREFIX
 from handlers.common import chat_context, services_of
 
 

@@ -6,9 +6,9 @@ from telegram import Update
 from telegram.constants import ChatType
 from telegram.ext import ContextTypes
 
-from bot.flows import ChatContext
-from bot.services import Services
-from bot.texts import language_of, session_language
+from bot.chat.flows import ChatContext
+from bot.chat.services import Services
+from bot.core.texts import language_of, session_language
 from handlers.addressing import project_of
 
 

@@ -8,7 +8,7 @@ from redis.exceptions import RedisError
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from bot.telegram_io import ChatGone
+from bot.telegram.output import ChatGone
 from handlers.common import chat_context
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from telegram import Update
 from telegram.constants import ChatType
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
-from bot.accounts import tokens_in
+from bot.core.accounts import tokens_in
 from handlers.addressing import is_addressed
 from handlers.common import chat_context, services_of
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from telegram import Message, Update
 from telegram.ext import ContextTypes
 
-from bot.uploads import IncomingFile
+from bot.chat.uploads import IncomingFile
 from handlers.addressing import without_mention
 from handlers.common import chat_context, services_of
 

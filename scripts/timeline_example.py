@@ -1,4 +1,4 @@
-"""Render the README's example timeline picture (docs/timeline.png) with bot/timeline_image.py.
+"""Render the README's example timeline picture (docs/timeline.png) with bot/telegram/pictures.py.
 
     .venv/bin/python scripts/timeline_example.py [out.png]
 
@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot.timeline import format_timeline, tracks
-from bot.timeline_image import render_png
+from bot.core.timeline import format_timeline, tracks
+from bot.telegram.pictures import render_png
 
 EXAMPLE_DRAFT: dict[str, Any] = {
     "t": [

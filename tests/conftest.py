@@ -15,9 +15,9 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from bot.nemo import Attribution, NemoClient, RetryPolicy
-from bot.projects import Projects
-from bot.store import Retention, Store
+from bot.chat.projects import Projects
+from bot.nemo.client import Attribution, NemoClient, RetryPolicy
+from bot.state.store import Retention, Store
 from tests.emulator import NemoEmulator
 from tests.fake_telegram import FakeTelegram
 from tests.harness import Harness

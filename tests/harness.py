@@ -9,7 +9,7 @@ from telegram import Update
 from telegram.ext import Application
 
 from bot.app import build_application, on_shutdown, on_start, on_stop
-from bot.services import Services
+from bot.chat.services import Services
 from bot.settings import Settings
 from tests.emulator import NemoEmulator
 from tests.fake_telegram import FakeTelegram, User

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from bot.accounts import Vault, tokens_in
-from bot.inbox import Inbox
-from bot.nemo import NemoClient
-from bot.projects import ChatRef, Projects
-from bot.store import Store
+from bot.chat.projects import ChatRef, Projects
+from bot.core.accounts import Vault, tokens_in
+from bot.nemo.client import NemoClient
+from bot.state.inbox import Inbox
+from bot.state.store import Store
 from tests.conftest import MEDIA, MakeHarness
 from tests.emulator import NemoEmulator, Turn, sample_draft
 from tests.fake_telegram import FakeTelegram, User

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from bot.accounts import (
+from bot.chat.alerts import Alert, alerts_for
+from bot.chat.flows import Standing, browser_link, error_text
+from bot.chat.projects import OperatorTokenRejected, PersonalTokenRefused, TrialsUnavailable
+from bot.chat.renders import restartable
+from bot.core.accounts import (
     AccountKind,
     Vault,
     account_label,
@@ -16,9 +20,8 @@ from bot.accounts import (
     session_fits,
     tokens_in,
 )
-from bot.agent_text import temporary_issue
-from bot.alerts import Alert, alerts_for
-from bot.errors import (
+from bot.core.agent_text import temporary_issue
+from bot.nemo.errors import (
     BackendRejected,
     BackendUnavailable,
     ExportNotAllowed,
@@ -26,9 +29,6 @@ from bot.errors import (
     RateLimited,
     TokenExpired,
 )
-from bot.flows import Standing, browser_link, error_text
-from bot.projects import OperatorTokenRejected, PersonalTokenRefused, TrialsUnavailable
-from bot.renders import restartable
 
 KEY = "k" * 40
 

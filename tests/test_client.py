@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bot import errors
-from bot.nemo import LocalFile, NemoClient, RetryPolicy
-from bot.projects import ChatRef, OperatorTokenRejected, Projects
-from bot.sse import AgentEvent
-from bot.store import Store
+from bot.chat.projects import ChatRef, OperatorTokenRejected, Projects
+from bot.nemo import errors
+from bot.nemo.client import LocalFile, NemoClient, RetryPolicy
+from bot.nemo.sse import AgentEvent
+from bot.state.store import Store
 from tests.conftest import MEDIA
 from tests.emulator import NemoEmulator, Turn, sample_draft
 
@@ -248,7 +248,7 @@ async def test_render_reaches_completed_in_both_shapes(
 async def test_render_without_attribution_is_refused_with_402(emulator: NemoEmulator, tmp_path: Path) -> None:
     import httpx
 
-    from bot.nemo import Attribution
+    from bot.nemo.client import Attribution
 
     async with httpx.AsyncClient(base_url=emulator.base_url) as http:
         account = emulator.add_account("c")

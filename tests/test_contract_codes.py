@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot import errors
-from bot.errors import error_for
+from bot.nemo import errors
+from bot.nemo.errors import error_for
 from tests.conftest import MEDIA, MakeHarness
 from tests.emulator import sample_draft
 from tests.fake_telegram import User

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from bot.access import overflowing
-from bot.live import Step as LiveStep
-from bot.live import due, messages, plan
-from bot.nemo import RenderStatus
-from bot.renders import Reading, RenderTimings, Step, next_step, reading
-from bot.store import FINISHED, RenderRecord, RenderState, may_move
-from bot.turns import Close, Ending, closing, ended_well
-from bot.uploads import IncomingFile, close_album
+from bot.chat.access import overflowing
+from bot.chat.renders import Reading, RenderTimings, Step, next_step, reading
+from bot.chat.turns import Close, Ending, closing, ended_well
+from bot.chat.uploads import IncomingFile, close_album
+from bot.nemo.client import RenderStatus
+from bot.state.store import FINISHED, RenderRecord, RenderState, may_move
+from bot.telegram.live import Step as LiveStep
+from bot.telegram.live import due, messages, plan
 
 TIMINGS = RenderTimings(
     poll_seconds=30,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.profiles import PROFILES
+from bot.core.profiles import PROFILES
 from tests.bot_process import BotProcess
 from tests.emulator import NemoEmulator, sample_draft
 from tests.fake_telegram import FakeTelegram, Message, User

@@ -27,7 +27,7 @@ from telegram import (
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, NetworkError, RetryAfter
 
-from bot.video_probe import image_thumbnail
+from bot.telegram.probe import image_thumbnail
 from tests.fake_telegram import FakeTelegram, User, WebhookDelivery, parse_html
 
 MEDIA = Path(__file__).parent / "media"

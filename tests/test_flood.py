@@ -14,7 +14,16 @@ from typing import Any
 import pytest
 from telegram.error import RetryAfter
 
-from bot.flood import COSMETIC, FloodLimiter, FloodLimits, Priority, Thinned, Window, chat_of, cosmetic_may_go
+from bot.telegram.flood import (
+    COSMETIC,
+    FloodLimiter,
+    FloodLimits,
+    Priority,
+    Thinned,
+    Window,
+    chat_of,
+    cosmetic_may_go,
+)
 
 FAST = FloodLimits(
     global_per_second=30,

@@ -22,9 +22,9 @@ import fakeredis
 import pytest
 from redis.asyncio import Redis
 
-import bot.flood
-from bot.flood import COSMETIC, FloodLimiter, FloodLimits, Thinned
-from bot.metrics import REGISTRY
+import bot.telegram.flood
+from bot.core.metrics import REGISTRY
+from bot.telegram.flood import COSMETIC, FloodLimiter, FloodLimits, Thinned
 from tests.conftest import RedisServer
 from tests.test_flood import Recorder, send
 
@@ -224,10 +224,10 @@ async def test_cosmetic_traffic_is_thinned_while_another_limiter_has_answers_in_
 async def test_with_redis_down_answers_go_on_local_windows_and_redis_is_used_again_when_back(
     backend: Backend, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bot.flood, "REDIS_RETRY_SECONDS", 0.3)
+    monkeypatch.setattr(bot.telegram.flood, "REDIS_RETRY_SECONDS", 0.3)
     limiter, recorder = backend.limiter(replace(LIMITS, chat_per_second=20)), Recorder()
     backend.down()
-    with caplog.at_level(logging.WARNING, logger="bot.flood"):
+    with caplog.at_level(logging.WARNING, logger="bot.telegram.flood"):
         results = await asyncio.gather(*(send(limiter, recorder, chat) for chat in (1, 1, 1, 1, 2)))
     assert results == [True] * 5
     times = [t for _, chat, t in recorder.sent if chat == 1]
@@ -245,7 +245,7 @@ async def test_with_redis_down_answers_go_on_local_windows_and_redis_is_used_aga
 async def test_a_redis_that_does_not_answer_costs_one_timeout_then_answers_go_locally(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(bot.flood, "REDIS_TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setattr(bot.telegram.flood, "REDIS_TIMEOUT_SECONDS", 0.3)
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(-1)  # reads every command, answers none

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.profiles import PROFILES
+from bot.core.profiles import PROFILES
 from tests.conftest import MEDIA, MakeHarness
 from tests.emulator import NemoEmulator, Turn, sample_draft
 from tests.fake_telegram import User

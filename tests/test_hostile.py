@@ -21,8 +21,8 @@ import pytest
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from bot.media import safe_filename
-from bot.telegram_io import ChatGone
+from bot.core.media import safe_filename
+from bot.telegram.output import ChatGone
 from tests.conftest import MEDIA
 from tests.emulator import NemoEmulator, Turn, sample_draft
 from tests.fake_telegram import FakeTelegram, User

@@ -18,8 +18,8 @@ import pytest
 from redis.asyncio import Redis
 from saq.job import Status
 
-from bot.jobs import Jobs, JobTimings, abandoned
-from bot.store import RenderRecord, Store
+from bot.state.store import RenderRecord, Store
+from bot.work.jobs import Jobs, JobTimings, abandoned
 from tests.conftest import RETENTION, RedisServer
 
 TIMINGS = JobTimings(
@@ -210,7 +210,7 @@ async def test_a_live_long_step_is_not_taken_over(redis: Redis) -> None:
 
 async def test_renders_in_flight_without_a_job_are_adopted(redis: Redis) -> None:
     """Recorded by a process that stopped before scheduling the first poll: adopted once."""
-    from bot.renders import Renders, RenderTimings
+    from bot.chat.renders import Renders, RenderTimings
 
     store = Store(redis, "nvb:test", RETENTION)
     jobs = jobs_on(redis)

@@ -10,15 +10,15 @@ import av
 import pytest
 from PIL import Image
 
-from bot.intents import Intent, route
-from bot.nemo import RenderStatus
-from bot.previews import Generated, generated_items, new_generated
-from bot.renders import draft_digest, progress_text, reuse_video
-from bot.store import RenderRecord
-from bot.telegram_io import Media
-from bot.texts import clock, progress_bar
-from bot.uploads import IncomingFile, preview_of, upload_progress_text
-from bot.video_probe import (
+from bot.chat.renders import draft_digest, progress_text, reuse_video
+from bot.chat.uploads import IncomingFile, preview_of, upload_progress_text
+from bot.core.intents import Intent, route
+from bot.core.texts import clock, progress_bar
+from bot.nemo.client import RenderStatus
+from bot.state.store import RenderRecord
+from bot.telegram.output import Media
+from bot.telegram.previews import Generated, generated_items, new_generated
+from bot.telegram.probe import (
     THUMBNAIL_MAX_BYTES,
     THUMBNAIL_SIDE,
     VideoInfo,

@@ -14,11 +14,11 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bot.agent_text import TELEGRAM_LIMIT, split_html, to_chat
-from bot.intents import MAX_WORDS, Intent, links_in, route
-from bot.media import KINDS, safe_filename
-from bot.sse import AgentEvent, parse_event
-from bot.timeline import describe_changes, format_timeline, is_exportable, tracks
+from bot.core.agent_text import TELEGRAM_LIMIT, split_html, to_chat
+from bot.core.intents import MAX_WORDS, Intent, links_in, route
+from bot.core.media import KINDS, safe_filename
+from bot.core.timeline import describe_changes, format_timeline, is_exportable, tracks
+from bot.nemo.sse import AgentEvent, parse_event
 from tests.fake_telegram import parse_html
 
 FAST = settings(max_examples=200, deadline=None)
@@ -68,7 +68,7 @@ def dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-# -- bot.sse.parse_event ----------------------------------------------------------------------------
+# -- bot.nemo.sse.parse_event ----------------------------------------------------------------------------
 
 ROLES = st.one_of(st.sampled_from(["model", "user", "tool", "system", "Model", "", None]), SCALARS)
 FLAGS = st.one_of(st.booleans(), st.none(), st.sampled_from([1, 0, "true", "false", [], {}]))
@@ -220,7 +220,7 @@ def test_tool_parts_never_produce_text(parts: list[Any], role: Any, partial: Any
     assert result == AgentEvent("tool")
 
 
-# -- bot.timeline -----------------------------------------------------------------------------------
+# -- bot.core.timeline -----------------------------------------------------------------------------------
 
 META_KEYS = st.sampled_from(
     ["title", "text", "name", "desc", "prompt", "file_name", "url", "volume", "v", "role", "type", "x"]
@@ -315,7 +315,7 @@ def test_describe_changes_never_raises_between_any_two_drafts(before: Any, after
     assert all(line.startswith("Removed: ") for line in describe_changes(old, []))
 
 
-# -- bot.intents ------------------------------------------------------------------------------------
+# -- bot.core.intents ------------------------------------------------------------------------------------
 
 
 @FAST
@@ -459,7 +459,7 @@ def test_links_in_only_returns_http_urls_from_the_text(fragments: list[str]) -> 
     assert (route(text) is Intent.LINKS) == bool(found)
 
 
-# -- bot.agent_text ---------------------------------------------------------------------------------
+# -- bot.core.agent_text ---------------------------------------------------------------------------------
 
 GUI_FRAGMENTS = st.sampled_from(
     [
@@ -495,7 +495,7 @@ ENTITY = re.compile(r"&(?:amp|lt|gt|quot|#x27);")
 @given(AGENT_TEXT, st.sampled_from(["en", "zh"]))
 def test_to_chat_escapes_everything_from_the_agent(text: str, lang: Any) -> None:
     assert "<" not in to_chat(text, lang).html and ">" not in to_chat(text, lang).html
-    text = sendable(text)  # what bot.sse hands over (and what Telegram's UTF-8 can carry)
+    text = sendable(text)  # what bot.nemo.sse hands over (and what Telegram's UTF-8 can carry)
     chat = to_chat(text, lang)
     assert "<" not in chat.html and ">" not in chat.html  # no tag can come from the agent's text
     assert ENTITY.sub("", chat.html).count("&") == 0  # every & starts an entity html.escape makes
@@ -559,7 +559,7 @@ def test_agent_replies_split_into_valid_telegram_html(text: str, lang: Any) -> N
         parse_html(chunk, strict_ampersand=True)  # a cut entity would raise here
 
 
-# -- bot.media.safe_filename ------------------------------------------------------------------------
+# -- bot.core.media.safe_filename ------------------------------------------------------------------------
 
 NAME_PARTS = st.sampled_from(
     [

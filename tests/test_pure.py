@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bot import agent_text, errors, intents, media, sse, timeline
-from bot.intents import Intent, route
-from bot.logs import redact
-from bot.texts import language_of, say, session_language
+from bot.core import agent_text, intents, media, timeline
+from bot.core.intents import Intent, route
+from bot.core.logs import redact
+from bot.core.texts import language_of, say, session_language
+from bot.nemo import errors, sse
 
 MEDIA = Path(__file__).parent / "media"
 SAMPLE_DRAFT = {

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from bot.profiles import PROFILES
+from bot.core.profiles import PROFILES
 from tests.conftest import MakeHarness
 from tests.emulator import Turn, sample_draft
 from tests.fake_telegram import Message, User

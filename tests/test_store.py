@@ -12,8 +12,8 @@ import fakeredis
 import pytest
 from redis.asyncio import Redis
 
-from bot.access import overflowing
-from bot.store import InvalidMove, RenderRecord, RenderState, Store, TurnRecord
+from bot.chat.access import overflowing
+from bot.state.store import InvalidMove, RenderRecord, RenderState, Store, TurnRecord
 from tests.conftest import RETENTION, RedisServer
 
 

@@ -1,4 +1,4 @@
-"""The timeline picture (bot/timeline_image.py), decoded with Pillow; the quick-action keyboard, the
+"""The timeline picture (bot/telegram/pictures.py), decoded with Pillow; the quick-action keyboard, the
 deep-link payloads and the example buttons (pure parts)."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given, settings
 from PIL import Image
 
-from bot import timeline_image
-from bot.agent_text import QUICK_ACTIONS, reply_actions
-from bot.flows import example_action, example_index
-from bot.telegram_io import button_rows, keyboard
-from bot.timeline import layout, tracks
-from bot.timeline_image import PALETTE, Fonts, clock, render_png, row_top, ticks, x_of
+from bot.chat.flows import example_action, example_index
+from bot.core.agent_text import QUICK_ACTIONS, reply_actions
+from bot.core.timeline import layout, tracks
+from bot.telegram import pictures as timeline_image
+from bot.telegram.output import button_rows, keyboard
+from bot.telegram.pictures import PALETTE, Fonts, clock, render_png, row_top, ticks, x_of
 from tests.emulator import sample_draft
 from tests.test_properties import drafts, expected_track_count
 
@@ -233,7 +233,7 @@ def test_ticks_of_any_length_are_bounded() -> None:
         assert moments == sorted(set(moments))
 
 
-# -- the layout behind the picture, read by bot/timeline.py's rules -------------------------------
+# -- the layout behind the picture, read by bot/core/timeline.py's rules -------------------------------
 
 
 def test_layout_agrees_with_the_summary() -> None:

@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from bot.settings import Settings
-from bot.store import Store
+from bot.state.store import Store
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.texts import Lang, say
+from bot.core.texts import Lang, say
 
 TELEGRAM_LIMIT = 4096
 

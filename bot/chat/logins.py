@@ -2,7 +2,7 @@
 
 A token is taken only in the person's private chat with the bot. The message that holds it is
 deleted first, before anything else happens; the token is checked with a credits call, then kept
-encrypted (`bot.accounts.Vault`) and never shown again, not even in part. A token posted in a group
+encrypted (`bot.core.accounts.Vault`) and never shown again, not even in part. A token posted in a group
 or channel is deleted where the bot may (the sender is asked to, where it may not), never used,
 and its owner is told to revoke it.
 """
@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 
-from bot.accounts import Vault, person_of
-from bot.errors import NemoError, TokenExpired
-from bot.flows import ChatContext, Flows, login_link, username_of
-from bot.nemo import NemoClient
-from bot.store import Store
-from bot.telegram_io import ChatGone
-from bot.texts import amount, say
+from bot.chat.flows import ChatContext, Flows, login_link, username_of
+from bot.core.accounts import Vault, person_of
+from bot.core.texts import amount, say
+from bot.nemo.client import NemoClient
+from bot.nemo.errors import NemoError, TokenExpired
+from bot.state.store import Store
+from bot.telegram.output import ChatGone
 
 log = logging.getLogger(__name__)
 

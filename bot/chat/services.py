@@ -17,27 +17,27 @@ from telegram.constants import ChatMemberStatus
 from telegram.error import TelegramError
 from telegram.ext import ExtBot
 
-from bot import metrics
-from bot.access import Guard
-from bot.accounts import Vault, tokens_in
-from bot.agent_text import INSTRUCTED
-from bot.aio import cancel_and_wait
-from bot.alerts import OperatorAlerts
-from bot.flows import ChatContext, Flows
-from bot.inbox import Inbox
-from bot.intents import Intent, links_in, route
-from bot.jobs import Jobs, JobTimings
-from bot.logins import Logins
-from bot.nemo import Attribution, NemoClient, RetryPolicy
-from bot.projects import Projects
-from bot.renders import Renders, RenderTimings
-from bot.replicas import Replicas
+from bot.chat.access import Guard
+from bot.chat.alerts import OperatorAlerts
+from bot.chat.flows import ChatContext, Flows
+from bot.chat.logins import Logins
+from bot.chat.projects import Projects
+from bot.chat.renders import Renders, RenderTimings
+from bot.chat.turns import Turns, TurnTimings
+from bot.chat.uploads import IncomingFile, UploadLimits, Uploads
+from bot.core import metrics
+from bot.core.accounts import Vault, tokens_in
+from bot.core.agent_text import INSTRUCTED
+from bot.core.aio import cancel_and_wait
+from bot.core.intents import Intent, links_in, route
+from bot.core.texts import Lang, say
+from bot.nemo.client import Attribution, NemoClient, RetryPolicy
 from bot.settings import Settings
-from bot.store import Store
-from bot.telegram_io import ChatOutput, Telegram
-from bot.texts import Lang, say
-from bot.turns import Turns, TurnTimings
-from bot.uploads import IncomingFile, UploadLimits, Uploads
+from bot.state.inbox import Inbox
+from bot.state.replicas import Replicas
+from bot.state.store import Store
+from bot.telegram.output import ChatOutput, Telegram
+from bot.work.jobs import Jobs, JobTimings
 
 log = logging.getLogger(__name__)
 LOGIN_PAYLOAD = "login"  # t.me/<bot>?start=login opens the private chat on the login help

@@ -1,7 +1,7 @@
 """Exports: start a render, poll it, and deliver the MP4 into the chat once.
 
 A render in flight is a record in Redis, not a coroutine, and its polls are steps of a keyed job
-on the job queue (`bot.jobs`): whichever replica is alive runs the next poll, so a restarted bot
+on the job queue (`bot.work.jobs`): whichever replica is alive runs the next poll, so a restarted bot
 still finishes and delivers it, and no two processes poll or deliver the same render at once.
 """
 
@@ -23,20 +23,20 @@ from typing import Any
 from telegram import Message
 from telegram.error import BadRequest, TelegramError
 
-from bot import metrics
-from bot.access import today
-from bot.errors import BackendRejected, BackendUnavailable, NemoError, SessionNotFound, TokenExpired
-from bot.flood import Thinned
-from bot.flows import ChatContext, Flows, browser_link, resume
-from bot.jobs import Jobs
-from bot.media import human_size
-from bot.nemo import NemoClient, RenderStatus
-from bot.projects import ChatRef, Connection, Projects
-from bot.store import FINISHED, RenderRecord, RenderState, Store
-from bot.telegram_io import CAPTION_LIMIT, ChatGone, ChatOutput, Telegram, UrlButton
-from bot.texts import Lang, clock, language_of, progress_bar, say
-from bot.timeline import is_exportable
-from bot.video_probe import VideoInfo, probe_video
+from bot.chat.access import today
+from bot.chat.flows import ChatContext, Flows, browser_link, resume
+from bot.chat.projects import ChatRef, Connection, Projects
+from bot.core import metrics
+from bot.core.media import human_size
+from bot.core.texts import Lang, clock, language_of, progress_bar, say
+from bot.core.timeline import is_exportable
+from bot.nemo.client import NemoClient, RenderStatus
+from bot.nemo.errors import BackendRejected, BackendUnavailable, NemoError, SessionNotFound, TokenExpired
+from bot.state.store import FINISHED, RenderRecord, RenderState, Store
+from bot.telegram.flood import Thinned
+from bot.telegram.output import CAPTION_LIMIT, ChatGone, ChatOutput, Telegram, UrlButton
+from bot.telegram.probe import VideoInfo, probe_video
+from bot.work.jobs import Jobs
 
 log = logging.getLogger(__name__)
 ADOPT_BATCH = 1000  # renders checked for a job per Redis command while adopting

@@ -1,6 +1,6 @@
 """The timeline as a picture: one row of coloured bars per track on a time axis, as PNG bytes.
 
-`render_png(draft)` reads the draft with `bot.timeline.layout` (the same defensive rules as the text
+`render_png(draft)` reads the draft with `bot.core.timeline.layout` (the same defensive rules as the text
 summary: a missing, extra or mistyped key changes the picture, never raises). Each segment is a bar
 from its start to its end, with its name on it; a track's label and volume sit to the left; the
 header gives the number of tracks and the total duration, and the axis has tick labels.
@@ -22,8 +22,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from bot.texts import TEXTS, Lang, say
-from bot.timeline import TrackLayout, duration_ms, layout
+from bot.core.texts import TEXTS, Lang, say
+from bot.core.timeline import TrackLayout, duration_ms, layout
 
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 RGB = tuple[int, int, int]

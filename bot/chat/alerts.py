@@ -14,11 +14,11 @@ import logging
 from redis.exceptions import RedisError
 from telegram.error import TelegramError
 
-from bot.errors import NemoError
-from bot.nemo import Credits, NemoClient
-from bot.store import Store
-from bot.telegram_io import ChatGone, Telegram
-from bot.texts import Lang, amount, language_of, say
+from bot.core.texts import Lang, amount, language_of, say
+from bot.nemo.client import Credits, NemoClient
+from bot.nemo.errors import NemoError
+from bot.state.store import Store
+from bot.telegram.output import ChatGone, Telegram
 
 log = logging.getLogger(__name__)
 EXPORT_ALERT_SECONDS = 24 * 3600  # a plan that cannot export is said again a day later, if still so

@@ -49,7 +49,7 @@ from telegram.error import RetryAfter
 from telegram.ext import BaseRateLimiter
 from telegram.warnings import PTBDeprecationWarning
 
-from bot.metrics import TELEGRAM_429, TELEGRAM_RETRIES, TELEGRAM_THINNED
+from bot.core.metrics import TELEGRAM_429, TELEGRAM_RETRIES, TELEGRAM_THINNED
 
 log = logging.getLogger(__name__)
 

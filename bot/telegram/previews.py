@@ -16,9 +16,9 @@ from urllib.parse import unquote, urlsplit
 
 from telegram.error import TelegramError
 
-from bot.media import KINDS
-from bot.telegram_io import ALBUM_LIMIT, ChatOutput, Media
-from bot.texts import say
+from bot.core.media import KINDS
+from bot.core.texts import say
+from bot.telegram.output import ALBUM_LIMIT, ChatOutput, Media
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Every message the bot sends goes through `ChatOutput`, so escaping, the 4096-character limit,
 "message is not modified", transient network errors and a user who blocked the bot are handled
-in one place. Pacing and flood waits belong to `bot.flood.FloodLimiter`: what is sent with
+in one place. Pacing and flood waits belong to `bot.telegram.flood.FloodLimiter`: what is sent with
 `cosmetic=True` may be dropped there under load (`Thinned`), so the caller decides what that means.
 """
 
@@ -40,9 +40,9 @@ from telegram.error import (
 )
 from telegram.ext import ExtBot
 
-from bot.agent_text import split_html
-from bot.flood import COSMETIC, FloodLimiter, Priority, Thinned, rank
-from bot.texts import Lang, say, sendable
+from bot.core.agent_text import split_html
+from bot.core.texts import Lang, say, sendable
+from bot.telegram.flood import COSMETIC, FloodLimiter, Priority, Thinned, rank
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,7 +51,7 @@ BUTTON_LABELS = {
     "export": "button_export",
     "status": "button_timeline",
     "retry": "button_retry",
-    # quick actions (bot.agent_text.QUICK_ACTIONS): each a chat turn with a clear instruction
+    # quick actions (bot.core.agent_text.QUICK_ACTIONS): each a chat turn with a clear instruction
     "ratio_9_16": "button_ratio_9_16",
     "ratio_16_9": "button_ratio_16_9",
     "ratio_1_1": "button_ratio_1_1",

@@ -9,7 +9,7 @@ handled by exactly one replica through a consumer group.
   An update a dead replica had already begun is not run again (the handlers' own de-duplication
   skips it): what it started is recovered from its own records (turns, uploads, renders).
 - An update that holds a NemoVideo token (someone logging in) is kept sealed with the tokens' key,
-  or, without one, with the token withheld: it is never used then (`bot.accounts`).
+  or, without one, with the token withheld: it is never used then (`bot.core.accounts`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
-from bot import metrics
-from bot.accounts import TOKEN_SHAPE, WITHHELD, Vault, tokens_in
-from bot.store import Store
+from bot.core import metrics
+from bot.core.accounts import TOKEN_SHAPE, WITHHELD, Vault, tokens_in
+from bot.state.store import Store
 
 log = logging.getLogger(__name__)
 GROUP = "replicas"

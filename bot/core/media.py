@@ -57,7 +57,7 @@ SNIFF_BYTES = 8192
 
 @dataclass(frozen=True)
 class Problem:
-    """Why a file cannot be used; `reason` is a key of bot.texts."""
+    """Why a file cannot be used; `reason` is a key of bot.core.texts."""
 
     reason: str
     detail: str = ""

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bot.texts import sendable
+from bot.core.texts import sendable
 
 EventKind = Literal["text", "partial", "tool", "keepalive", "error", "state"]
 

@@ -3,7 +3,7 @@
 Work a replica holds (a running turn, media not yet forwarded) is recorded with its id as owner;
 when the owner's heartbeat is gone, another replica takes the work over (`Turns.sweep`,
 `Uploads.sweep`). Renders have leases of their own (`Renders`), and updates are held in the
-inbox's consumer group (`bot.inbox`).
+inbox's consumer group (`bot.state.inbox`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import uuid
 
 from redis.exceptions import RedisError
 
-from bot.store import Store
+from bot.state.store import Store
 
 log = logging.getLogger(__name__)
 

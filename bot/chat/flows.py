@@ -16,11 +16,23 @@ from urllib.parse import quote
 from redis.exceptions import RedisError
 from telegram.error import TelegramError
 
-from bot.access import today
-from bot.accounts import AccountKind, project_owner
-from bot.agent_text import QUICK_ACTIONS
-from bot.alerts import OperatorAlerts
-from bot.errors import (
+from bot.chat.access import today
+from bot.chat.alerts import OperatorAlerts
+from bot.chat.projects import (
+    ChatRef,
+    Connection,
+    OperatorTokenRejected,
+    PersonalTokenRefused,
+    Projects,
+    TrialsUnavailable,
+)
+from bot.core.accounts import AccountKind, project_owner
+from bot.core.agent_text import QUICK_ACTIONS
+from bot.core.media import ACCEPTED_LIST
+from bot.core.texts import Lang, amount, language_of, say
+from bot.core.timeline import duration_ms, format_timeline, layout, tracks
+from bot.nemo.client import NemoClient
+from bot.nemo.errors import (
     BackendUnavailable,
     ExportNotAllowed,
     NemoError,
@@ -29,23 +41,11 @@ from bot.errors import (
     StreamDropped,
     StreamIdle,
 )
-from bot.flood import Thinned
-from bot.media import ACCEPTED_LIST
-from bot.nemo import NemoClient
-from bot.projects import (
-    ChatRef,
-    Connection,
-    OperatorTokenRejected,
-    PersonalTokenRefused,
-    Projects,
-    TrialsUnavailable,
-)
 from bot.settings import Settings
-from bot.store import ChatAddress, Store
-from bot.telegram_io import CAPTION_LIMIT, ChatOutput, Telegram, plain
-from bot.texts import Lang, amount, language_of, say
-from bot.timeline import duration_ms, format_timeline, layout, tracks
-from bot.timeline_image import clock, render_png
+from bot.state.store import ChatAddress, Store
+from bot.telegram.flood import Thinned
+from bot.telegram.output import CAPTION_LIMIT, ChatOutput, Telegram, plain
+from bot.telegram.pictures import clock, render_png
 
 log = logging.getLogger(__name__)
 EXAMPLE = re.compile(r"ex([1-9][0-9]{0,2})")

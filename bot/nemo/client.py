@@ -1,7 +1,7 @@
 """The NemoVideo API client: HTTP, the SSE chat stream, uploads and renders.
 
 It borrows an `httpx.AsyncClient` (the app owns its lifetime) and maps every answer through
-`bot.errors.error_for`, so callers only ever see typed results or a `NemoError`. Tokens travel in
+`bot.nemo.errors.error_for`, so callers only ever see typed results or a `NemoError`. Tokens travel in
 the `Authorization` header only, never in a URL.
 """
 
@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 from httpx_sse import aconnect_sse
 
-from bot import metrics
-from bot.errors import BackendUnavailable, NemoError, StreamDropped, StreamIdle, error_for, unwrap
-from bot.sse import AgentEvent, parse_event
+from bot.core import metrics
+from bot.nemo.errors import BackendUnavailable, NemoError, StreamDropped, StreamIdle, error_for, unwrap
+from bot.nemo.sse import AgentEvent, parse_event
 
 APP = "nemo_agent"
 TOKEN_LIFETIME_SECONDS = 7 * 24 * 3600

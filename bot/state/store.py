@@ -17,7 +17,7 @@ from typing import Any, TypeVar, cast
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from bot.accounts import Link
+from bot.core.accounts import Link
 
 T = TypeVar("T")
 
@@ -182,7 +182,7 @@ class TurnRecord:
     language: str = "en"
     session_language: str = "en"
     before: list[dict[str, Any]] | None = None  # the timeline when the turn began
-    owner: str = ""  # the replica running it (bot.replicas); "" in records from before replicas
+    owner: str = ""  # the replica running it (bot.state.replicas); "" in records from before replicas
     request_id: int | None = None  # the user's message, whose 👀 becomes 👎 if the turn is cut off
 
     def address(self, chat_key: str) -> ChatAddress:

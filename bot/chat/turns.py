@@ -4,7 +4,7 @@ A turn is recorded in Redis while it runs, so a second message is answered with 
 (and a restarted bot knows a turn was cut off). The stream is never resent: when it drops, the
 bot watches the timeline instead and reports what changed.
 
-The reply is shown as it is written (`bot.live`), with a Stop button under it; the user's message
+The reply is shown as it is written (`bot.telegram.live`), with a Stop button under it; the user's message
 gets a 👀 reaction while the turn runs (when the agent has not begun its reply within a live-edit interval),
 then 👍 when it ends well or 👎 when it fails or is stopped
 (Telegram lets bots react only with its standard set, which has neither ✅ nor ❌).
@@ -23,22 +23,22 @@ from dataclasses import asdict, dataclass, field
 from redis.exceptions import RedisError
 from telegram.error import TelegramError
 
-from bot import metrics
-from bot.agent_text import reply_actions, temporary_issue
-from bot.aio import cancel_and_wait
-from bot.errors import StreamDropped, StreamIdle
-from bot.flood import Thinned
-from bot.flows import ChatContext, Flows, resume
-from bot.jobs import Jobs
-from bot.live import LiveReply
-from bot.nemo import ProjectState
-from bot.previews import generated_items, new_generated, show_generated
-from bot.projects import Projects
-from bot.sse import AgentEvent
-from bot.store import Store, TurnRecord
-from bot.telegram_io import ChatGone, Telegram
-from bot.texts import bullet_list, say
-from bot.timeline import TrackSummary, describe_changes, tracks
+from bot.chat.flows import ChatContext, Flows, resume
+from bot.chat.projects import Projects
+from bot.core import metrics
+from bot.core.agent_text import reply_actions, temporary_issue
+from bot.core.aio import cancel_and_wait
+from bot.core.texts import bullet_list, say
+from bot.core.timeline import TrackSummary, describe_changes, tracks
+from bot.nemo.client import ProjectState
+from bot.nemo.errors import StreamDropped, StreamIdle
+from bot.nemo.sse import AgentEvent
+from bot.state.store import Store, TurnRecord
+from bot.telegram.flood import Thinned
+from bot.telegram.live import LiveReply
+from bot.telegram.output import ChatGone, Telegram
+from bot.telegram.previews import generated_items, new_generated, show_generated
+from bot.work.jobs import Jobs
 
 log = logging.getLogger(__name__)
 
@@ -517,7 +517,7 @@ class Turns:
     async def _show_new_media(
         self, ctx: ChatContext, before: ProjectState, after: ProjectState | None
     ) -> None:
-        """A preview of each image or clip the agent generated during the turn (bot.previews)."""
+        """A preview of each image or clip the agent generated during the turn (bot.telegram.previews)."""
         if after is None:
             return
         fresh = new_generated(generated_items(before.generated), generated_items(after.generated))

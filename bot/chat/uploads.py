@@ -23,18 +23,26 @@ from typing import Any
 
 from telegram.error import TelegramError
 
-from bot import metrics
-from bot.errors import FileTooLarge, UnsupportedFile
-from bot.flood import Thinned
-from bot.flows import ChatContext, Flows, resume
-from bot.jobs import Jobs
-from bot.media import ACCEPTED_LIST, KINDS, check_name, content_type, human_size, inspect_file, safe_filename
-from bot.nemo import LocalFile, NemoClient, UploadedMedia
-from bot.projects import Connection, Projects
-from bot.store import ChatAddress, Store
-from bot.telegram_io import CAPTION_LIMIT, ChatGone, Media, Telegram, plain
-from bot.texts import Lang, bullet_list, progress_bar, say
-from bot.video_probe import image_thumbnail, probe_video
+from bot.chat.flows import ChatContext, Flows, resume
+from bot.chat.projects import Connection, Projects
+from bot.core import metrics
+from bot.core.media import (
+    ACCEPTED_LIST,
+    KINDS,
+    check_name,
+    content_type,
+    human_size,
+    inspect_file,
+    safe_filename,
+)
+from bot.core.texts import Lang, bullet_list, progress_bar, say
+from bot.nemo.client import LocalFile, NemoClient, UploadedMedia
+from bot.nemo.errors import FileTooLarge, UnsupportedFile
+from bot.state.store import ChatAddress, Store
+from bot.telegram.flood import Thinned
+from bot.telegram.output import CAPTION_LIMIT, ChatGone, Media, Telegram, plain
+from bot.telegram.probe import image_thumbnail, probe_video
+from bot.work.jobs import Jobs
 
 log = logging.getLogger(__name__)
 MB = 1024 * 1024

@@ -36,10 +36,10 @@ from dataclasses import dataclass
 
 from telegram.error import NetworkError, RetryAfter
 
-from bot.agent_text import ChatText, reply_actions, split_html, to_chat
-from bot.flood import Thinned
-from bot.telegram_io import ChatOutput
-from bot.texts import Lang
+from bot.core.agent_text import ChatText, reply_actions, split_html, to_chat
+from bot.core.texts import Lang
+from bot.telegram.flood import Thinned
+from bot.telegram.output import ChatOutput
 
 log = logging.getLogger(__name__)
 

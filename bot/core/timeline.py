@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from bot.texts import sendable
+from bot.core.texts import sendable
 
 TRACK_KINDS = {0: "Video", 1: "Audio", 7: "Text"}
 NAME_KEYS = ("title", "text", "name", "desc", "description", "prompt", "file_name", "filename", "url")

@@ -3,7 +3,7 @@
 `Projects.call` runs one backend operation for a chat under the contract's recovery rules:
 an expired trial token (1001) is renewed with the same client id, a lost session (1002 / 404) is
 replaced, and a 429 waits `RATE_LIMIT_WAIT_SECONDS`; each at most once, then the error stands.
-Which account a chat runs on is `bot.accounts.choose`: a refused personal or operator token is
+Which account a chat runs on is `bot.core.accounts.choose`: a refused personal or operator token is
 never renewed behind anyone's back, and a refused trial grant is answered at once.
 """
 
@@ -19,7 +19,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
-from bot.accounts import (
+from bot.core.accounts import (
     AccountKind,
     Vault,
     account_label,
@@ -29,10 +29,10 @@ from bot.accounts import (
     project_owner,
     session_fits,
 )
-from bot.errors import MissingClientId, NemoError, RateLimited, SessionNotFound, TokenExpired
-from bot.nemo import Claim, NemoClient, ProjectState
-from bot.sse import AgentEvent
-from bot.store import ChatRecord, Store
+from bot.nemo.client import Claim, NemoClient, ProjectState
+from bot.nemo.errors import MissingClientId, NemoError, RateLimited, SessionNotFound, TokenExpired
+from bot.nemo.sse import AgentEvent
+from bot.state.store import ChatRecord, Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

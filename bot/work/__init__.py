@@ -1,0 +1,1 @@
+"""Durable work: jobs on SAQ that survive restarts and replicas."""
