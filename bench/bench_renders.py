@@ -37,7 +37,8 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `tests` impor
 from redis.asyncio import Redis
 
 from bench.common import Stack, cpu_seconds, machine, percentile, stack, table
-from bot.state.store import RenderRecord, Store
+from bot.state.renders import RenderRecord
+from bot.state.store import Store
 from tests.bot_process import BotProcess
 from tests.conftest import RETENTION
 from tests.emulator import NemoEmulator, Render

@@ -1,5 +1,5 @@
 """`python -m bot`: read the settings, then run the bot: with long polling, or as one replica in
-webhook mode when TELEGRAM_WEBHOOK_URL is set."""
+webhook mode when TELEGRAM_WEBHOOK_URL is set (its life from start to a graceful stop is `serve`)."""
 
 from __future__ import annotations
 
@@ -20,14 +20,12 @@ def main() -> None:
         print(f"nemo-video-bot: {describe_error(err)}", file=sys.stderr)
         sys.exit(2)
 
-    from bot.app import build_application
+    from bot.app import build_application, serve
     from bot.core.logs import setup_logging
 
     setup_logging(settings.log_level, settings.secrets())
     try:
         if settings.telegram_webhook_url:
-            from bot.web import serve
-
             asyncio.run(serve(settings))
         else:
             build_application(settings).run_polling(

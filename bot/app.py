@@ -1,60 +1,24 @@
-"""Wiring: settings in, a ready python-telegram-bot Application out. The only module importing handlers."""
+"""The application's life: python-telegram-bot's Application with the handlers (the only module
+importing them), its start and stop, and webhook mode's run from start to a graceful stop."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import signal
+from typing import Any
 
-from telegram import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeAllPrivateChats
+from telegram import Update
 from telegram.ext import Application, ApplicationBuilder
 
-from bot.chat.services import Services, build_services, connect_redis
+from bot.chat.services import Services
 from bot.settings import Settings
-from bot.telegram.flood import FloodLimiter, FloodLimits
+from bot.telegram.menu import register_commands
+from bot.web import start_server
+from bot.wiring import build_services, flood_limiter
 
 log = logging.getLogger(__name__)
-
-PRIVATE_ONLY = frozenset({"start", "login", "logout"})  # a token is given in private, never in a group
-COMMANDS = {
-    "en": [
-        ("start", "Start: greeting and examples"),
-        ("help", "How to use the bot"),
-        ("status", "Show the timeline"),
-        ("credits", "Show your credits"),
-        ("export", "Render and send the 1080p MP4"),
-        ("new", "Start a fresh project"),
-        ("cancel", "Stop the running request"),
-        ("open", "Open the project in the browser"),
-        ("login", "Use your own NemoVideo account"),
-        ("logout", "Stop using your own account"),
-    ],
-    "zh": [
-        ("start", "开始：问候与示例"),
-        ("help", "使用方法"),
-        ("status", "查看时间线"),
-        ("credits", "查看积分"),
-        ("export", "渲染并发送 1080p MP4"),
-        ("new", "开始新项目"),
-        ("cancel", "停止当前请求"),
-        ("open", "在浏览器中打开项目"),
-        ("login", "使用你自己的 NemoVideo 账户"),
-        ("logout", "停止使用你自己的账户"),
-    ],
-}
-
-
-async def register_commands(application: Application) -> None:  # type: ignore[type-arg]
-    for lang, commands in COMMANDS.items():
-        language = None if lang == "en" else lang
-        menu = [BotCommand(name, description) for name, description in commands]
-        await application.bot.set_my_commands(menu, language_code=language)
-        await application.bot.set_my_commands(
-            menu, scope=BotCommandScopeAllPrivateChats(), language_code=language
-        )
-        group_menu = [c for c in menu if c.command not in PRIVATE_ONLY]
-        await application.bot.set_my_commands(
-            group_menu, scope=BotCommandScopeAllGroupChats(), language_code=language
-        )
 
 
 async def on_start(application: Application) -> None:  # type: ignore[type-arg]
@@ -69,11 +33,9 @@ async def on_start(application: Application) -> None:  # type: ignore[type-arg]
             type(err).__name__,
         )
     with contextlib.suppress(Exception):
-        await register_commands(application)
+        await register_commands(application.bot)
     services.start()
     if settings.listen_port and not settings.telegram_webhook_url:  # polling: /healthz and /metrics
-        from bot.web import start_server
-
         application.bot_data["http"] = await start_server(services, settings)
     log.info("bot ready as profile %s", settings.nemo_skill)
 
@@ -93,30 +55,6 @@ async def on_shutdown(application: Application) -> None:  # type: ignore[type-ar
     if (runner := application.bot_data.get("http")) is not None:
         await runner.cleanup()
     await services.close()
-
-
-def flood_limits(settings: Settings) -> FloodLimits:
-    return FloodLimits(
-        global_per_second=settings.telegram_global_per_second,
-        global_burst=settings.telegram_global_burst,
-        chat_burst=settings.telegram_chat_burst,
-        chat_per_second=settings.telegram_chat_per_second,
-        group_per_minute=settings.telegram_group_per_minute,
-        margin_seconds=settings.limit_margin_seconds,
-        retries=settings.telegram_flood_retries,
-        slowdown_factor=settings.telegram_slowdown_factor,
-        slowdown_seconds=settings.telegram_slowdown_seconds,
-    )
-
-
-def flood_limiter(settings: Settings) -> FloodLimiter:
-    """The pacer: its windows kept in Redis in webhook mode, so the replicas share Telegram's limits
-    (one process with long polling keeps them in memory)."""
-    if not settings.telegram_webhook_url or not settings.redis_url:
-        return FloodLimiter(flood_limits(settings))
-    return FloodLimiter(
-        flood_limits(settings), redis=connect_redis(settings), prefix=f"nvb:{settings.bot_id}:flood:"
-    )
 
 
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
@@ -146,3 +84,56 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     application.bot_data["settings"] = settings
     register(application, settings)
     return application
+
+
+async def serve(settings: Settings) -> None:
+    """Run one replica in webhook mode until SIGTERM or SIGINT, then stop within the grace."""
+    application = build_application(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with application:  # initialize (getMe) ... shutdown
+        await on_start(application)
+        services: Services = application.bot_data["services"]
+        inbox = services.inbox
+        await application.start()
+        runner = await start_server(services, settings)
+        consumer = asyncio.create_task(
+            inbox.run(lambda data: handle(application, data), settings.concurrent_updates), name="inbox"
+        )
+        await register_webhook(application, settings)
+        log.info(
+            "replica %s serving the webhook on %s:%s",
+            services.replica_id,
+            settings.http_host,
+            settings.listen_port,
+        )
+        await stop.wait()
+        log.info("stopping: no new updates; finishing or handing over the work in hand")
+        runner.app["accepting"]["on"] = False
+        with contextlib.suppress(asyncio.TimeoutError):
+            consumer.cancel()
+            await asyncio.wait_for(
+                asyncio.gather(consumer, return_exceptions=True), settings.shutdown_grace_seconds
+            )
+        await application.stop()
+        await on_stop(application)
+        await runner.cleanup()
+    await on_shutdown(application)
+
+
+async def handle(application: Application, data: dict[str, Any]) -> None:  # type: ignore[type-arg]
+    await application.process_update(Update.de_json(data, application.bot))
+
+
+async def register_webhook(application: Application, settings: Settings) -> None:  # type: ignore[type-arg]
+    """Point Telegram at TELEGRAM_WEBHOOK_URL (every replica does; the call is idempotent)."""
+    assert settings.telegram_webhook_url and settings.telegram_webhook_secret
+    await application.bot.set_webhook(
+        url=settings.telegram_webhook_url,
+        secret_token=settings.telegram_webhook_secret.get_secret_value(),
+        allowed_updates=Update.ALL_TYPES,
+        max_connections=settings.telegram_webhook_max_connections,
+        drop_pending_updates=False,
+    )

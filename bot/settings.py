@@ -9,11 +9,6 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bot.core.accounts import MIN_KEY_CHARS
-from bot.core.profiles import PROFILES, Profile
-from bot.state.store import Retention
-from bot.telegram.output import Transfers
-
 TELEGRAM_CLOUD_DOWNLOAD_MB = 20  # getFile limit of the cloud Bot API
 TELEGRAM_CLOUD_UPLOAD_MB = 50  # sendVideo/sendDocument limit of the cloud Bot API
 TELEGRAM_LOCAL_MB = 2000  # both limits with a self-hosted Bot API server in --local mode
@@ -24,6 +19,7 @@ LIMIT_MARGIN = 0.1
 SHARED_LIMIT_MARGIN = 0.15
 WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")  # Telegram's rule for secret_token
 
+MIN_KEY_CHARS = 32  # TOKEN_ENCRYPTION_KEY: at least this many characters
 SkillName = Literal["maker-online-free", "maker-free-best", "ai-video-creator-online", "free-generator-maker"]
 
 
@@ -202,24 +198,9 @@ class Settings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
     @property
-    def profile(self) -> Profile:
-        return PROFILES[self.nemo_skill]
-
-    @property
     def bot_id(self) -> str:
         """The bot's numeric id (the public part of its token), used to namespace Redis keys."""
         return self.telegram_bot_token.get_secret_value().split(":", 1)[0]
-
-    @property
-    def retention(self) -> Retention:
-        hour, day = 3600, 24 * 3600
-        return Retention(
-            chat=self.chat_ttl_days * day,
-            update=self.update_memory_hours * hour,
-            refusal=self.refusal_memory_hours * hour,
-            finished_render=self.finished_render_days * day,
-            usage=self.usage_days * day,
-        )
 
     @property
     def webhook_path(self) -> str | None:
@@ -240,15 +221,6 @@ class Settings(BaseSettings):
             return self.telegram_limit_margin_seconds
         shared = bool(self.telegram_webhook_url and self.redis_url)
         return SHARED_LIMIT_MARGIN if shared else LIMIT_MARGIN
-
-    @property
-    def transfers(self) -> Transfers:
-        return Transfers(self.telegram_network_attempts, self.telegram_file_seconds)
-
-    @property
-    def upload_limit_mb(self) -> int:
-        """The largest file the backend takes, from the setting or the profile."""
-        return self.max_upload_mb or self.profile.max_upload_mb
 
     @property
     def telegram_download_limit_mb(self) -> int:

@@ -10,21 +10,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import logging
-import signal
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import httpx
 from aiohttp import web
 from redis.exceptions import RedisError
-from telegram import Update
-from telegram.ext import Application
 
-from bot.app import build_application, on_shutdown, on_start, on_stop
 from bot.chat.services import Services
 from bot.core import metrics
 from bot.settings import Settings
@@ -126,56 +120,3 @@ async def start_server(services: Services, settings: Settings) -> web.AppRunner:
     await runner.setup()
     await web.TCPSite(runner, settings.http_host, settings.listen_port).start()
     return runner
-
-
-async def serve(settings: Settings) -> None:
-    """Run one replica in webhook mode until SIGTERM or SIGINT, then stop within the grace."""
-    application = build_application(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with application:  # initialize (getMe) ... shutdown
-        await on_start(application)
-        services: Services = application.bot_data["services"]
-        inbox = services.inbox
-        await application.start()
-        runner = await start_server(services, settings)
-        consumer = asyncio.create_task(
-            inbox.run(lambda data: handle(application, data), settings.concurrent_updates), name="inbox"
-        )
-        await register_webhook(application, settings)
-        log.info(
-            "replica %s serving the webhook on %s:%s",
-            services.replica_id,
-            settings.http_host,
-            settings.listen_port,
-        )
-        await stop.wait()
-        log.info("stopping: no new updates; finishing or handing over the work in hand")
-        runner.app["accepting"]["on"] = False
-        with contextlib.suppress(asyncio.TimeoutError):
-            consumer.cancel()
-            await asyncio.wait_for(
-                asyncio.gather(consumer, return_exceptions=True), settings.shutdown_grace_seconds
-            )
-        await application.stop()
-        await on_stop(application)
-        await runner.cleanup()
-    await on_shutdown(application)
-
-
-async def handle(application: Application, data: dict[str, Any]) -> None:  # type: ignore[type-arg]
-    await application.process_update(Update.de_json(data, application.bot))
-
-
-async def register_webhook(application: Application, settings: Settings) -> None:  # type: ignore[type-arg]
-    """Point Telegram at TELEGRAM_WEBHOOK_URL (every replica does; the call is idempotent)."""
-    assert settings.telegram_webhook_url and settings.telegram_webhook_secret
-    await application.bot.set_webhook(
-        url=settings.telegram_webhook_url,
-        secret_token=settings.telegram_webhook_secret.get_secret_value(),
-        allowed_updates=Update.ALL_TYPES,
-        max_connections=settings.telegram_webhook_max_connections,
-        drop_pending_updates=False,
-    )

@@ -17,7 +17,8 @@ from redis.asyncio import Redis
 
 from bot.chat.projects import Projects
 from bot.nemo.client import Attribution, NemoClient, RetryPolicy
-from bot.state.store import Retention, Store
+from bot.state.base import Retention
+from bot.state.store import Store
 from tests.emulator import NemoEmulator
 from tests.fake_telegram import FakeTelegram
 from tests.harness import Harness

@@ -394,7 +394,15 @@ async def test_a_webhook_update_holding_a_token_is_never_kept_in_the_clear(
     store: Store, with_key: bool
 ) -> None:
     vault = Vault(KEY) if with_key else None
-    inbox = Inbox(store, "replica-1", lease_seconds=5, block_seconds=0.05, vault=vault)
+    inbox = Inbox(
+        store.redis,
+        store.keys,
+        "replica-1",
+        keep_seconds=60,
+        lease_seconds=5,
+        block_seconds=0.05,
+        vault=vault,
+    )
     token = "nmv_usr_" + "a1" * 16
     update = {"update_id": 9, "message": {"message_id": 1, "text": f"/login {token}", "chat": {"id": 5}}}
     assert await inbox.record(update)

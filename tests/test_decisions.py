@@ -10,7 +10,7 @@ from bot.chat.renders import Reading, RenderTimings, Step, next_step, reading
 from bot.chat.turns import Close, Ending, closing, ended_well
 from bot.chat.uploads import IncomingFile, close_album
 from bot.nemo.client import RenderStatus
-from bot.state.store import FINISHED, RenderRecord, RenderState, may_move
+from bot.state.renders import FINISHED, RenderRecord, RenderState, may_move
 from bot.telegram.live import Step as LiveStep
 from bot.telegram.live import due, messages, plan
 

@@ -20,6 +20,7 @@ import yaml
 from aiohttp import web
 from pydantic import ValidationError
 
+from bot.wiring import upload_limit_mb
 from bot.settings import Settings
 from tests.proxy import NginxProxy, find_nginx
 
@@ -83,7 +84,7 @@ def test_env_example_names_every_setting_and_loads(tmp_path: Path, monkeypatch: 
     env = tmp_path / ".env"
     env.write_text(text.replace("TELEGRAM_BOT_TOKEN=\n", "TELEGRAM_BOT_TOKEN=123:abcdef\n"))
     settings = Settings(_env_file=env)  # type: ignore[call-arg]
-    assert settings.nemo_skill == "maker-online-free" and settings.upload_limit_mb == 500
+    assert settings.nemo_skill == "maker-online-free" and upload_limit_mb(settings) == 500
 
 
 def test_default_profile_is_one_polling_bot_and_redis() -> None:

@@ -18,7 +18,8 @@ import pytest
 from redis.asyncio import Redis
 from saq.job import Status
 
-from bot.state.store import RenderRecord, Store
+from bot.state.renders import RenderRecord
+from bot.state.store import Store
 from bot.work.jobs import Jobs, JobTimings, abandoned
 from tests.conftest import RETENTION, RedisServer
 

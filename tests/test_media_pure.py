@@ -15,7 +15,7 @@ from bot.chat.uploads import IncomingFile, preview_of, upload_progress_text
 from bot.core.intents import Intent, route
 from bot.core.texts import clock, progress_bar
 from bot.nemo.client import RenderStatus
-from bot.state.store import RenderRecord
+from bot.state.renders import RenderRecord
 from bot.telegram.output import Media
 from bot.telegram.previews import Generated, generated_items, new_generated
 from bot.telegram.probe import (

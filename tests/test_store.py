@@ -13,7 +13,9 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.chat.access import overflowing
-from bot.state.store import InvalidMove, RenderRecord, RenderState, Store, TurnRecord
+from bot.state.renders import InvalidMove, RenderRecord, RenderState
+from bot.state.store import Store
+from bot.state.turns import TurnRecord
 from tests.conftest import RETENTION, RedisServer
 
 

@@ -29,6 +29,7 @@ from bot.chat.projects import (
 from bot.core.accounts import AccountKind, project_owner
 from bot.core.agent_text import QUICK_ACTIONS
 from bot.core.media import ACCEPTED_LIST
+from bot.core.profiles import Profile
 from bot.core.texts import Lang, amount, language_of, say
 from bot.core.timeline import duration_ms, format_timeline, layout, tracks
 from bot.nemo.client import NemoClient
@@ -42,7 +43,8 @@ from bot.nemo.errors import (
     StreamIdle,
 )
 from bot.settings import Settings
-from bot.state.store import ChatAddress, Store
+from bot.state.chats import ChatAddress
+from bot.state.store import Store
 from bot.telegram.flood import Thinned
 from bot.telegram.output import CAPTION_LIMIT, ChatOutput, Telegram, plain
 from bot.telegram.pictures import clock, render_png
@@ -171,6 +173,8 @@ class Flows:
         alerts: OperatorAlerts,
         *,
         personal_accounts: bool,
+        profile: Profile,
+        upload_limit_mb: int,
     ):
         self.settings = settings
         self.projects = projects
@@ -178,6 +182,8 @@ class Flows:
         self.store = store  # failures are counted in the day's usage
         self.alerts = alerts
         self.personal_accounts = personal_accounts  # TOKEN_ENCRYPTION_KEY is set: /login works
+        self.profile = profile  # greeting and examples
+        self.upload_limit_mb = upload_limit_mb  # the largest file the backend takes
 
     def can_login(self, chat: ChatRef) -> bool:
         """Whether a person could bring their own account to this project."""
@@ -249,7 +255,7 @@ class Flows:
     async def greet(self, ctx: ChatContext, payload: str | None = None) -> None:
         """The profile's greeting and "try saying" examples, each a button that says it, then the
         connection. A deep link's payload `ex<N>` (`/start ex2`) offers only that example."""
-        profile = self.settings.profile
+        profile = self.profile
         examples = "\n".join(f"• “{html.escape(example)}”" for example in profile.examples)
         greeting = html.escape(profile.greeting[ctx.lang])
         text = f"{greeting}\n\n{say(ctx.lang, 'try_saying')}\n{examples}\n\n/help"
@@ -267,15 +273,15 @@ class Flows:
 
     def example(self, action: str) -> str | None:
         """The profile's example an `ex<N>` button names (None for anything else)."""
-        examples = self.settings.profile.examples
+        examples = self.profile.examples
         index = example_index(action, len(examples))
         return examples[index] if index is not None else None
 
     async def help(self, ctx: ChatContext) -> None:
-        await ctx.out.say("help", formats=ACCEPTED_LIST, limit=self.settings.upload_limit_mb)
+        await ctx.out.say("help", formats=ACCEPTED_LIST, limit=self.upload_limit_mb)
 
     async def upload_help(self, ctx: ChatContext) -> None:
-        await ctx.out.say("upload_help", formats=ACCEPTED_LIST, limit=self.settings.upload_limit_mb)
+        await ctx.out.say("upload_help", formats=ACCEPTED_LIST, limit=self.upload_limit_mb)
 
     async def status(self, ctx: ChatContext) -> None:
         if not (connection := await self.ensure_connected(ctx)):

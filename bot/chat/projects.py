@@ -32,7 +32,8 @@ from bot.core.accounts import (
 from bot.nemo.client import Claim, NemoClient, ProjectState
 from bot.nemo.errors import MissingClientId, NemoError, RateLimited, SessionNotFound, TokenExpired
 from bot.nemo.sse import AgentEvent
-from bot.state.store import ChatRecord, Store
+from bot.state.chats import ChatRecord
+from bot.state.store import Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

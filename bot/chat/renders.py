@@ -32,7 +32,8 @@ from bot.core.texts import Lang, clock, language_of, progress_bar, say
 from bot.core.timeline import is_exportable
 from bot.nemo.client import NemoClient, RenderStatus
 from bot.nemo.errors import BackendRejected, BackendUnavailable, NemoError, SessionNotFound, TokenExpired
-from bot.state.store import FINISHED, RenderRecord, RenderState, Store
+from bot.state.renders import FINISHED, RenderRecord, RenderState
+from bot.state.store import Store
 from bot.telegram.flood import Thinned
 from bot.telegram.output import CAPTION_LIMIT, ChatGone, ChatOutput, Telegram, UrlButton
 from bot.telegram.probe import VideoInfo, probe_video

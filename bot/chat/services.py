@@ -7,37 +7,30 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-import fakeredis
 import httpx
-from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 from telegram.constants import ChatMemberStatus
 from telegram.error import TelegramError
-from telegram.ext import ExtBot
 
 from bot.chat.access import Guard
-from bot.chat.alerts import OperatorAlerts
 from bot.chat.flows import ChatContext, Flows
 from bot.chat.logins import Logins
-from bot.chat.projects import Projects
-from bot.chat.renders import Renders, RenderTimings
-from bot.chat.turns import Turns, TurnTimings
-from bot.chat.uploads import IncomingFile, UploadLimits, Uploads
+from bot.chat.renders import Renders
+from bot.chat.turns import Turns
+from bot.chat.uploads import IncomingFile, Uploads
 from bot.core import metrics
-from bot.core.accounts import Vault, tokens_in
+from bot.core.accounts import tokens_in
 from bot.core.agent_text import INSTRUCTED
 from bot.core.aio import cancel_and_wait
 from bot.core.intents import Intent, links_in, route
 from bot.core.texts import Lang, say
-from bot.nemo.client import Attribution, NemoClient, RetryPolicy
 from bot.settings import Settings
 from bot.state.inbox import Inbox
 from bot.state.replicas import Replicas
 from bot.state.store import Store
 from bot.telegram.output import ChatOutput, Telegram
-from bot.work.jobs import Jobs, JobTimings
+from bot.work.jobs import Jobs
 
 log = logging.getLogger(__name__)
 LOGIN_PAYLOAD = "login"  # t.me/<bot>?start=login opens the private chat on the login help
@@ -63,6 +56,7 @@ class Services:
         replicas: Replicas,
         inbox: Inbox,
         jobs: Jobs,
+        orphaned: Callable[[set[str]], Awaitable[set[str]]],
     ):
         self.settings = settings
         self.store = store
@@ -71,11 +65,12 @@ class Services:
         self._turns = turns
         self._renders = renders
         self._uploads = uploads
+        self._uploads.on_caption = self.act_on_text  # an album's caption is acted on like a message
         self._logins = logins
         self._guard = guard
         self._telegram = telegram
         self._replicas = replicas
-        self._orphaned = stopped_owners(settings, replicas)
+        self._orphaned = orphaned  # which owners of work have stopped
         self.inbox = inbox  # webhook mode: updates recorded for the replicas
         self._jobs = jobs  # durable work: render polls and deliveries
         self._background: list[asyncio.Task[None]] = []
@@ -287,7 +282,7 @@ class Services:
         for http in self._http:
             await http.aclose()
         await self._jobs.close()
-        await self.store.redis.aclose()
+        await self.store.close()
 
     # -- the gates -------------------------------------------------------------------------------
 
@@ -320,221 +315,3 @@ class Services:
             await ctx.out.say(f"limit_{kind}", minutes=max(1, math.ceil(wait / 60)))
             return False
         return True
-
-
-async def _everyone(owners: set[str]) -> set[str]:
-    """With long polling only one process runs: every other owner has stopped."""
-    return owners
-
-
-def stopped_owners(settings: Settings, replicas: Replicas) -> Callable[[set[str]], Awaitable[set[str]]]:
-    """Which owners of work have stopped: with long polling only one process runs (one per
-    token), so every other owner is gone; replicas tell by their heartbeats."""
-    return replicas.dead if settings.telegram_webhook_url else _everyone
-
-
-def connect_redis(
-    settings: Settings,
-    *,
-    decode: bool = True,
-    connections: int | None = None,
-    embedded: fakeredis.FakeServer | None = None,
-) -> Redis:
-    """The Redis client: `decode` for the store (text), not for the job queue (SAQ reads bytes);
-    `connections`, the pool's size when not REDIS_MAX_CONNECTIONS. Without REDIS_URL, a client of
-    the `embedded` in-process server (a new one unless given, to share it between clients)."""
-    if settings.redis_url:
-        # A blocking pool: past its size a command waits for a free connection (redis-py's default
-        # pool refuses at once with MaxConnectionsError). Short socket timeouts: with Redis down, a
-        # user hears "briefly unavailable" at once, not after minutes.
-        pool = BlockingConnectionPool.from_url(
-            settings.redis_url,
-            max_connections=connections or settings.redis_max_connections,
-            timeout=settings.redis_pool_timeout_seconds,
-            decode_responses=decode,
-            health_check_interval=30,
-            socket_connect_timeout=settings.redis_timeout_seconds,
-            socket_timeout=settings.redis_timeout_seconds,
-        )
-        return Redis.from_pool(pool)
-    if decode:  # said once, for the store
-        log.warning(
-            "REDIS_URL is not set: using an embedded in-process store. State (sessions, renders in flight) "
-            "will NOT survive a restart; set REDIS_URL for production."
-        )
-    client: Redis = fakeredis.FakeAsyncRedis(
-        server=embedded or fakeredis.FakeServer(), decode_responses=decode
-    )
-    return client
-
-
-def backend_client(settings: Settings, connections: int) -> httpx.AsyncClient:
-    """An HTTP client for the NemoVideo API whose pool waits (bounded) rather than refuses."""
-    return httpx.AsyncClient(
-        base_url=settings.nemo_api_base,
-        timeout=httpx.Timeout(settings.http_timeout_seconds, pool=settings.nemo_pool_timeout_seconds),
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=min(connections, 100)),
-        follow_redirects=True,
-        headers={"User-Agent": "nemo-video-bot"},
-    )
-
-
-def job_queue(settings: Settings, embedded: fakeredis.FakeServer | None) -> Jobs:
-    """The job queue for durable work, on a Redis pool of its own: each worker slot holds a
-    connection while it waits for a job, and must not starve the store's commands."""
-    timings = JobTimings(
-        concurrency=settings.render_poll_concurrency,
-        heartbeat_seconds=settings.render_lease_seconds,
-        sweep_seconds=settings.job_sweep_seconds,
-        schedule_seconds=settings.job_schedule_seconds,
-        retries=settings.job_retries,
-        retry_seconds=settings.job_retry_seconds,
-        dequeue_seconds=min(1.0, settings.redis_timeout_seconds / 2),
-    )
-    redis = connect_redis(
-        settings, decode=False, connections=settings.render_poll_concurrency + 16, embedded=embedded
-    )
-    return Jobs(redis, f"nvb:{settings.bot_id}:work", timings, blocking=embedded is None)
-
-
-def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
-    embedded = None if settings.redis_url else fakeredis.FakeServer()
-    store = Store(connect_redis(settings, embedded=embedded), f"nvb:{settings.bot_id}", settings.retention)
-    jobs = job_queue(settings, embedded)
-    http = backend_client(settings, settings.nemo_max_connections)
-    # Chat turns hold a connection for minutes each: they get a pool of their own, sized to the
-    # number of turns that may stream at once, so they never starve the short calls.
-    streams = backend_client(settings, settings.max_live_turns)
-    attribution = Attribution(settings.nemo_skill, settings.nemo_skill_version, settings.nemo_skill_platform)
-    retry = RetryPolicy(settings.http_retries, settings.http_retry_base_seconds)
-    client = NemoClient(
-        http,
-        attribution,
-        idle_timeout=settings.sse_idle_seconds,
-        retry=retry,
-        streams=streams,
-        streaming=settings.agent_streaming,
-    )
-    operator_token = settings.nemo_token.get_secret_value() if settings.nemo_token else None
-    key = settings.token_encryption_key
-    vault = Vault(key.get_secret_value()) if key else None
-    projects = Projects(
-        client,
-        store,
-        operator_token=operator_token,
-        rate_limit_wait=settings.rate_limit_wait_seconds,
-        trial_refusal_seconds=settings.trial_refusal_memory_seconds,
-        vault=vault,
-        setups_at_once=settings.setups_at_once,
-    )
-    telegram = Telegram(bot, settings.transfers)
-    alerts = OperatorAlerts(
-        store,
-        telegram,
-        client,
-        operator_token=operator_token,
-        admins=settings.admin_user_ids,
-        low_warning=settings.credits_low_warning,
-        check_seconds=settings.credits_check_seconds,
-    )
-    jobs.register("operator_credits", alerts.check)
-    flows = Flows(settings, projects, client, store, alerts, personal_accounts=vault is not None)
-    logins = Logins(
-        flows,
-        client,
-        store,
-        vault,
-        per_user_groups=settings.group_projects == "per_user",
-        site=settings.nemo_web_url,
-    )
-    replicas = Replicas(store, settings.replica_lease_seconds)
-    orphaned = stopped_owners(settings, replicas)
-    inbox = Inbox(
-        store,
-        replicas.me,
-        lease_seconds=settings.replica_lease_seconds,
-        block_seconds=settings.inbox_block_seconds,
-        vault=vault,
-    )
-    turns = Turns(
-        flows,
-        projects,
-        store,
-        TurnTimings(
-            still_working=settings.still_working_seconds,
-            max_seconds=settings.sse_max_seconds,
-            typing_interval=settings.typing_interval_seconds,
-            dropped_poll_seconds=settings.dropped_turn_poll_seconds,
-            dropped_polls=settings.dropped_turn_polls,
-            busy_grace=settings.turn_busy_grace_seconds,
-            merge_seconds=settings.group_merge_seconds,
-            max_live=settings.max_live_turns,
-            live_edit=settings.live_edit_seconds,
-            live_group_edit=settings.live_group_edit_seconds,
-            reactions=settings.reactions,
-        ),
-        telegram,
-        owner=replicas.me,
-        jobs=jobs,
-        orphaned=orphaned,
-        watch_seconds=settings.replica_lease_seconds,
-    )
-    renders = Renders(
-        flows,
-        projects,
-        client,
-        store,
-        telegram,
-        jobs,
-        RenderTimings(
-            poll_seconds=settings.render_poll_seconds,
-            max_seconds=settings.render_max_seconds,
-            lease_seconds=settings.render_lease_seconds,
-            delivery_attempts=settings.render_delivery_attempts,
-            download_seconds=settings.render_download_seconds,
-        ),
-        upload_limit_mb=settings.telegram_upload_limit_mb,
-        delivery_concurrency=settings.render_delivery_concurrency,
-        web_url=settings.nemo_web_url,
-    )
-    services: Services | None = None
-
-    async def act_on_caption(ctx: ChatContext, caption: str) -> None:
-        """An uploaded album's caption is acted on like a message, once its files are in."""
-        assert services is not None
-        await services.act_on_text(ctx, caption)
-
-    uploads = Uploads(
-        flows,
-        projects,
-        client,
-        store,
-        telegram,
-        UploadLimits(
-            settings.upload_limit_mb,
-            settings.telegram_download_limit_mb,
-            progress_min_mb=settings.upload_progress_min_mb,
-            progress_seconds=settings.upload_progress_seconds,
-        ),
-        album_wait=settings.album_wait_seconds,
-        on_caption=act_on_caption,
-        owner=replicas.me,
-        jobs=jobs,
-        adopt_seconds=settings.replica_lease_seconds,
-    )
-    services = Services(
-        settings,
-        store,
-        [http, streams],
-        flows,
-        turns,
-        renders,
-        uploads,
-        logins,
-        Guard(settings, store),
-        telegram,
-        replicas,
-        inbox,
-        jobs,
-    )
-    return services

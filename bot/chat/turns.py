@@ -33,7 +33,8 @@ from bot.core.timeline import TrackSummary, describe_changes, tracks
 from bot.nemo.client import ProjectState
 from bot.nemo.errors import StreamDropped, StreamIdle
 from bot.nemo.sse import AgentEvent
-from bot.state.store import Store, TurnRecord
+from bot.state.store import Store
+from bot.state.turns import TurnRecord
 from bot.telegram.flood import Thinned
 from bot.telegram.live import LiveReply
 from bot.telegram.output import ChatGone, Telegram

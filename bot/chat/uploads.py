@@ -38,7 +38,8 @@ from bot.core.media import (
 from bot.core.texts import Lang, bullet_list, progress_bar, say
 from bot.nemo.client import LocalFile, NemoClient, UploadedMedia
 from bot.nemo.errors import FileTooLarge, UnsupportedFile
-from bot.state.store import ChatAddress, Store
+from bot.state.chats import ChatAddress
+from bot.state.store import Store
 from bot.telegram.flood import Thinned
 from bot.telegram.output import CAPTION_LIMIT, ChatGone, Media, Telegram, plain
 from bot.telegram.probe import image_thumbnail, probe_video
@@ -49,6 +50,12 @@ MB = 1024 * 1024
 TOKEN_IN_URL = re.compile(r"/bot\d+:[\w-]+", re.IGNORECASE)
 
 CaptionHandler = Callable[[ChatContext, str], Awaitable[None]]
+
+
+async def _ignore_caption(ctx: ChatContext, caption: str) -> None:
+    return None
+
+
 Orphaned = Callable[[set[str]], Awaitable[set[str]]]  # which of these replicas are gone
 
 
@@ -140,7 +147,6 @@ class Uploads:
         limits: UploadLimits,
         *,
         album_wait: float,
-        on_caption: CaptionHandler,
         owner: str,
         jobs: Jobs,
         adopt_seconds: float,
@@ -152,7 +158,7 @@ class Uploads:
         self.telegram = telegram
         self.limits = limits
         self.album_wait = album_wait
-        self.on_caption = on_caption
+        self.on_caption: CaptionHandler = _ignore_caption  # set by the services: act on it as text
         self.owner = owner  # this replica: the pending media it records are its own
         self.jobs = jobs
         self.adopt_seconds = adopt_seconds

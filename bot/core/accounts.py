@@ -25,10 +25,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from bot.settings import MIN_KEY_CHARS
+
 # Anything shaped like a NemoVideo token: it never goes to the agent, a group, a log or a URL.
 TOKEN_SHAPE = re.compile(r"nmv_usr_[A-Za-z0-9_\-]+")
 WITHHELD = "nmv_usr_withheld"  # a token taken out of a kept message: still shaped as one, for the guard
-MIN_KEY_CHARS = 32
 NONCE_BYTES = 12  # AES-GCM's standard nonce, random per encryption
 
 

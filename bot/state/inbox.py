@@ -22,11 +22,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from bot.core import metrics
 from bot.core.accounts import TOKEN_SHAPE, WITHHELD, Vault, tokens_in
-from bot.state.store import Store
+from bot.state.keys import Keys
 
 log = logging.getLogger(__name__)
 GROUP = "replicas"
@@ -68,18 +69,21 @@ def unkept(entry: str, vault: Vault | None) -> dict[str, Any] | None:
 class Inbox:
     def __init__(
         self,
-        store: Store,
+        redis: Redis,
+        keys: Keys,
         replica_id: str,
         *,
+        keep_seconds: int,
         lease_seconds: float,
         block_seconds: float,
         vault: Vault | None = None,
     ):
-        self.store = store
+        self.redis = redis
+        self.keys = keys
+        self.keep = keep_seconds  # how long an update's id is remembered, so a repeated post is dropped
         self.vault = vault
-        self.redis = store.redis
         self.me = replica_id
-        self.stream = store.keys.inbox()
+        self.stream = keys.inbox()
         self.lease = lease_seconds
         self.block = block_seconds
         self._record = self.redis.register_script(RECORD)
@@ -89,8 +93,8 @@ class Inbox:
         """Keep an update for the replicas; False when it was kept before (a repeated post)."""
         update_id = int(update["update_id"])
         fresh = await self._record(
-            keys=[self.store.keys.inbox_recorded(update_id), self.stream],
-            args=[self.store.retention.update, kept(json.dumps(update, separators=(",", ":")), self.vault)],
+            keys=[self.keys.inbox_recorded(update_id), self.stream],
+            args=[self.keep, kept(json.dumps(update, separators=(",", ":")), self.vault)],
         )
         metrics.UPDATES.labels("recorded" if fresh else "duplicate").inc()
         return bool(fresh)

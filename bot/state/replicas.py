@@ -14,9 +14,10 @@ import os
 import socket
 import uuid
 
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from bot.state.store import Store
+from bot.state.keys import Keys
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +28,14 @@ def new_replica_id() -> str:
 
 
 class Replicas:
-    def __init__(self, store: Store, lease_seconds: float, replica_id: str | None = None):
-        self.store = store
+    def __init__(self, redis: Redis, keys: Keys, lease_seconds: float, replica_id: str | None = None):
+        self.redis = redis
+        self.keys = keys
         self.lease = lease_seconds
         self.me = replica_id or new_replica_id()
 
     async def beat(self) -> None:
-        await self.store.redis.set(self.store.keys.replica(self.me), "1", px=int(self.lease * 1000))
+        await self.redis.set(self.keys.replica(self.me), "1", px=int(self.lease * 1000))
 
     async def keep_alive(self) -> None:
         """Renew this replica's heartbeat three times a lease until cancelled."""
@@ -46,19 +48,19 @@ class Replicas:
 
     async def leave(self) -> None:
         """At a graceful stop: the heartbeat goes at once, so others take over without waiting."""
-        await self.store.redis.delete(self.store.keys.replica(self.me))
+        await self.redis.delete(self.keys.replica(self.me))
 
     async def dead(self, owners: set[str]) -> set[str]:
         """The owners among `owners` without a heartbeat ("" is a record from before owners)."""
         named = sorted(owner for owner in owners if owner and owner != self.me)
         if not named:
             return {owner for owner in owners if not owner}
-        alive = await self.store.redis.mget([self.store.keys.replica(owner) for owner in named])
+        alive = await self.redis.mget([self.keys.replica(owner) for owner in named])
         gone = {owner for owner, beat in zip(named, alive, strict=True) if beat is None}
         return gone | {owner for owner in owners if not owner}
 
     async def count(self) -> int:
         found = 0
-        async for _ in self.store.redis.scan_iter(match=self.store.keys.replica("*"), count=200):
+        async for _ in self.redis.scan_iter(match=self.keys.replica("*"), count=200):
             found += 1
         return found
