@@ -17,6 +17,7 @@ from telegram.ext import ExtBot
 from bot.chat.access import Guard
 from bot.chat.alerts import OperatorAlerts
 from bot.chat.flows import Flows
+from bot.chat.kit import Kit
 from bot.chat.logins import Logins
 from bot.chat.projects import Projects
 from bot.chat.renders import Renders, RenderTimings
@@ -33,7 +34,7 @@ from bot.state.replicas import Replicas
 from bot.state.store import Store
 from bot.telegram.flood import FloodLimiter, FloodLimits
 from bot.telegram.output import Telegram, Transfers
-from bot.work.jobs import Jobs, JobTimings
+from bot.work.jobs import JobKind, Jobs, JobTimings
 
 log = logging.getLogger(__name__)
 
@@ -177,19 +178,18 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
         low_warning=settings.credits_low_warning,
         check_seconds=settings.credits_check_seconds,
     )
-    jobs.register("operator_credits", alerts.check)
-    flows = Flows(
-        settings,
+    jobs.register(JobKind.OPERATOR_CREDITS, alerts.check)
+    kit = Kit(
         projects,
-        client,
         store,
         alerts,
         personal_accounts=vault is not None,
-        profile=profile(settings),
-        upload_limit_mb=upload_limit_mb(settings),
+        register_url=settings.nemo_register_url,
+        site=settings.nemo_web_url,
     )
+    flows = Flows(kit, client, profile=profile(settings), upload_limit_mb=upload_limit_mb(settings))
     logins = Logins(
-        flows,
+        kit,
         client,
         store,
         vault,
@@ -208,7 +208,7 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
         vault=vault,
     )
     turns = Turns(
-        flows,
+        kit,
         projects,
         store,
         TurnTimings(
@@ -231,7 +231,7 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
         watch_seconds=settings.replica_lease_seconds,
     )
     renders = Renders(
-        flows,
+        kit,
         projects,
         client,
         store,
@@ -249,7 +249,7 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
         web_url=settings.nemo_web_url,
     )
     uploads = Uploads(
-        flows,
+        kit,
         projects,
         client,
         store,

@@ -6,7 +6,7 @@ from telegram import Update
 from telegram.constants import ChatType
 from telegram.ext import ContextTypes
 
-from bot.chat.flows import ChatContext
+from bot.chat.kit import ChatContext
 from bot.chat.services import Services
 from bot.core.texts import language_of, session_language
 from handlers.addressing import project_of

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bot.chat.alerts import Alert, alerts_for
-from bot.chat.flows import Standing, browser_link, error_text
+from bot.chat.kit import Standing, browser_link, error_text
 from bot.chat.projects import OperatorTokenRejected, PersonalTokenRefused, TrialsUnavailable
 from bot.chat.renders import restartable
 from bot.core.accounts import (

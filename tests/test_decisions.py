@@ -6,13 +6,12 @@ from __future__ import annotations
 import pytest
 
 from bot.chat.access import overflowing
-from bot.chat.renders import Reading, RenderTimings, Step, next_step, reading
+from bot.chat.renders import Reading, RenderStep, RenderTimings, next_step, reading
 from bot.chat.turns import Close, Ending, closing, ended_well
 from bot.chat.uploads import IncomingFile, close_album
 from bot.nemo.client import RenderStatus
 from bot.state.renders import FINISHED, RenderRecord, RenderState, may_move
-from bot.telegram.live import Step as LiveStep
-from bot.telegram.live import due, messages, plan
+from bot.telegram.live import Change, due, messages, plan
 
 TIMINGS = RenderTimings(
     poll_seconds=30,
@@ -31,17 +30,17 @@ def render(status: str = "pending", **fields: object) -> RenderRecord:
 @pytest.mark.parametrize(
     ("record", "seconds_later", "step"),
     [
-        (render("delivering", url="https://cdn/v.mp4"), 5, Step.RESEND_LINK),
-        (render("delivering", url="https://cdn/v.mp4", delivery_attempts=3), 5, Step.ABANDON),
-        (render("completed", url="https://cdn/v.mp4"), 5000, Step.DELIVER),  # late, but it is done
-        (render("completed"), 5, Step.POLL),  # completed without a link: ask again
-        (render("processing"), 1801, Step.GIVE_UP),
-        (render("starting"), 30, Step.WAIT),  # its starter may still be at it
-        (render("starting"), 61, Step.RESUME_START),  # its starter's lease is over
-        (render("pending"), 5, Step.POLL),
+        (render("delivering", url="https://cdn/v.mp4"), 5, RenderStep.RESEND_LINK),
+        (render("delivering", url="https://cdn/v.mp4", delivery_attempts=3), 5, RenderStep.ABANDON),
+        (render("completed", url="https://cdn/v.mp4"), 5000, RenderStep.DELIVER),  # late, but it is done
+        (render("completed"), 5, RenderStep.POLL),  # completed without a link: ask again
+        (render("processing"), 1801, RenderStep.GIVE_UP),
+        (render("starting"), 30, RenderStep.WAIT),  # its starter may still be at it
+        (render("starting"), 61, RenderStep.RESUME_START),  # its starter's lease is over
+        (render("pending"), 5, RenderStep.POLL),
     ],
 )
-def test_the_next_step_of_a_render(record: RenderRecord, seconds_later: float, step: Step) -> None:
+def test_the_next_step_of_a_render(record: RenderRecord, seconds_later: float, step: RenderStep) -> None:
     assert next_step(record, T0 + seconds_later, TIMINGS) is step
 
 
@@ -166,7 +165,7 @@ def test_whether_a_turn_ended_well(close: Close | None, errors: int, well: bool)
     assert ended_well(close, errors=errors) is well
 
 
-KEEP, EDIT, SEND, DROP = LiveStep.KEEP, LiveStep.EDIT, LiveStep.SEND, LiveStep.DROP
+KEEP, EDIT, SEND, DROP = Change.KEEP, Change.EDIT, Change.SEND, Change.DROP
 STOP_ = ("stop",)
 
 
@@ -184,7 +183,7 @@ STOP_ = ("stop",)
     ],
 )
 def test_what_a_live_reply_needs(
-    shown: list[tuple[str, tuple[str, ...]]], wanted: list[tuple[str, tuple[str, ...]]], steps: list[LiveStep]
+    shown: list[tuple[str, tuple[str, ...]]], wanted: list[tuple[str, tuple[str, ...]]], steps: list[Change]
 ) -> None:
     assert plan(shown, wanted) == steps
 

@@ -20,8 +20,8 @@ import yaml
 from aiohttp import web
 from pydantic import ValidationError
 
-from bot.wiring import upload_limit_mb
 from bot.settings import Settings
+from bot.wiring import upload_limit_mb
 from tests.proxy import NginxProxy, find_nginx
 
 ROOT = Path(__file__).parent.parent

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from PIL import Image
 
 from bot.chat.flows import example_action, example_index
-from bot.core.agent_text import QUICK_ACTIONS, reply_actions
+from bot.core.actions import QUICK_ACTIONS
+from bot.core.agent_text import reply_actions
 from bot.core.timeline import layout, tracks
 from bot.telegram import pictures as timeline_image
 from bot.telegram.output import button_rows, keyboard

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.chat.flows import ChatContext, Flows, login_link, username_of
+from bot.chat.kit import ChatContext, Kit, login_link, username_of
 from bot.core.accounts import Vault, person_of
 from bot.core.texts import amount, say
 from bot.nemo.client import NemoClient
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 class Logins:
     def __init__(
         self,
-        flows: Flows,
+        kit: Kit,
         client: NemoClient,
         store: Store,
         vault: Vault | None,
@@ -33,7 +33,7 @@ class Logins:
         per_user_groups: bool,
         site: str,
     ):
-        self.flows = flows
+        self.kit = kit
         self.client = client
         self.store = store
         self.vault = vault  # None: the operator has not turned personal accounts on

@@ -24,9 +24,10 @@ from telegram import Message
 from telegram.error import BadRequest, TelegramError
 
 from bot.chat.access import today
-from bot.chat.flows import ChatContext, Flows, browser_link, resume
+from bot.chat.kit import ChatContext, Kit, browser_link, resume
 from bot.chat.projects import ChatRef, Connection, Projects
 from bot.core import metrics
+from bot.core.actions import Action
 from bot.core.media import human_size
 from bot.core.texts import Lang, clock, language_of, progress_bar, say
 from bot.core.timeline import is_exportable
@@ -37,7 +38,7 @@ from bot.state.store import Store
 from bot.telegram.flood import Thinned
 from bot.telegram.output import CAPTION_LIMIT, ChatGone, ChatOutput, Telegram, UrlButton
 from bot.telegram.probe import VideoInfo, probe_video
-from bot.work.jobs import Jobs
+from bot.work.jobs import JobKind, Jobs
 
 log = logging.getLogger(__name__)
 ADOPT_BATCH = 1000  # renders checked for a job per Redis command while adopting
@@ -52,7 +53,7 @@ class RenderTimings:
     download_seconds: float  # the finished MP4 from the CDN
 
 
-class Step(enum.Enum):
+class RenderStep(enum.Enum):
     """What a poll does with a render, before anything is asked of the backend."""
 
     RESEND_LINK = "send the link of a cut delivery"
@@ -64,17 +65,21 @@ class Step(enum.Enum):
     POLL = "ask the backend for the status"
 
 
-def next_step(record: RenderRecord, now: float, timings: RenderTimings) -> Step:
+def next_step(record: RenderRecord, now: float, timings: RenderTimings) -> RenderStep:
     """The next step for a render in flight (pure)."""
     if record.status == "delivering":
-        return Step.ABANDON if record.delivery_attempts >= timings.delivery_attempts else Step.RESEND_LINK
+        return (
+            RenderStep.ABANDON
+            if record.delivery_attempts >= timings.delivery_attempts
+            else RenderStep.RESEND_LINK
+        )
     if record.status == "completed" and record.url:
-        return Step.DELIVER
+        return RenderStep.DELIVER
     if now - record.started_at > timings.max_seconds:
-        return Step.GIVE_UP
+        return RenderStep.GIVE_UP
     if record.status == "starting":
-        return Step.RESUME_START if now - record.started_at > timings.lease_seconds else Step.WAIT
-    return Step.POLL
+        return RenderStep.RESUME_START if now - record.started_at > timings.lease_seconds else RenderStep.WAIT
+    return RenderStep.POLL
 
 
 class Reading(enum.Enum):
@@ -139,7 +144,7 @@ def reuse_video(last: RenderRecord | None, digest: str) -> bool:
 class Renders:
     def __init__(
         self,
-        flows: Flows,
+        kit: Kit,
         projects: Projects,
         client: NemoClient,
         store: Store,
@@ -151,7 +156,7 @@ class Renders:
         delivery_concurrency: int,
         web_url: str,
     ):
-        self.flows = flows
+        self.kit = kit
         self.projects = projects
         self.client = client
         self.store = store
@@ -159,8 +164,8 @@ class Renders:
         self.jobs = jobs
         self.timings = timings
         self.web_url = web_url  # browser links open the project there
-        jobs.register("render", self.poll)
-        jobs.register("adopt_renders", self.adopt)
+        jobs.register(JobKind.RENDER, self.poll)
+        jobs.register(JobKind.ADOPT_RENDERS, self.adopt)
         self._upload_limit = upload_limit_mb * 1024 * 1024
         self._delivery_slots = asyncio.Semaphore(delivery_concurrency)  # videos downloaded and sent at once
         # Each chat's connection as its last status poll used it, so the next poll needs no Redis
@@ -171,12 +176,12 @@ class Renders:
 
     async def export(self, ctx: ChatContext) -> None:
         """Render the project's current draft; its polls (job steps) take it from there."""
-        if not (connection := await self.flows.ensure_connected(ctx)):
+        if not (connection := await self.kit.ensure_connected(ctx)):
             return
         try:
             state = await self.projects.state(ctx.chat, ctx.session_lang, connection=connection)
         except Exception as err:
-            await self.flows.explain(ctx, err)
+            await self.kit.explain(ctx, err)
             return
         if not is_exportable(state.draft):
             await ctx.out.say("export_empty")
@@ -207,7 +212,7 @@ class Renders:
             await ctx.out.say("export_running")
             return
         await self.jobs.schedule(
-            "render", record.render_id, delay=self.timings.poll_seconds, render_id=record.render_id
+            JobKind.RENDER, record.render_id, delay=self.timings.poll_seconds, render_id=record.render_id
         )
         notice = await ctx.out.say("render_pending", silent=True)  # progress: only the video rings
         record.progress_message_id = notice.message_id if notice else None
@@ -228,7 +233,9 @@ class Renders:
                     record = again
                     continue
                 metrics.RENDERS.labels("failed").inc()
-                await self.flows.explain(ctx, err, message_id=record.progress_message_id, buttons=("retry",))
+                await self.kit.explain(
+                    ctx, err, message_id=record.progress_message_id, buttons=(Action.RETRY,)
+                )
                 return
         metrics.RENDERS.labels("started").inc()
         record.progress = status.progress
@@ -244,7 +251,7 @@ class Renders:
         if not await self.store.add_render(again):
             return None
         await self.jobs.schedule(
-            "render", again.render_id, delay=self.timings.poll_seconds, render_id=again.render_id
+            JobKind.RENDER, again.render_id, delay=self.timings.poll_seconds, render_id=again.render_id
         )
         return again
 
@@ -331,8 +338,10 @@ class Renders:
         older version. Keyed jobs make this safe to run anywhere; it runs every lease period."""
         render_ids = await self.store.active_renders()
         for first in range(0, len(render_ids), ADOPT_BATCH):
-            for render_id in await self.jobs.unscheduled("render", render_ids[first : first + ADOPT_BATCH]):
-                if await self.jobs.schedule("render", render_id, render_id=render_id):
+            for render_id in await self.jobs.unscheduled(
+                JobKind.RENDER, render_ids[first : first + ADOPT_BATCH]
+            ):
+                if await self.jobs.schedule(JobKind.RENDER, render_id, render_id=render_id):
                     log.info("render %s: adopted", render_id)
         return self.timings.lease_seconds
 
@@ -341,12 +350,12 @@ class Renders:
         out = self._output(record)
         lang = language_of(record.language)
         step = next_step(record, time.time(), self.timings)
-        if step is Step.ABANDON:
+        if step is RenderStep.ABANDON:
             log.warning(
                 "render %s: giving up delivery after %d attempts", record.render_id, record.delivery_attempts
             )
             await self.store.move_render(record, RenderState.UNDELIVERABLE)
-        elif step is Step.RESEND_LINK:
+        elif step is RenderStep.RESEND_LINK:
             # A delivery was cut (a stopped process, or Telegram failing): Telegram may have the
             # video. Send the link, not the video again: neither a duplicate nor silence.
             record.delivery_attempts += 1
@@ -354,13 +363,13 @@ class Renders:
             button = await self._browser_button(record, lang)
             await out.send(say(lang, "video_ready_again", url=record.url), url_button=button)
             await self._delivered(record, sent_file=False)
-        elif step is Step.DELIVER:
+        elif step is RenderStep.DELIVER:
             await self._deliver(record, out, None)
-        elif step is Step.GIVE_UP:
+        elif step is RenderStep.GIVE_UP:
             await self._give_up(record, out)
-        elif step is Step.RESUME_START:
+        elif step is RenderStep.RESUME_START:
             await self._resume_start(ChatRef(record.chat_id, record.thread_id, record.chat_key), record, out)
-        elif step is Step.POLL:
+        elif step is RenderStep.POLL:
             await self._poll_status(record, out, lang)
 
     async def _poll_status(self, record: RenderRecord, out: ChatOutput, lang: Lang) -> None:
@@ -380,7 +389,7 @@ class Renders:
         elif verdict is Reading.FAILED:
             await self.store.move_render(record, RenderState.FAILED)
             await out.edit_or_send(
-                record.progress_message_id, say(lang, "render_failed", reason=reason), buttons=("retry",)
+                record.progress_message_id, say(lang, "render_failed", reason=reason), buttons=(Action.RETRY,)
             )
             log.info("render %s failed: %s", record.render_id, reason)
         elif verdict is Reading.PROGRESSED:
@@ -554,7 +563,7 @@ class Renders:
         await self.store.move_render(record, RenderState.EXPIRED)
         minutes = round(self.timings.max_seconds / 60)
         text = say(language_of(record.language), "render_too_long", minutes=minutes)
-        await out.edit_or_send(record.progress_message_id, text, buttons=("retry",))
+        await out.edit_or_send(record.progress_message_id, text, buttons=(Action.RETRY,))
         chat = ChatRef(record.chat_id, record.thread_id, record.chat_key)
         try:
             await self.projects.call(

@@ -14,14 +14,15 @@ from telegram.constants import ChatMemberStatus
 from telegram.error import TelegramError
 
 from bot.chat.access import Guard
-from bot.chat.flows import ChatContext, Flows
+from bot.chat.flows import Flows
+from bot.chat.kit import ChatContext
 from bot.chat.logins import Logins
 from bot.chat.renders import Renders
 from bot.chat.turns import Turns
 from bot.chat.uploads import IncomingFile, Uploads
 from bot.core import metrics
 from bot.core.accounts import tokens_in
-from bot.core.agent_text import INSTRUCTED
+from bot.core.actions import INSTRUCTED, Action
 from bot.core.aio import cancel_and_wait
 from bot.core.intents import Intent, links_in, route
 from bot.core.texts import Lang, say
@@ -30,7 +31,7 @@ from bot.state.inbox import Inbox
 from bot.state.replicas import Replicas
 from bot.state.store import Store
 from bot.telegram.output import ChatOutput, Telegram
-from bot.work.jobs import Jobs
+from bot.work.jobs import JobKind, Jobs
 
 log = logging.getLogger(__name__)
 LOGIN_PAYLOAD = "login"  # t.me/<bot>?start=login opens the private chat on the login help
@@ -142,9 +143,9 @@ class Services:
         """A button under a reply: the action it names (anything else is ignored). A quick action
         is a chat turn with its instruction in the user's language; an example (`ex2`) is acted on
         as if the user had typed it. The chat shows what was asked, as the user would have said it."""
-        if action in ("export", "retry"):
+        if action in (Action.EXPORT, Action.RETRY):
             await self.export(ctx)
-        elif action == "status":
+        elif action == Action.TIMELINE:
             await self.status(ctx)
         elif action in INSTRUCTED:
             instruction = say(ctx.lang, f"do_{action}")
@@ -154,7 +155,7 @@ class Services:
         elif (example := self._flows.example(action)) is not None:
             await ctx.out.say("you_asked", request=example)
             await self.act_on_text(ctx, example)
-        elif action == "stop":  # under a running turn's reply
+        elif action == Action.STOP:  # under a running turn's reply
             await self.cancel(ctx)
 
     async def act_on_text(self, ctx: ChatContext, text: str) -> None:
@@ -228,10 +229,10 @@ class Services:
         """Make sure the adoption passes run (once, whichever replica takes them): at once, for
         what a stopped process left without a job, then every lease period."""
         try:
-            for kind in ("adopt_renders", "adopt_albums", "adopt_turns"):
+            for kind in (JobKind.ADOPT_RENDERS, JobKind.ADOPT_ALBUMS, JobKind.ADOPT_TURNS):
                 await self._jobs.schedule(kind, "all")
             if self._flows.alerts.enabled:  # the shared account's balance, read now and then
-                await self._jobs.schedule("operator_credits", "all")
+                await self._jobs.schedule(JobKind.OPERATOR_CREDITS, "all")
         except RedisError as err:  # the next replica to start schedules them
             log.warning("adoption passes not scheduled, Redis unavailable: %s", type(err).__name__)
 

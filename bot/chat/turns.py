@@ -23,9 +23,10 @@ from dataclasses import asdict, dataclass, field
 from redis.exceptions import RedisError
 from telegram.error import TelegramError
 
-from bot.chat.flows import ChatContext, Flows, resume
+from bot.chat.kit import ChatContext, Kit, resume
 from bot.chat.projects import Projects
 from bot.core import metrics
+from bot.core.actions import Action
 from bot.core.agent_text import reply_actions, temporary_issue
 from bot.core.aio import cancel_and_wait
 from bot.core.texts import bullet_list, say
@@ -39,7 +40,7 @@ from bot.telegram.flood import Thinned
 from bot.telegram.live import LiveReply
 from bot.telegram.output import ChatGone, Telegram
 from bot.telegram.previews import generated_items, new_generated, show_generated
-from bot.work.jobs import Jobs
+from bot.work.jobs import JobKind, Jobs
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class _Progress:
 class Turns:
     def __init__(
         self,
-        flows: Flows,
+        kit: Kit,
         projects: Projects,
         store: Store,
         timings: TurnTimings,
@@ -135,9 +136,9 @@ class Turns:
         self.jobs = jobs
         self.orphaned = orphaned  # which of some owners have stopped
         self.watch_seconds = watch_seconds  # how often a running turn's owner is checked
-        jobs.register("turn", self.watch)
-        jobs.register("adopt_turns", self.adopt)
-        self.flows = flows
+        jobs.register(JobKind.TURN, self.watch)
+        jobs.register(JobKind.ADOPT_TURNS, self.adopt)
+        self.kit = kit
         self.projects = projects
         self.store = store
         self.timings = timings
@@ -229,7 +230,7 @@ class Turns:
 
     async def _watch(self, chat_key: str, started_at: float, delay: float | None = None) -> None:
         await self.jobs.schedule(
-            "turn",
+            JobKind.TURN,
             f"{chat_key}|{started_at}",
             delay=self.watch_seconds if delay is None else delay,
             chat_key=chat_key,
@@ -400,7 +401,7 @@ class Turns:
     async def run(self, ctx: ChatContext, text: str, record: TurnRecord, live: LiveReply) -> bool:
         """Send one message to the agent (the turn `record` holds the chat's slot) and show its
         replies as they come; True when it ended well."""
-        if not await self.flows.ensure_connected(ctx):
+        if not await self.kit.ensure_connected(ctx):
             return False
         state = await self._state(ctx)  # read first: a silent turn may change the draft at once
         before = tracks(state.draft) if state is not None else None
@@ -532,7 +533,7 @@ class Turns:
         if changes:
             await ctx.out.send(
                 say(ctx.lang, "turn_changes", changes=bullet_list(changes)),
-                buttons=reply_actions(("export",)),
+                buttons=reply_actions((Action.EXPORT,)),
             )
             return True
         await ctx.out.say("turn_no_changes", buttons=("status",))
@@ -550,6 +551,6 @@ class Turns:
 
     async def _explain_safely(self, ctx: ChatContext, err: Exception) -> None:
         try:
-            await self.flows.explain(ctx, err)
+            await self.kit.explain(ctx, err)
         except Exception:
             log.exception("chat %s: could not report a failure", ctx.chat.key)

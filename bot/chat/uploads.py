@@ -23,7 +23,7 @@ from typing import Any
 
 from telegram.error import TelegramError
 
-from bot.chat.flows import ChatContext, Flows, resume
+from bot.chat.kit import ChatContext, Kit, resume
 from bot.chat.projects import Connection, Projects
 from bot.core import metrics
 from bot.core.media import (
@@ -43,7 +43,7 @@ from bot.state.store import Store
 from bot.telegram.flood import Thinned
 from bot.telegram.output import CAPTION_LIMIT, ChatGone, Media, Telegram, plain
 from bot.telegram.probe import image_thumbnail, probe_video
-from bot.work.jobs import Jobs
+from bot.work.jobs import JobKind, Jobs
 
 log = logging.getLogger(__name__)
 MB = 1024 * 1024
@@ -139,7 +139,7 @@ def close_album(parts: Iterable[tuple[IncomingFile, str | None]]) -> Batch:
 class Uploads:
     def __init__(
         self,
-        flows: Flows,
+        kit: Kit,
         projects: Projects,
         client: NemoClient,
         store: Store,
@@ -151,7 +151,7 @@ class Uploads:
         jobs: Jobs,
         adopt_seconds: float,
     ):
-        self.flows = flows
+        self.kit = kit
         self.projects = projects
         self.client = client
         self.store = store
@@ -162,8 +162,8 @@ class Uploads:
         self.owner = owner  # this replica: the pending media it records are its own
         self.jobs = jobs
         self.adopt_seconds = adopt_seconds
-        jobs.register("album", self.flush_album)
-        jobs.register("adopt_albums", self.adopt_albums)
+        jobs.register(JobKind.ALBUM, self.flush_album)
+        jobs.register(JobKind.ADOPT_ALBUMS, self.adopt_albums)
 
     async def receive(
         self, ctx: ChatContext, file: IncomingFile, *, album: str | None, caption: str | None
@@ -188,7 +188,7 @@ class Uploads:
 
     async def _schedule_flush(self, chat_key: str, album: str, delay: float) -> bool:
         return await self.jobs.schedule(
-            "album", f"{chat_key}|{album}", delay=delay, chat_key=chat_key, album=album
+            JobKind.ALBUM, f"{chat_key}|{album}", delay=delay, chat_key=chat_key, album=album
         )
 
     async def flush_album(self, chat_key: str, album: str) -> float | None:
@@ -214,7 +214,7 @@ class Uploads:
         or recorded by a process that stopped before scheduling it); every `adopt_seconds`."""
         albums = await self.store.albums()
         keys = [f"{chat_key}|{album}" for chat_key, album, _ in albums]
-        missing = set(await self.jobs.unscheduled("album", keys))
+        missing = set(await self.jobs.unscheduled(JobKind.ALBUM, keys))
         for chat_key, album, due in albums:
             if f"{chat_key}|{album}" in missing:
                 await self._schedule_flush(chat_key, album, due - time.time())
@@ -252,7 +252,7 @@ class Uploads:
         self, ctx: ChatContext, files: Sequence[IncomingFile], captions: Sequence[str] = ()
     ) -> bool:
         """Check, download and forward files with one progress message and one reply."""
-        if not await self.flows.ensure_connected(ctx):
+        if not await self.kit.ensure_connected(ctx):
             return False
         declared = sum(file.size or 0 for file in files)
         big = declared >= self.limits.progress_min_mb * MB
@@ -291,7 +291,7 @@ class Uploads:
                 except FileTooLarge:
                     refused += [say(ctx.lang, "backend_too_large", name=f.display_name) for f, _ in ready]
                 except Exception as err:
-                    await self.flows.explain(ctx, err, message_id=notice_id)
+                    await self.kit.explain(ctx, err, message_id=notice_id)
                     return False
                 else:
                     added = _describe_uploads(uploaded, ready)
@@ -316,7 +316,7 @@ class Uploads:
                 "unsupported", name="link", detail="a Telegram file link", formats=ACCEPTED_LIST
             )
             return False
-        if not await self.flows.ensure_connected(ctx):
+        if not await self.kit.ensure_connected(ctx):
             return False
         notice_id = await _notice(ctx, len(urls))
         try:
@@ -331,7 +331,7 @@ class Uploads:
             )
             return False
         except Exception as err:
-            await self.flows.explain(ctx, err, message_id=notice_id)
+            await self.kit.explain(ctx, err, message_id=notice_id)
             return False
         lines = [_describe(media, media.filename) for media in uploaded]
         await ctx.out.edit_or_send(notice_id, _summary(ctx, lines, []))

@@ -11,17 +11,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.core.actions import QUICK_ACTIONS, Action
 from bot.core.texts import Lang, say
 
 TELEGRAM_LIMIT = 4096
 
-EXPORT = "export"
-TIMELINE = "status"
-# What people ask for most, one tap each (under the timeline and a turn's last reply). Each but
-# Export is a chat turn with a clear instruction (texts `do_<action>`); in this order the keyboard
-# is two rows of four: the aspect ratios and Export, then the edits.
-QUICK_ACTIONS = ("ratio_9_16", "ratio_16_9", "ratio_1_1", EXPORT, "music", "title", "shorter", "longer")
-INSTRUCTED = frozenset(QUICK_ACTIONS) - {EXPORT}  # the actions that are an instruction to the agent
 
 Replacement = Callable[[re.Match[str], Lang], str]
 
@@ -45,9 +39,11 @@ RULES: tuple[Rule, ...] = (
             re.IGNORECASE,
         ),
         _fixed("gui_export"),
-        EXPORT,
+        Action.EXPORT,
     ),
-    Rule(re.compile(r"(?:点击|点)\s*[“\"]?导出[”\"]?(?:按钮)?|导出按钮"), _fixed("gui_export"), EXPORT),
+    Rule(
+        re.compile(r"(?:点击|点)\s*[“\"]?导出[”\"]?(?:按钮)?|导出按钮"), _fixed("gui_export"), Action.EXPORT
+    ),
     Rule(
         re.compile(
             r"preview (?:it |the video |your video )?(?:in|on) the timeline"
@@ -55,12 +51,12 @@ RULES: tuple[Rule, ...] = (
             re.IGNORECASE,
         ),
         _fixed("gui_timeline"),
-        TIMELINE,
+        Action.TIMELINE,
     ),
     Rule(
         re.compile(r"在时间线(?:中|上)?预览|打开\S{0,8}?(?:面板|窗口|标签页)"),
         _fixed("gui_timeline"),
-        TIMELINE,
+        Action.TIMELINE,
     ),
     Rule(
         re.compile(r"\bdrag(?:ging)?(?:\s*(?:and|&|/|-and-)\s*drop(?:ping)?)?\b", re.IGNORECASE),
@@ -81,7 +77,7 @@ RULES: tuple[Rule, ...] = (
 @dataclass(frozen=True)
 class ChatText:
     html: str  # escaped, ready for parse_mode=HTML
-    buttons: tuple[str, ...]  # EXPORT / TIMELINE actions to offer below the message
+    buttons: tuple[str, ...]  # Action.EXPORT / Action.TIMELINE actions to offer below the message
 
 
 def to_chat(text: str, lang: Lang) -> ChatText:

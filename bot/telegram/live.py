@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 from telegram.error import NetworkError, RetryAfter
 
+from bot.core.actions import Action
 from bot.core.agent_text import ChatText, reply_actions, split_html, to_chat
 from bot.core.texts import Lang
 from bot.telegram.flood import Thinned
@@ -43,12 +44,11 @@ from bot.telegram.output import ChatOutput
 
 log = logging.getLogger(__name__)
 
-STOP = "stop"  # the button under a running turn's reply (the same as /cancel)
 
 Wanted = tuple[str, tuple[str, ...]]  # one message: its HTML and the buttons under it
 
 
-class Step(enum.Enum):
+class Change(enum.Enum):
     """What one message of the reply needs."""
 
     KEEP = "it already shows that"
@@ -57,13 +57,13 @@ class Step(enum.Enum):
     DROP = "delete it: the reply no longer needs it"
 
 
-def plan(shown: Sequence[Wanted], wanted: Sequence[Wanted]) -> list[Step]:
+def plan(shown: Sequence[Wanted], wanted: Sequence[Wanted]) -> list[Change]:
     """The steps, message by message, from what the chat shows to what it should show (pure)."""
     steps = [
-        Step.SEND if index >= len(shown) else Step.KEEP if shown[index] == want else Step.EDIT
+        Change.SEND if index >= len(shown) else Change.KEEP if shown[index] == want else Change.EDIT
         for index, want in enumerate(wanted)
     ]
-    return steps + [Step.DROP] * max(0, len(shown) - len(wanted))
+    return steps + [Change.DROP] * max(0, len(shown) - len(wanted))
 
 
 def messages(html: str, buttons: tuple[str, ...]) -> list[Wanted]:
@@ -194,9 +194,9 @@ class LiveReply:
                 self._changed()
             elif not self._shown and not self._lock.locked():
                 async with self._lock:  # noted before anything can cut it short (see `held`)
-                    message = await self.out.send(html, buttons=(STOP,), cosmetic=True)
+                    message = await self.out.send(html, buttons=(Action.STOP,), cosmetic=True)
                     if message is not None:
-                        self._shown = [Shown(message.message_id, html, (STOP,))]
+                        self._shown = [Shown(message.message_id, html, (Action.STOP,))]
 
     # -- showing it --------------------------------------------------------------------------------
 
@@ -286,7 +286,7 @@ class LiveReply:
         ):  # no text (yet): a "still working" message keeps its text, and loses Stop at the end
             return [(shown.html, () if final else shown.buttons) for shown in self._shown]
         if not final:
-            return messages(html, (STOP,))
+            return messages(html, (Action.STOP,))
         return messages(html, reply_actions(self._buttons()) if self._actions else self._buttons())
 
     async def _push(self, *, final: bool) -> None:
@@ -307,11 +307,11 @@ class LiveReply:
         """The first request an update needs: whether it edits, whether it is cosmetic; None if none."""
         wanted = self._wanted(final)
         for index, step in enumerate(plan([shown.look for shown in self._shown], wanted)):
-            if step is Step.SEND:
+            if step is Change.SEND:
                 return False, False
-            if step is Step.EDIT:
+            if step is Change.EDIT:
                 return True, not final and self._has_text and index == len(wanted) - 1
-            if step is Step.DROP:
+            if step is Change.DROP:
                 return True, False
         return None
 
@@ -322,14 +322,14 @@ class LiveReply:
         kept: list[Shown] = []
         updated = False
         for index, step in enumerate(steps):
-            if step is Step.DROP:
+            if step is Change.DROP:
                 await self.out.delete(self._shown[index].message_id)
                 updated = True
                 continue
             html, buttons = wanted[index]
-            if step is Step.KEEP:
+            if step is Change.KEEP:
                 kept.append(self._shown[index])
-            elif step is Step.SEND:
+            elif step is Change.SEND:
                 message = await self.out.send(html, buttons=buttons)
                 if message is None:
                     break

@@ -40,6 +40,7 @@ from telegram.error import (
 )
 from telegram.ext import ExtBot
 
+from bot.core.actions import Action
 from bot.core.agent_text import split_html
 from bot.core.texts import Lang, say, sendable
 from bot.telegram.flood import COSMETIC, FloodLimiter, Priority, Thinned, rank
@@ -47,19 +48,10 @@ from bot.telegram.flood import COSMETIC, FloodLimiter, Priority, Thinned, rank
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-BUTTON_LABELS = {
-    "export": "button_export",
-    "status": "button_timeline",
-    "retry": "button_retry",
-    # quick actions (bot.core.agent_text.QUICK_ACTIONS): each a chat turn with a clear instruction
-    "ratio_9_16": "button_ratio_9_16",
-    "ratio_16_9": "button_ratio_16_9",
-    "ratio_1_1": "button_ratio_1_1",
-    "music": "button_music",
-    "title": "button_title",
-    "shorter": "button_shorter",
-    "longer": "button_longer",
-    "stop": "button_stop",  # under a running turn's reply: the same as /cancel
+# Each action's label (a key of the texts); an action not here is a profile example, labelled by it.
+BUTTON_LABELS: dict[str, str] = {
+    **{str(action): f"button_{action}" for action in Action},
+    Action.TIMELINE: "button_timeline",
 }
 CALLBACK_PREFIX = "act:"
 ROW_MAX = 4  # buttons in a row: more get too narrow on a phone

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import math
 import time
@@ -34,7 +35,19 @@ from saq.worker import Worker
 log = logging.getLogger(__name__)
 
 EMBEDDED_POLL_SECONDS = 0.02
-Step = Callable[..., Awaitable[float | None]]
+JobStep = Callable[..., Awaitable[float | None]]  # one step of a job: seconds until the next, or None: done
+
+
+class JobKind(enum.StrEnum):
+    """Every kind of durable work, named once (the job's key in Redis starts with it)."""
+
+    RENDER = "render"  # a render's next poll, or its delivery
+    ALBUM = "album"  # an album sent on once it has been quiet
+    TURN = "turn"  # a turn another replica runs, watched until it ends
+    ADOPT_RENDERS = "adopt_renders"  # renders a stopped process left without a job
+    ADOPT_ALBUMS = "adopt_albums"
+    ADOPT_TURNS = "adopt_turns"
+    OPERATOR_CREDITS = "operator_credits"  # the shared account's balance, read now and then
 
 
 @dataclass(frozen=True)
@@ -128,17 +141,17 @@ class Jobs:
     def __init__(self, redis: Redis, name: str, timings: JobTimings, *, blocking: bool = True):
         self.queue = Queue(redis, name, blocking=blocking)
         self.timings = timings
-        self._steps: dict[str, Step] = {}
+        self._steps: dict[str, JobStep] = {}
         self._worker: Worker[Any] | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def register(self, kind: str, step: Step) -> None:
+    def register(self, kind: JobKind, step: JobStep) -> None:
         self._steps[kind] = step
 
     def key(self, kind: str, key: str) -> str:
         return f"{kind}:{key}"
 
-    async def schedule(self, kind: str, key: str, *, delay: float = 0.0, **kwargs: Any) -> bool:
+    async def schedule(self, kind: JobKind | str, key: str, *, delay: float = 0.0, **kwargs: Any) -> bool:
         """Run `kind`'s step for `key` in `delay` seconds; False if it is scheduled or running already."""
         job = await self.queue.enqueue(
             kind,
