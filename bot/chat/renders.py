@@ -3,6 +3,9 @@
 A render in flight is a record in Redis, not a coroutine, and its polls are steps of a keyed job
 on the job queue (`bot.work.jobs`): whichever replica is alive runs the next poll, so a restarted bot
 still finishes and delivers it, and no two processes poll or deliver the same render at once.
+
+Why one module of this length: a render's whole life (start, polls, delivery, sending again, the
+browser link) is one state machine whose steps call each other; its pure rules open the module.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ The reply is shown as it is written (`bot.telegram.live`), with a Stop button un
 gets a 👀 reaction while the turn runs (when the agent has not begun its reply within a live-edit interval),
 then 👍 when it ends well or 👎 when it fails or is stopped
 (Telegram lets bots react only with its standard set, which has neither ✅ nor ❌).
+
+Why one module of this length: the turn's slot, its stream, its live reply, its reactions and its
+hand-over to another replica all act on the same running task and record.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Each file is checked by name and size before it is downloaded, and by content after; only then
 are its bytes streamed to the backend under a sanitised name. The Telegram file URL (which holds
 the bot token) never leaves the bot.
+
+Why one module of this length: a single file, an album and a link take the same path (check,
+fetch, forward, say what was added), and crash recovery replays that path.
 """
 
 from __future__ import annotations

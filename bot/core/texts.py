@@ -2,6 +2,9 @@
 
 `say(lang, key, **values)` escapes every value, so backend text and file names can never break
 Telegram's HTML parser or inject markup. Pure functions only.
+
+Why one module of this length: it is a table, every sentence the bot says in both languages, kept
+together so a translation is never missing.
 """
 
 from __future__ import annotations

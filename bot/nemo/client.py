@@ -3,6 +3,9 @@
 It borrows an `httpx.AsyncClient` (the app owns its lifetime) and maps every answer through
 `bot.nemo.errors.error_for`, so callers only ever see typed results or a `NemoError`. Tokens travel in
 the `Authorization` header only, never in a URL.
+
+Why one module of this length: one short method per endpoint of the contract
+(`../shared/nemo-api.md`), each mapping its answer through one error table.
 """
 
 from __future__ import annotations

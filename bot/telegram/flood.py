@@ -21,6 +21,9 @@ Several replicas share Telegram's budget through Redis: given a client, the wind
 "blocked until" of a 429 live there (sorted sets of planned send times under `prefix`), and one
 Lua script plans each request atomically on Redis's own clock (see `RESERVE`). Without a client,
 or while Redis does not answer, each process keeps its own windows.
+
+Why one module of this length: the local windows and the shared ones in Redis plan a request the
+same way; the Lua script must match `Window.slot` rule for rule, so they stay side by side.
 """
 
 from __future__ import annotations

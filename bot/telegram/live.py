@@ -21,6 +21,9 @@ agent error) closes the current message first, and text after it starts a new on
 Wherever Telegram refuses an edit (anything but "message is not modified"), the reply falls back
 to plain messages for the rest of the turn: the refused message is deleted (it may show a stale
 part) and its text goes out again, so nothing shown is lost and nothing stays doubled.
+
+Why one module of this length: the pure plan (`plan`, `due`, `messages`) and the reply that follows
+it are read together; the plan is tested alone (tests/test_decisions.py).
 """
 
 from __future__ import annotations

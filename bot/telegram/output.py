@@ -4,6 +4,9 @@ Every message the bot sends goes through `ChatOutput`, so escaping, the 4096-cha
 "message is not modified", transient network errors and a user who blocked the bot are handled
 in one place. Pacing and flood waits belong to `bot.telegram.flood.FloodLimiter`: what is sent with
 `cosmetic=True` may be dropped there under load (`Thinned`), so the caller decides what that means.
+
+Why one module of this length: every kind of message the bot sends (text, media, albums, edits,
+buttons) shares the one set of fallbacks and retries here.
 """
 
 from __future__ import annotations
