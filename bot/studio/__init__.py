@@ -1,0 +1,1 @@
+"""The studio: a Telegram Mini App that shows a project as a timeline you can touch."""
