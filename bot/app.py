@@ -14,7 +14,7 @@ from telegram.ext import Application, ApplicationBuilder
 
 from bot.chat.services import Services
 from bot.settings import Settings
-from bot.telegram.menu import register_commands
+from bot.telegram.menu import register_commands, register_menu_button
 from bot.web import start_server
 from bot.wiring import build_services, flood_limiter
 
@@ -34,6 +34,8 @@ async def on_start(application: Application) -> None:  # type: ignore[type-arg]
         )
     with contextlib.suppress(Exception):
         await register_commands(application.bot)
+    with contextlib.suppress(Exception):
+        await register_menu_button(application.bot, settings.mini_app_url)
     services.start()
     if settings.listen_port and not settings.telegram_webhook_url:  # polling: /healthz and /metrics
         application.bot_data["http"] = await start_server(services, settings)

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     nemo_skill_platform: Literal["clawhub", "cursor", "unknown"] = "unknown"
     nemo_register_url: str = "https://nemovideo.com/register"
     nemo_web_url: str = "https://nemovideo.com"  # the website: claim links open projects there
+    # The studio (a Telegram Mini App): the public HTTPS address that leads to this bot's /studio
+    # (Telegram opens Mini Apps over HTTPS only); unset, there is no studio
+    mini_app_url: str | None = None
+    mini_app_auth_seconds: float = Field(default=3600, gt=0)  # a studio's initData is refused once older
+    mini_app_refresh_seconds: float = Field(default=5, gt=0)  # the open studio redraws the project this often
     # Accounts: personal tokens (/login) are stored encrypted with a key derived from this secret;
     # unset, personal accounts are off
     token_encryption_key: SecretStr | None = None
@@ -192,6 +197,13 @@ class Settings(BaseSettings):
             raise ValueError("TELEGRAM_WEBHOOK_URL must start with https:// (or http:// behind a proxy)")
         return self
 
+    @field_validator("mini_app_url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError("must start with https:// (Telegram opens Mini Apps over HTTPS only)")
+        return value.rstrip("/") if value else None
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
@@ -211,8 +223,9 @@ class Settings(BaseSettings):
 
     @property
     def listen_port(self) -> int | None:
-        """Where the HTTP server listens: HTTP_PORT, 8080 in webhook mode, else none."""
-        return self.http_port or (DEFAULT_HTTP_PORT if self.telegram_webhook_url else None)
+        """Where the HTTP server listens: HTTP_PORT, 8080 in webhook mode or with the studio, else none."""
+        serving = self.telegram_webhook_url or self.mini_app_url
+        return self.http_port or (DEFAULT_HTTP_PORT if serving else None)
 
     @property
     def limit_margin_seconds(self) -> float:

@@ -5,6 +5,7 @@
   the inbox (Redis) before the 200, so a replica that dies a moment later loses nothing.
 - `GET /healthz`: 200 when Redis and the backend answer, else 503 with the reason.
 - `GET /metrics`: Prometheus text (see `bot.core.metrics`).
+- `/studio`: the studio, a Telegram Mini App (`bot.studio.api`), when MINI_APP_URL is set.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from bot.chat.services import Services
 from bot.core import metrics
 from bot.settings import Settings
 from bot.state.inbox import Inbox
+from bot.studio.api import routes as studio_routes
 
 log = logging.getLogger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105  # a header name
@@ -64,7 +66,11 @@ class Health:
 
 
 def make_app(
-    settings: Settings, inbox: Inbox, health: Health, gauges: Callable[[], Awaitable[None]]
+    settings: Settings,
+    inbox: Inbox,
+    health: Health,
+    gauges: Callable[[], Awaitable[None]],
+    extra: list[web.AbstractRouteDef] | None = None,
 ) -> web.Application:
     secret = (
         settings.telegram_webhook_secret.get_secret_value().encode()
@@ -107,13 +113,20 @@ def make_app(
     app.router.add_post(settings.webhook_path or "/telegram", webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_page)
+    app.add_routes(extra or [])
     return app
 
 
 async def start_server(services: Services, settings: Settings) -> web.AppRunner:
     """Listen on HTTP_HOST:HTTP_PORT: the webhook (if set), /healthz and /metrics."""
     runner = web.AppRunner(
-        make_app(settings, services.inbox, Health(services, settings), services.read_gauges),
+        make_app(
+            settings,
+            services.inbox,
+            Health(services, settings),
+            services.read_gauges,
+            studio_routes(services, settings) if settings.mini_app_url else None,
+        ),
         access_log=None,
         handle_signals=False,
     )

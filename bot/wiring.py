@@ -22,6 +22,8 @@ from bot.chat.logins import Logins
 from bot.chat.projects import Projects
 from bot.chat.renders import Renders, RenderTimings
 from bot.chat.services import Services
+from bot.chat.studio import Studio
+from bot.chat.switcher import Switcher
 from bot.chat.turns import Turns, TurnTimings
 from bot.chat.uploads import UploadLimits, Uploads
 from bot.core.accounts import Vault
@@ -187,7 +189,13 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
         register_url=settings.nemo_register_url,
         site=settings.nemo_web_url,
     )
-    flows = Flows(kit, client, profile=profile(settings), upload_limit_mb=upload_limit_mb(settings))
+    flows = Flows(
+        kit,
+        client,
+        profile=profile(settings),
+        upload_limit_mb=upload_limit_mb(settings),
+        studio_url=settings.mini_app_url,
+    )
     logins = Logins(
         kit,
         client,
@@ -247,6 +255,7 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
         upload_limit_mb=settings.telegram_upload_limit_mb,
         delivery_concurrency=settings.render_delivery_concurrency,
         web_url=settings.nemo_web_url,
+        studio_url=settings.mini_app_url,
     )
     uploads = Uploads(
         kit,
@@ -265,6 +274,7 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
         jobs=jobs,
         adopt_seconds=settings.replica_lease_seconds,
     )
+    switcher = Switcher(kit)
     return Services(
         settings,
         store,
@@ -280,6 +290,8 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
         inbox,
         jobs,
         orphaned,
+        switcher,
+        Studio(kit, client, switcher, refresh_seconds=settings.mini_app_refresh_seconds),
     )
 
 

@@ -27,7 +27,7 @@ async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
 
 
 async def new_project(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Start a fresh agent session for the chat."""
+    """Start a fresh project for the chat (the others stay in /projects)."""
     if ctx := chat_context(update, context):
         await services_of(context).new_project(ctx)
 

@@ -10,7 +10,7 @@ from collections import Counter
 
 from telegram.error import TelegramError
 
-from bot.chat.kit import ChatContext, Kit, browser_link, register_link
+from bot.chat.kit import ChatContext, Kit, browser_link, register_link, studio_link
 from bot.core.accounts import AccountKind
 from bot.core.actions import QUICK_ACTIONS
 from bot.core.media import ACCEPTED_LIST
@@ -18,7 +18,7 @@ from bot.core.profiles import Profile
 from bot.core.texts import amount, say
 from bot.core.timeline import duration_ms, format_timeline, layout, tracks
 from bot.nemo.client import NemoClient
-from bot.telegram.output import CAPTION_LIMIT, plain
+from bot.telegram.output import CAPTION_LIMIT, Link, plain
 from bot.telegram.pictures import clock, render_png
 
 log = logging.getLogger(__name__)
@@ -53,12 +53,14 @@ class Flows:
         *,
         profile: Profile,
         upload_limit_mb: int,
+        studio_url: str | None = None,
     ):
         self.kit = kit
         self.projects = kit.projects
         self.client = client
         self.store = kit.store
         self.alerts = kit.alerts
+        self.studio_url = studio_url  # MINI_APP_URL: a studio button under the timeline
         self.profile = profile  # greeting and examples
         self.upload_limit_mb = upload_limit_mb  # the largest file the backend takes
 
@@ -115,7 +117,7 @@ class Flows:
         if not summary:  # nothing to draw
             await ctx.out.send(text)
         elif not await self._send_picture(ctx, state.draft, text):
-            await ctx.out.send(text, buttons=QUICK_ACTIONS)
+            await ctx.out.send(text, buttons=QUICK_ACTIONS, links=self._studio(ctx))
 
     async def _send_picture(self, ctx: ChatContext, draft: object, text: str) -> bool:
         """The timeline as a picture, the summary its caption (or, when too long for one, a short
@@ -129,12 +131,14 @@ class Flows:
         fits = len(plain(text).encode("utf-16-le")) // 2 <= CAPTION_LIMIT  # Telegram counts UTF-16 units
         caption = text if fits else self._short_caption(ctx, draft)
         try:
-            await ctx.out.send_photo(png, caption, buttons=QUICK_ACTIONS if fits else ())
+            await ctx.out.send_photo(
+                png, caption, buttons=QUICK_ACTIONS if fits else (), links=self._studio(ctx) if fits else ()
+            )
         except TelegramError as err:
             log.info("chat %s: timeline picture refused, sending text: %s", ctx.chat.key, err)
             return False
         if not fits:
-            await ctx.out.send(text, buttons=QUICK_ACTIONS)
+            await ctx.out.send(text, buttons=QUICK_ACTIONS, links=self._studio(ctx))
         return True
 
     @staticmethod
@@ -143,6 +147,9 @@ class Flows:
         return say(
             ctx.lang, "timeline_picture", tracks=len(layouts), duration=clock(duration_ms(draft, layouts))
         )
+
+    def _studio(self, ctx: ChatContext) -> list[Link]:
+        return [link] if (link := studio_link(self.studio_url, ctx.out)) is not None else []
 
     async def credits(self, ctx: ChatContext) -> None:
         """The balance of the account the chat runs on, and which account that is."""
@@ -184,12 +191,4 @@ class Flows:
             await self.kit.explain(ctx, err)
             return
         link = browser_link(self.kit.site, claim)
-        await ctx.out.say("open_project", url_button=(say(ctx.lang, "button_open"), link))
-
-    async def new_project(self, ctx: ChatContext) -> None:
-        try:
-            await self.projects.new_project(ctx.chat, ctx.session_lang)
-        except Exception as err:
-            await self.kit.explain(ctx, err)
-            return
-        await ctx.out.say("new_project")
+        await ctx.out.say("open_project", links=[Link(say(ctx.lang, "button_open"), link)])

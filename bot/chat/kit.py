@@ -37,7 +37,7 @@ from bot.nemo.errors import (
 from bot.state.chats import ChatAddress
 from bot.state.store import Store
 from bot.telegram.flood import Thinned
-from bot.telegram.output import ChatOutput, Telegram
+from bot.telegram.output import ChatOutput, Link, Telegram
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +218,19 @@ class Kit:
         if notice is not None:
             await ctx.out.edit_or_send(notice.message_id, say(ctx.lang, "ready"))
         return connection
+
+
+def studio_link(studio_url: str | None, out: ChatOutput) -> Link | None:
+    """The studio's button: the Mini App itself in a private chat; in a group or channel, where
+    Telegram opens Mini Apps only by a direct link, the bot's `t.me/<bot>?startapp` link (the studio
+    then shows the person's own private project). None without MINI_APP_URL."""
+    if studio_url is None:
+        return None
+    label = say(out.lang, "button_studio")
+    if out.chat_id > 0:
+        return Link(label, studio_url, web_app=True)
+    username = username_of(out.bot)
+    return Link(label, f"https://t.me/{username}?startapp") if username else None
 
 
 def username_of(bot: Any) -> str | None:

@@ -18,7 +18,7 @@ import logging
 import secrets
 import tempfile
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from telegram import Message
 from telegram.error import BadRequest, TelegramError
 
 from bot.chat.access import today
-from bot.chat.kit import ChatContext, Kit, browser_link, resume
+from bot.chat.kit import ChatContext, Kit, browser_link, resume, studio_link
 from bot.chat.projects import ChatRef, Connection, Projects
 from bot.core import metrics
 from bot.core.actions import Action
@@ -39,7 +39,7 @@ from bot.nemo.errors import BackendRejected, BackendUnavailable, NemoError, Sess
 from bot.state.renders import FINISHED, RenderRecord, RenderState
 from bot.state.store import Store
 from bot.telegram.flood import Thinned
-from bot.telegram.output import CAPTION_LIMIT, ChatGone, ChatOutput, Telegram, UrlButton
+from bot.telegram.output import CAPTION_LIMIT, ChatGone, ChatOutput, Link, Telegram
 from bot.telegram.probe import VideoInfo, probe_video
 from bot.work.jobs import JobKind, Jobs
 
@@ -158,6 +158,7 @@ class Renders:
         upload_limit_mb: int,
         delivery_concurrency: int,
         web_url: str,
+        studio_url: str | None = None,
     ):
         self.kit = kit
         self.projects = projects
@@ -167,6 +168,7 @@ class Renders:
         self.jobs = jobs
         self.timings = timings
         self.web_url = web_url  # browser links open the project there
+        self.studio_url = studio_url  # MINI_APP_URL: a studio button under each video
         jobs.register(JobKind.RENDER, self.poll)
         jobs.register(JobKind.ADOPT_RENDERS, self.adopt)
         self._upload_limit = upload_limit_mb * 1024 * 1024
@@ -363,8 +365,8 @@ class Renders:
             # video. Send the link, not the video again: neither a duplicate nor silence.
             record.delivery_attempts += 1
             await self.store.move_render(record, RenderState.DELIVERING)
-            button = await self._browser_button(record, lang)
-            await out.send(say(lang, "video_ready_again", url=record.url), url_button=button)
+            links = await self._links(record, out)
+            await out.send(say(lang, "video_ready_again", url=record.url), links=links)
             await self._delivered(record, sent_file=False)
         elif step is RenderStep.DELIVER:
             await self._deliver(record, out, None)
@@ -415,7 +417,7 @@ class Renders:
         if status is not None and status.size is not None:
             record.size = status.size
         size = record.size
-        button = await self._browser_button(record, lang)
+        links = await self._links(record, out)
         sent = False
         if size is None or size <= self._upload_limit:
             async with self._delivery_slots:  # each holds a downloaded video while it is uploaded
@@ -423,27 +425,28 @@ class Renders:
                 if not await self.store.move_render(record, RenderState.DELIVERING):
                     log.warning("render %s: moved by another process, left to it", record.render_id)
                     return
-                sent = await self._send_file(record, out, status, button)
+                sent = await self._send_file(record, out, status, links)
         if not sent and size is not None and size > self._upload_limit:
-            await out.send(
-                say(lang, "video_ready_link", url=record.url, size=human_size(size)), url_button=button
-            )
+            await out.send(say(lang, "video_ready_link", url=record.url, size=human_size(size)), links=links)
         elif not sent:
-            await out.send(say(lang, "video_ready_unattached", url=record.url), url_button=button)
+            await out.send(say(lang, "video_ready_unattached", url=record.url), links=links)
         await self._delivered(record, sent_file=sent)
 
-    async def _browser_button(self, record: RenderRecord, lang: Lang) -> UrlButton | None:
-        """ "Open in browser" for the render's project (a claim link), or None when the backend
-        gives no claim token now: the video never waits for it."""
+    async def _links(self, record: RenderRecord, out: ChatOutput) -> list[Link]:
+        """The buttons under a video: "Open in browser" for the render's project (a claim link; none
+        when the backend gives no claim token now: the video never waits for it), and the studio."""
         chat = ChatRef(record.chat_id, record.thread_id, record.chat_key)
+        links = []
         try:
             claim = await self.projects.claim(
                 chat, record.session_language, session_id=record.session_id, task_id=record.task_id
             )
+            links.append(Link(say(out.lang, "button_open"), browser_link(self.web_url, claim)))
         except Exception as err:
             log.info("render %s: no browser link: %s", record.render_id, type(err).__name__)
-            return None
-        return say(lang, "button_open"), browser_link(self.web_url, claim)
+        if (studio := studio_link(self.studio_url, out)) is not None:
+            links.append(studio)
+        return links
 
     async def _delivered(self, record: RenderRecord, *, sent_file: bool) -> None:
         metrics.RENDERS.labels("completed").inc()
@@ -454,7 +457,7 @@ class Renders:
         log.info("render %s delivered (%s)", record.render_id, "file" if sent_file else "link")
 
     async def _send_file(
-        self, record: RenderRecord, out: ChatOutput, status: RenderStatus | None, button: UrlButton | None
+        self, record: RenderRecord, out: ChatOutput, status: RenderStatus | None, links: Sequence[Link]
     ) -> bool:
         """Download the MP4 (through the API when its URL fails), read its size, length and a
         thumbnail from it, and upload it (keeping Telegram's file id on the record); False when it
@@ -472,7 +475,7 @@ class Renders:
                     len(caption) > CAPTION_LIMIT
                 )  # a very long link: the video goes bare, the link follows
                 info = await asyncio.to_thread(probe_video, path)
-                message = await self._upload(out, path, "" if link_after else caption, info, status, button)
+                message = await self._upload(out, path, "" if link_after else caption, info, status, links)
             except (NemoError, TelegramError) as err:
                 log.warning("render %s: sending the file failed, sending the link: %s", record.render_id, err)
                 return False
@@ -508,7 +511,7 @@ class Renders:
         caption: str,
         info: VideoInfo,
         status: RenderStatus | None,
-        button: UrlButton | None,
+        links: Sequence[Link],
     ) -> Message | None:
         duration = info.duration or (status.duration if status else None)
         try:
@@ -520,13 +523,13 @@ class Renders:
                 width=info.width,
                 height=info.height,
                 thumbnail=info.thumbnail,
-                url_button=button,
+                links=links,
             )
         except BadRequest as err:  # refused (not sent): once more as before, without what the probe added
             if info == VideoInfo():
                 raise
             log.warning("video refused with its size and thumbnail (%s), sending it without", err)
-            return await out.send_video(path, "video.mp4", caption, duration=duration, url_button=button)
+            return await out.send_video(path, "video.mp4", caption, duration=duration, links=links)
 
     # -- sending it again -----------------------------------------------------------------------
 
@@ -548,10 +551,10 @@ class Renders:
         if not last.file_id:
             return False
         caption = say(out.lang, key, url=last.url)
-        button = await self._browser_button(last, out.lang)
+        links = await self._links(last, out)
         try:
             await out.send_video(
-                last.file_id, "video.mp4", caption if len(caption) <= CAPTION_LIMIT else "", url_button=button
+                last.file_id, "video.mp4", caption if len(caption) <= CAPTION_LIMIT else "", links=links
             )
         except TelegramError as err:
             log.warning("render %s: sending it again by file id failed: %s", last.render_id, err)

@@ -7,6 +7,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 from redis.exceptions import RedisError
@@ -18,14 +19,16 @@ from bot.chat.flows import Flows
 from bot.chat.kit import ChatContext
 from bot.chat.logins import Logins
 from bot.chat.renders import Renders
+from bot.chat.studio import Studio
+from bot.chat.switcher import Switcher
 from bot.chat.turns import Turns
 from bot.chat.uploads import IncomingFile, Uploads
 from bot.core import metrics
 from bot.core.accounts import tokens_in
-from bot.core.actions import INSTRUCTED, Action
+from bot.core.actions import INSTRUCTED, PROJECT, QUICK_ACTIONS, Action
 from bot.core.aio import cancel_and_wait
 from bot.core.intents import Intent, links_in, route
-from bot.core.texts import Lang, say
+from bot.core.texts import Lang, say, words
 from bot.settings import Settings
 from bot.state.inbox import Inbox
 from bot.state.replicas import Replicas
@@ -58,6 +61,8 @@ class Services:
         inbox: Inbox,
         jobs: Jobs,
         orphaned: Callable[[set[str]], Awaitable[set[str]]],
+        switcher: Switcher,
+        studio: Studio,
     ):
         self.settings = settings
         self.store = store
@@ -68,6 +73,8 @@ class Services:
         self._uploads = uploads
         self._uploads.on_caption = self.act_on_text  # an album's caption is acted on like a message
         self._logins = logins
+        self._switcher = switcher  # several projects per chat
+        self._studio = studio  # the Mini App's view of a project
         self._guard = guard
         self._telegram = telegram
         self._replicas = replicas
@@ -148,15 +155,16 @@ class Services:
         elif action == Action.TIMELINE:
             await self.status(ctx)
         elif action in INSTRUCTED:
-            instruction = say(ctx.lang, f"do_{action}")
-            if await self._within_limit(ctx, "turns"):
-                await ctx.out.say("you_asked", request=instruction)
-                await self._chat_turn(ctx, instruction)
+            await self.instruct(ctx, words(ctx.lang, f"do_{action}"))
         elif (example := self._flows.example(action)) is not None:
             await ctx.out.say("you_asked", request=example)
             await self.act_on_text(ctx, example)
         elif action == Action.STOP:  # under a running turn's reply
             await self.cancel(ctx)
+        elif action == Action.NEW_PROJECT:  # under /projects
+            await self.new_project(ctx)
+        elif action.startswith(PROJECT):
+            await self.switch_project(ctx, action.removeprefix(PROJECT))
 
     async def act_on_text(self, ctx: ChatContext, text: str) -> None:
         """Do what a text (a message or a media caption) asks: a fixed action or a chat turn."""
@@ -181,6 +189,13 @@ class Services:
         elif await self._within_limit(ctx, "turns"):
             await self._chat_turn(ctx, text)
 
+    async def instruct(self, ctx: ChatContext, instruction: str) -> None:
+        """A clear instruction to the agent on the user's behalf (a quick action, a studio touch): the
+        chat shows what was asked, as the user would have said it, then the turn runs."""
+        if await self._within_limit(ctx, "turns"):
+            await ctx.out.say("you_asked", request=instruction)
+            await self._chat_turn(ctx, instruction)
+
     async def _chat_turn(self, ctx: ChatContext, text: str) -> None:
         """A chat turn with the agent (the caller checked the limit); counted once it starts."""
         if await self._turns.start(ctx, text) is not None:
@@ -199,8 +214,43 @@ class Services:
             await self._renders.export(ctx)
 
     async def new_project(self, ctx: ChatContext) -> None:
+        """/new: a fresh project; the others stay in /projects."""
         if await self._may_manage(ctx):
-            await self._flows.new_project(ctx)
+            await self._switcher.start_new(ctx)
+
+    async def projects(self, ctx: ChatContext) -> None:
+        """/projects: the chat's projects, each a button that makes it current."""
+        await self._switcher.show(ctx)
+
+    async def switch_project(self, ctx: ChatContext, project_id: str) -> bool:
+        return await self._may_manage(ctx) and await self._switcher.switch(ctx, project_id)
+
+    async def rename(self, ctx: ChatContext, name: str) -> None:
+        """/rename <name>: the current project's name."""
+        if await self._may_manage(ctx):
+            await self._switcher.rename(ctx, name)
+
+    # -- the studio (a Mini App in the private chat) ---------------------------------------------
+
+    async def studio_view(self, ctx: ChatContext) -> dict[str, Any]:
+        return await self._studio.view(ctx)
+
+    async def studio_act(self, ctx: ChatContext, action: str) -> bool:
+        """A quick action or Export tapped in the studio, as if tapped under a reply; False for any
+        other action."""
+        if action not in QUICK_ACTIONS:
+            return False
+        await self.press(ctx, action)
+        return True
+
+    async def studio_segment(self, ctx: ChatContext, track: int, segment: int, op: str) -> bool:
+        """A change to one segment, sent to the agent as a clear instruction; False when that
+        segment or change is not there to make."""
+        instruction = await self._studio.instruction(ctx, track, segment, op)
+        if instruction is None:
+            return False
+        await self.instruct(ctx, instruction)
+        return True
 
     async def usage(self, ctx: ChatContext) -> None:
         """Today's activity, for the operator's admins only (anyone else hears nothing)."""

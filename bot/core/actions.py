@@ -10,6 +10,7 @@ class Action(enum.StrEnum):
     TIMELINE = "status"  # show the timeline (as /status)
     RETRY = "retry"  # an export that failed, tried again
     STOP = "stop"  # under a running turn's reply: the same as /cancel
+    NEW_PROJECT = "new"  # under /projects: the same as /new
     # The quick actions: each a chat turn with a clear instruction (texts `do_<action>`)
     RATIO_9_16 = "ratio_9_16"
     RATIO_16_9 = "ratio_16_9"
@@ -32,4 +33,5 @@ QUICK_ACTIONS: tuple[Action, ...] = (
     Action.SHORTER,
     Action.LONGER,
 )
+PROJECT = "project:"  # `project:<id>`: a button under /projects that makes that project current
 INSTRUCTED = frozenset(QUICK_ACTIONS) - {Action.EXPORT}  # the actions that are an instruction to the agent

@@ -40,14 +40,14 @@ TEXTS: dict[str, tuple[str, str]] = {
         "• Describe the video you want; I pass it to the AI video agent and show its replies.\n"
         "• <code>status</code> shows the timeline, <code>credits</code> your balance, "
         "<code>export</code> renders a 1080p MP4 and sends it here.\n\n"
-        "Commands: /export /status /credits /new (fresh project) /cancel (stop the running request) /help\n"
+        "Commands: /export /status /credits /new (fresh project) /projects (switch) /cancel (stop the running request) /help\n"
         "Formats: {formats}. Up to {limit} MB per file.",
         "<b>使用方法</b>\n"
         "• 发送图片、视频片段或音频（以文件形式发送画质最好），或粘贴链接。\n"
         "• 描述你想要的视频，我会转给 AI 视频助手并显示它的回复。\n"
         "• 发送 <code>状态</code> 查看时间线，<code>积分</code> 查看余额，"
         "<code>导出</code> 渲染 1080p MP4 并发到这里。\n\n"
-        "命令：/export /status /credits /new（新项目） /cancel（停止当前请求） /help\n"
+        "命令：/export /status /credits /new（新项目） /projects（切换项目） /cancel（停止当前请求） /help\n"
         "格式：{formats}。每个文件最大 {limit} MB。",
     ),
     "busy": (
@@ -95,9 +95,39 @@ TEXTS: dict[str, tuple[str, str]] = {
         "发送 <code>状态</code> 查看时间线，如有需要请重新发送请求。",
     ),
     "new_project": (
-        "🆕 Started a fresh project. Send media or describe the video you want.",
-        "🆕 已开始新项目。发送素材或描述你想要的视频。",
+        "🆕 Started a fresh project, {name}. Send media or describe the video you want; "
+        "your other projects stay in /projects.",
+        "🆕 已开始新项目：{name}。发送素材或描述你想要的视频；其他项目仍在 /projects 中。",
     ),
+    # Several projects per chat (/projects, /rename)
+    "project_default": ("Project {number}", "项目 {number}"),
+    "projects_header": (
+        "🗂 <b>Your projects</b> (tap one to switch to it):",
+        "🗂 <b>你的项目</b>（点按即可切换）：",
+    ),
+    "project_line": ("• {name} · changed {changed}", "• {name} · {changed}更新"),
+    "project_line_current": (
+        "• <b>{name}</b> (current) · changed {changed}",
+        "• <b>{name}</b>（当前）· {changed}更新",
+    ),
+    "project_rendering": (" · ⏳ rendering", " · ⏳ 正在渲染"),
+    "project_unknown": (
+        "That project is no longer here. Send /projects to see the list.",
+        "这个项目已不在列表中。发送 /projects 查看列表。",
+    ),
+    "project_switched": (
+        "🗂 Switched to {name}. Say <code>status</code> to see its timeline.",
+        "🗂 已切换到 {name}。发送 <code>状态</code> 查看它的时间线。",
+    ),
+    "rename_help": (
+        "Send /rename followed by the new name, for example <code>/rename Summer teaser</code>.",
+        "请发送 /rename 加上新名称，例如 <code>/rename 夏日预告</code>。",
+    ),
+    "project_renamed": ("✏️ This project is now called {name}.", "✏️ 这个项目现在叫 {name}。"),
+    "ago_now": ("just now", "刚刚"),
+    "ago_minutes": ("{n} min ago", "{n} 分钟前"),
+    "ago_hours": ("{n} h ago", "{n} 小时前"),
+    "ago_days": ("{n} days ago", "{n} 天前"),
     "timeline": ("📋 {timeline}", "📋 {timeline}"),
     "timeline_empty": (
         "📋 The timeline is empty. Send photos or clips, or describe the video you want.",
@@ -472,6 +502,30 @@ TEXTS: dict[str, tuple[str, str]] = {
         "📋 时间线：{tracks} 条轨道，共 {duration}。详情见下方。",
     ),
     "button_stop": ("⏹ Stop", "⏹ 停止"),
+    "button_new": ("🆕 New project", "🆕 新项目"),
+    "button_studio": ("🎛 Studio", "🎛 工作室"),
+    # A touch on a segment in the studio, as an instruction to the agent (plain text: see `words`)
+    "do_segment_remove": (
+        "Remove “{name}” ({track}, {start}–{end}) from the timeline.",
+        "从时间线中删除“{name}”（{track}，{start}–{end}）。",
+    ),
+    "do_segment_earlier": (
+        "Move “{name}” ({track}, {start}–{end}) earlier in the timeline.",
+        "把“{name}”（{track}，{start}–{end}）在时间线上往前移。",
+    ),
+    "do_segment_later": (
+        "Move “{name}” ({track}, {start}–{end}) later in the timeline.",
+        "把“{name}”（{track}，{start}–{end}）在时间线上往后移。",
+    ),
+    "do_segment_shorter": (
+        "Make “{name}” ({track}, {start}–{end}) shorter.",
+        "把“{name}”（{track}，{start}–{end}）缩短。",
+    ),
+    "track_Video": ("Video", "视频"),
+    "track_BGM": ("BGM", "背景音乐"),
+    "track_Voice": ("Voice", "配音"),
+    "track_Title": ("Title", "标题"),
+    "track_Track": ("Track", "轨道"),
     "gui_export": ('say "export" (or tap Export below)', "发送“导出”（或点击下方的导出按钮）"),
     "gui_timeline": ('say "status" (or tap Timeline below)', "发送“状态”（或点击下方的时间线按钮）"),
     "gui_drag": ("tell me what to move", "告诉我要移动什么"),
@@ -503,6 +557,11 @@ def session_language(code: str | None) -> str:
     if not base.isalpha() or len(base) > 3:
         return "en"
     return f"{base}-{region.upper()}" if region.isalpha() and len(region) == 2 else base
+
+
+def words(lang: Lang, key: str, **values: object) -> str:
+    """The message `key` in `lang` as plain text, values as they are (for the agent, never for HTML)."""
+    return TEXTS[key][0 if lang == "en" else 1].format(**values)
 
 
 def say(lang: Lang, key: str, **values: object) -> str:

@@ -111,6 +111,79 @@ def describe_changes(before: list[TrackSummary], after: list[TrackSummary]) -> l
     return lines
 
 
+# -- the studio's view: every segment, with what the studio draws ---------------------------------
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif")
+THUMBNAIL_KEYS = ("thumbnail", "thumb", "cover", "poster")
+KINDS = {0: "video", 1: "audio", 7: "text"}
+
+
+@dataclass(frozen=True)
+class StudioSegment:
+    index: int
+    name: str
+    start_ms: int
+    length_ms: int
+    volume: int | None  # percent, on audio
+    title: str | None  # a text segment's words
+    thumbnail: str | None  # an https image the backend gave for it
+
+
+@dataclass(frozen=True)
+class StudioTrack:
+    kind: str  # "video", "audio", "text" or "track"
+    label: str  # "Video", "BGM", "Voice", "Title", "Track"
+    segments: tuple[StudioSegment, ...]
+
+
+def studio_tracks(draft: object) -> list[StudioTrack]:
+    """The draft's tracks and every segment, read by the same rules as the summaries (pure; the
+    indexes are the draft's own, so an instruction about a segment names the one the person saw)."""
+    result = []
+    for track in _raw_tracks(draft):
+        segments = _segments(track)
+        if not segments:
+            continue
+        kind = track.get("tt")
+        label = _label(kind, _meta(track))
+        items = []
+        for index, (segment, (start, end)) in enumerate(zip(segments, _spans(segments), strict=True)):
+            meta = _meta(segment)
+            name = _name(meta) or _name(_meta(track)) or label.lower()
+            volume = _first_volume(meta, _meta(track)) if kind == 1 else None
+            title = name if kind == 7 else None
+            items.append(
+                StudioSegment(index, name, start, max(0, end - start), volume, title, _thumbnail(meta))
+            )
+        result.append(
+            StudioTrack(KINDS.get(kind, "track") if isinstance(kind, int) else "track", label, tuple(items))
+        )
+    return result
+
+
+def _thumbnail(meta: dict[str, Any]) -> str | None:
+    """An https image for the segment: a named thumbnail, or its own media when that is a picture."""
+    for key in THUMBNAIL_KEYS:
+        value = meta.get(key)
+        if isinstance(value, str) and value.startswith("https://"):
+            return value
+    url = meta.get("url")
+    if (
+        isinstance(url, str)
+        and url.startswith("https://")
+        and url.split("?")[0].lower().endswith(IMAGE_SUFFIXES)
+    ):
+        return url
+    return None
+
+
+def _first_volume(*metas: dict[str, Any]) -> int | None:
+    for meta in metas:
+        if (volume := _volume(meta)) is not None:
+            return volume
+    return None
+
+
 def _raw_tracks(draft: object) -> list[dict[str, Any]]:
     raw = draft.get("t") if isinstance(draft, dict) else None
     return [track for track in raw if isinstance(track, dict)] if isinstance(raw, list) else []

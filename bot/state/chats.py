@@ -23,6 +23,8 @@ class ChatRecord:
     token: str = ""
     token_expires_at: float = 0.0
     link: Link | None = None  # the project owner's linked account, when asked for and linked
+    project: str = ""  # the current project's id ("" before projects: the first, "1")
+    changed_at: str = ""  # when the current project was last used (a time.time() value)
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ class ChatAddress:
 class Chats(Section):
     async def load_chat(self, chat_key: str, *, touch: bool = False, owner: int | None = None) -> ChatRecord:
         """The chat's record, with the linked account of the project's `owner` when given; with
-        `touch`, the chat (and the link) are in use and kept `chat_ttl` from now. One round trip."""
+        `touch`, the chat (and the link) are in use: kept `chat_ttl` from now, and the current project
+        noted as used now. One round trip."""
         key = self.keys.chat(chat_key)
         person = self.keys.person(owner) if owner is not None else None
         ttl = self.retention.chat
@@ -48,7 +51,7 @@ class Chats(Section):
                 p.hgetall(key),
                 p.hgetall(self.keys.token(chat_key)),
                 p.hgetall(person) if person else p.exists(key),  # a placeholder keeps the shape
-                *((p.expire(key, ttl),) if touch else ()),
+                *((p.expire(key, ttl), p.hset(key, "changed_at", repr(time.time()))) if touch else ()),
                 *((p.expire(person, ttl),) if touch and person else ()),
             )
         )

@@ -72,6 +72,12 @@ class Keys:
     def admin_languages(self) -> str:
         return f"{self.namespace}:admin-languages"
 
+    def projects(self, chat_key: str) -> str:
+        return f"{self.namespace}:projects:{chat_key}"
+
+    def project_times(self, chat_key: str) -> str:
+        return f"{self.namespace}:project-times:{chat_key}"
+
     def stats(self, day: str) -> str:
         return f"{self.namespace}:stats:{day}"
 

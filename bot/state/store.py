@@ -1,5 +1,5 @@
 """The Redis store: one object joining every part of the bot's state (`Chats`, `Accounts`, `Turns`,
-`Renders`, `Usage`, `Uploads`, each in its own module with its scripts).
+`Renders`, `Usage`, `Uploads`, `ProjectRecords`, each in its own module with its scripts).
 
 Redis is the one place state lives. Every key is built by `Keys`, under a namespace of the bot's
 own id, so two bots can share one Redis.
@@ -14,13 +14,14 @@ from bot.state.accounts import Accounts
 from bot.state.base import Retention
 from bot.state.chats import Chats
 from bot.state.keys import Keys
+from bot.state.projects import ProjectRecords
 from bot.state.renders import Renders
 from bot.state.turns import Turns
 from bot.state.uploads import Uploads
 from bot.state.usage import Usage
 
 
-class Store(Chats, Accounts, Turns, Renders, Usage, Uploads):
+class Store(Chats, Accounts, ProjectRecords, Turns, Renders, Usage, Uploads):
     """Typed access to the bot's keys; the Redis client must use `decode_responses=True`."""
 
     def __init__(self, redis: Redis, namespace: str, retention: Retention):

@@ -19,7 +19,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from telegram import (
     InlineKeyboardButton,
@@ -30,6 +30,7 @@ from telegram import (
     LinkPreviewOptions,
     Message,
     ReplyParameters,
+    WebAppInfo,
 )
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import (
@@ -96,20 +97,25 @@ class Media:
         return self.source
 
 
-UrlButton = tuple[str, str]  # a button's label and the https link it opens
+class Link(NamedTuple):
+    """A button that opens a link: a web page, or a Mini App inside Telegram (private chats only)."""
+
+    label: str
+    url: str  # https
+    web_app: bool = False
 
 
 def keyboard(
     actions: Sequence[str],
     lang: Lang,
     labels: Mapping[str, str] | None = None,
-    url_button: UrlButton | None = None,
+    links: Sequence[Link] = (),
 ) -> InlineKeyboardMarkup | None:
     """Inline buttons for actions; callback data names the action only, never another chat's ids.
 
-    `labels` gives the text of actions without a fixed label (the profile's examples); a
-    `url_button` (the project in the browser) gets the last row to itself."""
-    if not actions and url_button is None:
+    `labels` gives the text of actions without a fixed label (the profile's examples); `links`
+    (the project in the browser, the studio) get the last row to themselves."""
+    if not actions and not links:
         return None
     texts = [(labels or {}).get(a) or say(lang, BUTTON_LABELS[a]) for a in actions]
     buttons = [
@@ -117,9 +123,15 @@ def keyboard(
         for text, a in zip(texts, actions, strict=True)
     ]
     rows = [[buttons[i] for i in row] for row in button_rows(texts)]
-    if url_button is not None:
-        rows.append([InlineKeyboardButton(url_button[0], url=url_button[1])])
+    if links:
+        rows.append([_link_button(link) for link in links])
     return InlineKeyboardMarkup(rows)
+
+
+def _link_button(link: Link) -> InlineKeyboardButton:
+    if link.web_app:
+        return InlineKeyboardButton(link.label, web_app=WebAppInfo(link.url))
+    return InlineKeyboardButton(link.label, url=link.url)
 
 
 def button_rows(labels: Sequence[str]) -> list[list[int]]:
@@ -188,7 +200,7 @@ class ChatOutput:
         buttons: Sequence[str] = (),
         cosmetic: bool = False,
         silent: bool = False,
-        url_button: UrlButton | None = None,
+        links: Sequence[Link] = (),
         **values: object,
     ) -> Message | None:
         return await self.send(
@@ -196,7 +208,7 @@ class ChatOutput:
             buttons=buttons,
             cosmetic=cosmetic,
             silent=silent,
-            url_button=url_button,
+            links=links,
         )
 
     async def send(
@@ -207,7 +219,7 @@ class ChatOutput:
         cosmetic: bool = False,
         labels: Mapping[str, str] | None = None,
         silent: bool = False,
-        url_button: UrlButton | None = None,
+        links: Sequence[Link] = (),
         later: bool = False,
     ) -> Message | None:
         """Send HTML, split to Telegram's limit; buttons go under the last part. The last Message.
@@ -217,7 +229,7 @@ class ChatOutput:
         parts = split_html(sendable(html_text)) or [html_text]
         last = None
         for index, part in enumerate(parts):
-            markup = keyboard(buttons, self.lang, labels, url_button) if index == len(parts) - 1 else None
+            markup = keyboard(buttons, self.lang, labels, links) if index == len(parts) - 1 else None
             priority = Priority.LATER if later and not cosmetic else _priority(cosmetic)
             last = await self._send_text(part, markup, priority, silent=silent)
         return last
@@ -325,7 +337,7 @@ class ChatOutput:
         width: int | None = None,
         height: int | None = None,
         thumbnail: bytes | None = None,
-        url_button: UrlButton | None = None,
+        links: Sequence[Link] = (),
     ) -> Message | None:
         """Send a video: a file to upload, or (a str) a Telegram file id it already has, which
         uploads nothing. An upload is not retried on a timeout: it may have arrived, and a second
@@ -343,7 +355,7 @@ class ChatOutput:
             width=width,
             height=height,
             thumbnail=InputFile(thumbnail, filename="thumbnail.jpg", attach=True) if thumbnail else None,
-            reply_markup=keyboard((), self.lang, url_button=url_button),
+            reply_markup=keyboard((), self.lang, links=links),
             message_thread_id=self.thread_id,
             reply_parameters=self._reply(),
             read_timeout=self.transfers.file_seconds,
@@ -351,7 +363,13 @@ class ChatOutput:
         )
 
     async def send_photo(
-        self, png: bytes, caption_html: str, *, buttons: Sequence[str] = (), filename: str = "timeline.png"
+        self,
+        png: bytes,
+        caption_html: str,
+        *,
+        buttons: Sequence[str] = (),
+        links: Sequence[Link] = (),
+        filename: str = "timeline.png",
     ) -> Message | None:
         """Send a picture with an HTML caption (at most 1024 characters once parsed: the caller
         keeps it short). Not retried on a timeout (a second copy is worse than the text the caller
@@ -364,7 +382,7 @@ class ChatOutput:
             photo=png,
             filename=filename,
             message_thread_id=self.thread_id,
-            reply_markup=keyboard(buttons, self.lang),
+            reply_markup=keyboard(buttons, self.lang, links=links),
             reply_parameters=self._reply(),
             read_timeout=self.transfers.file_seconds,
             write_timeout=self.transfers.file_seconds,
