@@ -63,6 +63,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from functools import partial, partialmethod
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -74,8 +75,8 @@ from aiohttp import web
 Json = dict[str, Any]
 
 
-def _words(text: str) -> tuple[str, ...]:
-    return tuple(text.split())
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
 
 
 DEFAULT_TOKEN = "123456:TEST-token-abcdefghijklmnopqrstuvwxyz"
@@ -96,24 +97,18 @@ _METHODS = _words(
     "getChatMember"
 )
 # Requests Telegram's flood limits count; no other method ever gets a flood 429.
-FLOOD_COUNTED_METHODS = frozenset(
-    _words(
-        "sendMessage sendVideo sendPhoto sendMediaGroup editMessageText deleteMessage sendChatAction "
-        "setMessageReaction"
-    )
+FLOOD_COUNTED_METHODS = _words(
+    "sendMessage sendVideo sendPhoto sendMediaGroup editMessageText deleteMessage sendChatAction "
+    "setMessageReaction"
 )
-CHAT_ACTIONS = frozenset(
-    _words(
-        "typing upload_photo record_video upload_video record_voice upload_voice upload_document "
-        "choose_sticker find_location record_video_note upload_video_note"
-    )
+CHAT_ACTIONS = _words(
+    "typing upload_photo record_video upload_video record_voice upload_voice upload_document "
+    "choose_sticker find_location record_video_note upload_video_note"
 )
 # Parameters PTB sends as plain strings: never JSON-decoded (a text "123" stays a str).
-_STRING_PARAMS = frozenset(
-    _words(
-        "text caption parse_mode callback_query_id file_id url language_code action secret_token video photo "
-        "thumbnail"
-    )
+_STRING_PARAMS = _words(
+    "text caption parse_mode callback_query_id file_id url language_code action secret_token video photo "
+    "thumbnail"
 )
 _ADMIN_RIGHTS = _words(
     "can_manage_chat can_delete_messages can_manage_video_chats can_restrict_members can_promote_members "
@@ -145,6 +140,9 @@ _USER_FILES: dict[str, tuple[str, Json]] = {
         dict(emoji="🙂", type="regular", width=1280, height=720, is_animated=False, is_video=False),
     ),
 }
+_VIDEO_SIZES = {"duration": 0, "width": 1280, "height": 720}  # a video the bot sends: its defaults
+_FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
+_MARKUPS = {"inline_keyboard", "keyboard", "remove_keyboard", "force_reply"}
 _DEFAULT_EXT = {"photos": "jpg", "videos": "mp4", "music": "mp3", "voice": "oga", "stickers": "webp"}
 
 
@@ -224,10 +222,10 @@ class Message:
     entities: list[Json]
     raw: Json  # the Bot API Message object as it is now
     reply_markup: Json | None  # as sent (inline keyboard, reply keyboard, force_reply)
-    thread_id: int | None
-    reply_to: int | None
-    file: UploadedFile | None  # the uploaded bytes of a video or a photo
-    disable_notification: bool  # sent silently
+    thread_id: int | None = None
+    reply_to: int | None = None
+    file: UploadedFile | None = None  # the uploaded bytes of a video or a photo
+    disable_notification: bool = False  # sent silently
     sent_text: str = ""
     sent_at: float = field(default_factory=time.monotonic)
     sent_as: str = ""  # media: "upload", "file_id" or "url"
@@ -296,6 +294,10 @@ def _bad(description: str) -> _ApiError:
     return _ApiError(400, f"Bad Request: {description}")
 
 
+def _conflict(description: str) -> _ApiError:
+    return _ApiError(409, f"Conflict: {description}")
+
+
 @dataclass
 class _StoredFile:
     file_id: str
@@ -308,13 +310,12 @@ class _StoredFile:
     file_path: str | None = None  # getFile's answer (cloud mode), once asked
     local_path: str | None = None  # the bytes live in this file on disk (data is None)
 
+    def ids(self) -> Json:
+        return {"file_id": self.file_id, "file_unique_id": self.file_unique_id}
 
-class _Media(NamedTuple):
-    """A photo or video the bot sends, and how it came: "upload", "file_id" or "url"."""
 
-    stored: _StoredFile
-    upload: UploadedFile | None
-    how: str
+# A photo or video the bot sends, and how it came: "upload", "file_id" or "url"
+_Resolved = tuple[_StoredFile, UploadedFile | None, str]
 
 
 # -- text: UTF-16 offsets, HTML like tdlib, the entities a client detects --------------------------
@@ -470,14 +471,6 @@ def _image(data: bytes) -> tuple[str, int, int] | None:
         return None
 
 
-def _window_wait(log: deque[float], limit: int, window: float, now: float) -> float:
-    """Seconds until a sliding window (``log``: the admitted times) takes one more request; 0: now."""
-    while log and now - log[0] >= window:
-        log.popleft()
-    limit = max(1, limit)
-    return 0.0 if len(log) < limit else log[len(log) - limit] + window - now
-
-
 def _decode_param(key: str, value: str) -> Any:
     if key in _STRING_PARAMS:
         return value
@@ -498,6 +491,20 @@ def _chat_key(params: Json) -> int | None:
     """The request's chat id, if it is an int (cheap: no validation)."""
     value = params.get("chat_id")
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _thumbnail(reference: Any, files: Files, stored: _StoredFile) -> tuple[UploadedFile | None, Json | None]:
+    """A video's ``attach://`` thumbnail, checked, and its PhotoSize JSON; (None, None) when none."""
+    if not isinstance(reference, str) or not reference.startswith("attach://"):
+        return None, None
+    thumbnail = files.get(reference.removeprefix("attach://"))
+    image = _image(thumbnail.data) if thumbnail is not None else None
+    if thumbnail is None or image is None or image[0] != "JPEG":
+        raise _bad("thumbnail must be a JPEG sent in the request")
+    if max(image[1:]) > 320 or len(thumbnail.data) > 200 * 1000:
+        raise _bad("thumbnail too large: at most 320x320 and 200 kB")
+    ids = {key: f"THUMB{value}" for key, value in stored.ids().items()}
+    return thumbnail, ids | {"file_size": len(thumbnail.data), "width": image[1], "height": image[2]}
 
 
 def _error_response(code: int, description: str) -> web.Response:
@@ -525,14 +532,9 @@ class FakeTelegram:
     ) -> None:
         self.token, self.bot_username, self.privacy_mode = token, bot_username, privacy_mode
         self.bot_id = int(token.split(":", 1)[0])
-        self.bot_user = {
-            "id": self.bot_id,
-            "is_bot": True,
-            "first_name": "Nemo Test",
-            "username": bot_username,
-        }
-        self.max_poll_timeout = max_poll_timeout
-        self.port = 0
+        self.bot_user = dict(id=self.bot_id, is_bot=True, first_name="Nemo Test", username=bot_username)
+        self.max_poll_timeout, self.port = max_poll_timeout, 0
+        self.url = self.base_url = self.base_file_url = ""  # set by start()
         self.calls: list[BotCall] = []
         self.callback_answers: dict[str, Json | None] = {}  # query id -> the bot's answer (None: open)
         self.reaction_history: dict[tuple[int, int], list[str]] = {}  # (chat, message) -> emoji set, in order
@@ -540,30 +542,21 @@ class FakeTelegram:
         self.fetched_urls: list[str] = []  # media URLs the fake fetched for the bot, in order
         self.uploaded_videos = 0  # videos whose bytes the bot uploaded (not file ids or URLs)
         self.too_many_requests = 0  # every 429 answered
-
-        self.flood_limits = flood_limits  # Telegram's (enable_flood_limits) ...
-        self.flood = flood if flood is not None else FloodLimits()
-        self._flood_logs: dict[object, deque[float]] = defaultdict(deque)  # "bot" or a group: admitted times
+        # Flood limits: Telegram's (enable_flood_limits) and set_flood_limit's; logs of admitted times
+        self.flood_limits, self.flood = flood_limits, flood or FloodLimits()
+        self._flood_logs: dict[object, deque[float]] = defaultdict(deque)  # "bot", a group id, ("chat", id)
         self._buckets: dict[int, tuple[float, float]] = {}  # chat -> (tokens, when last refilled)
-        self._chat_flood: tuple[int, float, int] | None = None  # ... and set_flood_limit's
-        self._chat_flood_logs: dict[int, deque[float]] = defaultdict(deque)
-
-        self.webhook_url = ""  # "" while the bot polls
-        self.webhook_secret_token = ""
-        self.webhook_max_connections = 40
+        self._chat_flood: tuple[int, float, int] | None = None  # (limit, seconds, retry_after)
+        # Webhook: as the bot set it, the knobs a test may change, and every delivery attempt
+        self.webhook_url, self.webhook_secret_token, self.webhook_max_connections = "", "", 40
         self.webhook_timeout = 5.0  # seconds a delivery may take before it counts as failed
         self.webhook_retry_seconds = 0.05  # the first pause before a failed delivery is retried ...
         self.webhook_retry_max_seconds = 1.0  # ... doubling up to this
-        self.webhook_deliveries: list[WebhookDelivery] = []  # every attempt, in the order they ended
+        self.webhook_deliveries: list[WebhookDelivery] = []  # in the order they ended
         self._webhook_session: aiohttp.ClientSession | None = None  # while deliveries go on
-        self._webhook_slots = asyncio.Semaphore()  # webhook_max_connections deliveries at once
+        self._webhook_slots = asyncio.Semaphore()
         self._webhook_tasks: set[asyncio.Task[None]] = set()
-
-        self._pending: list[Json] = []  # polling: not yet confirmed; webhook: not yet delivered
-        self._next_update_id = (
-            first_update_id if first_update_id is not None else random.randrange(10**8, 10**9)
-        )
-        self._poll_generation = 0
+        # Chats, messages, files, updates
         self._chats: dict[int, Json] = {}
         self._private_users: dict[int, User] = {}
         self._members: dict[tuple[int, int], str] = {}
@@ -576,11 +569,15 @@ class FakeTelegram:
         self._paths: dict[str, _StoredFile] = {}  # by file path (downloads)
         self._ids = itertools.count(1)  # file ids, file paths, media groups, callback queries
         self._next_user_id = 7_000_000_001  # users(n)
+        self._pending: list[Json] = []  # polling: not yet confirmed; webhook: not yet delivered
+        self._next_update_id = first_update_id or random.randrange(10**8, 10**9)
+        self._poll_generation = 0
+        # Faults, waiters, the server
         self._failures: dict[str, list[_ApiError]] = {}
         self._delays: dict[str, list[float]] = {}
         self._blocked: set[int] = set()
-        self._chat_events: dict[object, asyncio.Event] = {}  # a chat id, or "updates" for long polls
-        self._changed = asyncio.Event()
+        self._events: dict[object, asyncio.Event] = {}  # waiters on a chat id, or on "updates"
+        self._changed = asyncio.Event()  # waiters on any change
         self._closing = False
         self._runner: web.AppRunner | None = None
         self._request: web.Request | None = None  # the request being handled (read by getUpdates)
@@ -588,8 +585,7 @@ class FakeTelegram:
             name: getattr(self, f"_api_{name}") for name in _METHODS
         }
         self._canonical = {name.lower(): name for name in self._handlers}
-        self.local_mode = False
-        self.download_limit, self.upload_limit = DOWNLOAD_LIMIT, UPLOAD_LIMIT
+        self.local_mode, self.download_limit, self.upload_limit = False, DOWNLOAD_LIMIT, UPLOAD_LIMIT
         self.files_dir: Path | None = None  # local mode: where getFile puts bytes held in memory
         self._own_files_dir: str | None = None
         if local_mode:
@@ -607,6 +603,8 @@ class FakeTelegram:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.base_url, self.base_file_url = f"{self.url}/bot", f"{self.url}/file/bot"
         await web.SockSite(self._runner, sock).start()
         self._closing = False
         if self.webhook_url:
@@ -624,18 +622,6 @@ class FakeTelegram:
             shutil.rmtree(self._own_files_dir, ignore_errors=True)
             self._own_files_dir = self.files_dir = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.url}/bot"
-
-    @property
-    def base_file_url(self) -> str:
-        return f"{self.url}/file/bot"
-
     # -- test controls
 
     def fail_next(
@@ -643,17 +629,17 @@ class FakeTelegram:
         method: str,
         *,
         error_code: int = 429,
-        description: str | None = None,
+        description: str = "",
         retry_after: int | None = 1,
         times: int = 1,
     ) -> None:
         """Answer the next ``times`` calls of ``method`` with this error (429: with ``retry_after``)."""
+        if error_code == 429:
+            description = description or f"Too Many Requests: retry after {retry_after or 1}"
+        elif not description:
+            with contextlib.suppress(ValueError):
+                description = HTTPStatus(error_code).phrase
         parameters = {"retry_after": retry_after} if error_code == 429 and retry_after is not None else None
-        if description is None:
-            phrase = HTTPStatus(error_code).phrase if error_code in HTTPStatus._value2member_map_ else ""
-            description = (
-                f"Too Many Requests: retry after {retry_after or 1}" if error_code == 429 else phrase
-            )
         error = _ApiError(error_code, description or f"Error {error_code}", parameters)
         self._failures.setdefault(method.lower(), []).extend([error] * times)
 
@@ -673,13 +659,14 @@ class FakeTelegram:
     ) -> None:
         """Per chat, more than ``max_messages`` sends or edits in ``per_seconds`` are 429 (None: off)."""
         self._chat_flood = None if max_messages is None else (max_messages, per_seconds, retry_after)
-        self._chat_flood_logs.clear()
+        for key in [key for key in self._flood_logs if isinstance(key, tuple)]:
+            del self._flood_logs[key]
 
     def enable_flood_limits(self, enabled: bool = True, **limits: float) -> None:
         """Telegram's flood limits on (or off), from empty windows; ``limits`` change numbers of ``flood``."""
-        self.flood_limits = enabled
-        self.flood = replace(self.flood, **limits)
-        self._flood_logs.clear()
+        self.flood_limits, self.flood = enabled, replace(self.flood, **limits)
+        for key in [key for key in self._flood_logs if not isinstance(key, tuple)]:
+            del self._flood_logs[key]
         self._buckets.clear()
 
     def users(self, n: int, *, language_code: str | None = "en") -> list[User]:
@@ -689,10 +676,9 @@ class FakeTelegram:
             while self._next_user_id in self._chats:
                 self._next_user_id += 1
             user_id = self._next_user_id
-            user = User(user_id, f"Load{user_id}", f"load{user_id}", language_code)
-            self._private_users[user_id] = user
-            self.set_chat(user.id, "private")
-            made.append(user)
+            self._private_users[user_id] = User(user_id, f"Load{user_id}", f"load{user_id}", language_code)
+            self.set_chat(user_id, "private")
+            made.append(self._private_users[user_id])
         return made
 
     def set_chat(
@@ -704,9 +690,7 @@ class FakeTelegram:
         chat: Json = {"id": chat_id, "type": chat_type}
         if chat_type == "private":
             user = self._private_users.setdefault(chat_id, User(chat_id, f"User{chat_id}", f"user{chat_id}"))
-            chat.update(
-                {k: v for k, v in user.to_dict().items() if k in ("first_name", "last_name", "username")}
-            )
+            chat |= {k: v for k, v in user.to_dict().items() if k in ("first_name", "last_name", "username")}
         else:
             chat["title"] = title or f"{chat_type.title()} {chat_id}"
             if is_forum and chat_type == "supergroup":
@@ -728,7 +712,8 @@ class FakeTelegram:
             self.files_dir = Path(files_dir)
             self.files_dir.mkdir(parents=True, exist_ok=True)
 
-    # -- users act: each action returns its Update JSON and takes the keywords of _user_message
+    # -- users act: each action returns its Update JSON; the keywords of _user_message choose the user,
+    # the chat type, the forum topic and the message replied to
 
     def send_text(self, chat_id: int, text: str, *, entities: list[Json] | None = None, **kw: Any) -> Json:
         """A user writes ``text``; entities default to what a client detects (commands, mentions, URLs)."""
@@ -742,55 +727,50 @@ class FakeTelegram:
         entities.insert(0, {"type": "bot_command", "offset": 0, "length": _u16(text.split(maxsplit=1)[0])})
         return self.send_text(chat_id, text, entities=entities, **kw)
 
-    def send_photo(self, chat_id: int, data: bytes, **kw: Any) -> Json:
-        """A photo: three PhotoSize entries, only the largest serving ``data`` (its size read from it)."""
-        return self._send_file(chat_id, "photo", data, **kw)
+    def _send_file(self, kind: str, chat_id: int, data: bytes | None, *names: str | None, **kw: Any) -> Json:
+        folder, defaults = _USER_FILES[kind]
+        fields = {**defaults, **dict(zip(("file_name", "mime_type"), names, strict=False))}
+        fields.update({key: kw.pop(key) for key in list(kw) if key in defaults})
+        stored = self._store_file(data, folder, kw.pop("size", None), fields.pop("file_name", None))
+        stored.mime_type, stored.local_path = fields.pop("mime_type", None), kw.pop("local_path", None)
+        media = self._photo_sizes(stored) if kind == "photo" else self._media_object(stored, **fields)
+        content: Json = {kind: media}
+        if caption := kw.pop("caption", None):
+            entities = kw.pop("caption_entities", None)
+            entities = detect_entities(caption) if entities is None else entities
+            content |= {"caption": caption, "caption_entities": entities}
+        content["media_group_id"] = kw.pop("media_group_id", None)
+        return self._user_message(chat_id, {key: value for key, value in content.items() if value}, **kw)
 
-    def send_document(
-        self,
-        chat_id: int,
-        data: bytes,
-        file_name: str | None = "file.bin",
-        mime_type: str | None = None,
-        **kw: Any,
-    ) -> Json:
-        """A document; ``mime_type=None`` leaves the field out, as Telegram sometimes does."""
-        return self._send_file(chat_id, "document", data, file_name=file_name, mime_type=mime_type, **kw)
-
-    def send_video(self, chat_id: int, data: bytes, **kw: Any) -> Json:
-        return self._send_file(chat_id, "video", data, **kw)
-
-    def send_audio(self, chat_id: int, data: bytes, **kw: Any) -> Json:
-        return self._send_file(chat_id, "audio", data, **kw)
-
-    def send_voice(self, chat_id: int, data: bytes, **kw: Any) -> Json:
-        return self._send_file(chat_id, "voice", data, **kw)
-
-    def send_sticker(self, chat_id: int, data: bytes, **kw: Any) -> Json:
-        return self._send_file(chat_id, "sticker", data, **kw)
+    # A user sends a file: send_video(chat_id, data, **keywords): caption, caption_entities, media_group_id,
+    # size (for the bytes' length), the media object's fields (file_name, mime_type, duration... as in
+    # _USER_FILES), then those of _user_message. A document takes its file_name and mime_type by position
+    # too. A photo has three PhotoSize entries, only the largest serving the bytes.
+    send_photo = partialmethod(_send_file, "photo")
+    send_video = partialmethod(_send_file, "video")
+    send_document = partialmethod(_send_file, "document")
+    send_audio = partialmethod(_send_file, "audio")
+    send_voice = partialmethod(_send_file, "voice")
+    send_sticker = partialmethod(_send_file, "sticker")
 
     def send_video_path(self, chat_id: int, path: str | os.PathLike[str], **kw: Any) -> Json:
         """A (large) video on disk, never read into memory: getFile answers its path in local mode, else
         it is served from disk at its file URL."""
         local = Path(path).absolute()
         kw["file_name"] = kw.get("file_name") or local.name
-        return self._send_file(chat_id, "video", None, size=local.stat().st_size, local_path=str(local), **kw)
+        return self._send_file("video", chat_id, None, size=local.stat().st_size, local_path=str(local), **kw)
 
     def send_album(
-        self, chat_id: int, items: list[tuple[str, bytes, str]], *, caption: str | None = None, **kw: Any
+        self, chat_id: int, items: list[tuple[str, bytes, str]], caption: str = "", **kw: Any
     ) -> list[Json]:
         """2-10 items (kind "photo"|"video"|"document"|"audio", data, file name), one update each, sharing
         a media_group_id; ``caption`` goes on the first item, as clients do."""
         group_id, updates = f"1{next(self._ids):017d}", []
         for index, (kind, data, name) in enumerate(items):
-            named = {}
-            if kind != "photo":
-                mime = mimetypes.guess_type(name)[0] or _USER_FILES[kind][1]["mime_type"]
-                named = {"file_name": name, "mime_type": mime}
-            first = {"caption": caption} if index == 0 else {}
-            updates.append(
-                self._send_file(chat_id, kind, data, media_group_id=group_id, **named, **first, **kw)
-            )
+            mime = mimetypes.guess_type(name)[0]
+            names = () if kind == "photo" else (name, mime or _USER_FILES[kind][1]["mime_type"])
+            keywords = {"caption": caption if index == 0 else None, "media_group_id": group_id, **kw}
+            updates.append(self._send_file(kind, chat_id, data, *names, **keywords))
         return updates
 
     def edit_text(
@@ -815,23 +795,15 @@ class FakeTelegram:
         """A user presses an inline button of a bot message: a callback_query update. With ``check`` the
         message must be there and show a button with this callback_data (``check=False``: a stale press)."""
         message = self._bot_message_index.get((chat_id, message_id))
-        if check:
-            if message is None or message.deleted:
-                raise ValueError(
-                    f"bot message {message_id} in chat {chat_id} does not exist (or was deleted)"
-                )
-            if data not in (shown := [b.get("callback_data") for b in message.buttons]):
-                raise ValueError(
-                    f"message {message_id} has no button with callback_data {data!r}; it has {shown}"
-                )
+        if check and (message is None or message.deleted):
+            raise ValueError(f"bot message {message_id} in chat {chat_id} does not exist (or was deleted)")
+        if check and message and data not in (shown := [b.get("callback_data") for b in message.buttons]):
+            raise ValueError(f"message {message_id} has no button {data!r}; its buttons: {shown}")
         query_id = f"{self.bot_id}{next(self._ids):08d}"
         self.callback_answers[query_id] = None
-        query = {
-            "id": query_id,
-            "from": (user or self._default_user(self._ensure_chat(chat_id))).to_dict(),
-            "chat_instance": str(abs(hash((self.bot_id, chat_id))) % 10**18),
-            "data": data,
-        }
+        sender = user or self._default_user(self._ensure_chat(chat_id))
+        instance = str(abs(hash((self.bot_id, chat_id))) % 10**18)
+        query = {"id": query_id, "from": sender.to_dict(), "chat_instance": instance, "data": data}
         if message is not None:
             query["message"] = copy.deepcopy(message.raw)
         return self._queue_update("callback_query", query, True)
@@ -841,9 +813,8 @@ class FakeTelegram:
         chat = self._ensure_chat(chat_id, "supergroup")
         chat["is_forum"] = True
         thread_id = self._allocate_message_id(chat_id)
-        root = self._topic_root(chat_id, thread_id, name)
+        root = self._messages[(chat_id, thread_id)] = self._topic_root(chat_id, thread_id, name)
         root["from"] = (user or self._default_user(chat)).to_dict()
-        self._messages[(chat_id, thread_id)] = root
         self._queue_update("message", root, True)
         return thread_id
 
@@ -873,21 +844,16 @@ class FakeTelegram:
         return list(self._pending)
 
     def calls_to(self, method: str) -> list[BotCall]:
-        name = self._canonical.get(method.lower(), method)
-        return [call for call in self.calls if call.method == name]
+        return [call for call in self.calls if call.method == self._canonical.get(method.lower(), method)]
 
     async def wait_for(self, predicate: Callable[[BotCall], bool], timeout: float = 10.0) -> BotCall:  # noqa: ASYNC109
-        """The first answered call (past or future) matching ``predicate``; a call still unanswered (a held
-        getUpdates) does not hide those answered after it."""
-        deadline, scanned = time.monotonic() + timeout, 0
-        unanswered: list[int] = []
+        """The first answered call, past or future, matching ``predicate``."""
+        deadline, first_unanswered = time.monotonic() + timeout, 0
         while True:
-            unanswered.extend(range(scanned, len(self.calls)))
-            scanned = len(self.calls)
-            for index in unanswered:
-                if self.calls[index].status is not None and predicate(self.calls[index]):
-                    return self.calls[index]
-            unanswered = [index for index in unanswered if self.calls[index].status is None]
+            calls = self.calls[first_unanswered:]
+            if call := next((c for c in calls if c.status is not None and predicate(c)), None):
+                return call
+            first_unanswered += next((i for i, c in enumerate(calls) if c.status is None), len(calls))
             if not await self._wait_change(deadline):
                 raise TimeoutError(f"no matching Bot API call within {timeout}s.\n{self.dump_calls()}")
 
@@ -902,8 +868,7 @@ class FakeTelegram:
     ) -> Message:
         """A bot message in the chat (index >= ``after``) of ``kind`` whose text, as sent or after any edit
         (or its markup source), contains ``contains``, case-insensitively."""
-        needle = (contains or "").casefold()
-        deadline = time.monotonic() + timeout
+        deadline, needle = time.monotonic() + timeout, (contains or "").casefold()
         while True:
             for message in self._bot_messages.get(chat_id, [])[after:]:
                 texts = [*message.history, message.source]
@@ -927,8 +892,8 @@ class FakeTelegram:
             if not await self._wait_change(deadline):
                 recent = "".join(f"  {delivery}\n" for delivery in self.webhook_deliveries[-10:])
                 raise TimeoutError(
-                    f"{len(self._pending)} updates not delivered within {timeout}s (webhook "
-                    f"{self.webhook_url or 'none'}; its last deliveries:\n{recent or '  none'}\n{self.dump_calls()}"
+                    f"{len(self._pending)} updates not delivered within {timeout}s; webhook: "
+                    f"{self.webhook_url or 'none'}, last deliveries:\n{recent}{self.dump_calls()}"
                 )
 
     async def wait_webhook_delivered(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
@@ -938,10 +903,9 @@ class FakeTelegram:
         await self.wait_updates_consumed(timeout)
 
     def dump_calls(self, last: int = 25) -> str:
-        recent = self.calls[-last:]
-        first = len(self.calls) - len(recent)
-        lines = "\n".join(f"  [{first + i}] {call}" for i, call in enumerate(recent))
-        return f"Last {len(recent)} of {len(self.calls)} Bot API calls:\n" + (lines or "  (none)")
+        start = max(0, len(self.calls) - last)
+        lines = "".join(f"\n  [{start + i}] {call}" for i, call in enumerate(self.calls[start:]))
+        return f"Last {len(self.calls) - start} of {len(self.calls)} Bot API calls:{lines or ' none'}"
 
     # -- HTTP
 
@@ -961,10 +925,7 @@ class FakeTelegram:
         method = self._canonical.get(request.match_info["method"].lower(), request.match_info["method"])
         raw: Json = dict(request.query)
         files: Files = {}
-        if request.body_exists and request.content_type in (
-            "multipart/form-data",
-            "application/x-www-form-urlencoded",
-        ):
+        if request.body_exists and request.content_type in _FORMS:
             try:
                 form = await request.post()
             except web.HTTPRequestEntityTooLarge:
@@ -985,14 +946,14 @@ class FakeTelegram:
                 raise _ApiError(failure.code, failure.description, failure.parameters)
             if method not in self._handlers:
                 raise _ApiError(404, "Not Found")
-            self._admit(method, params)
+            self._admit(method, call.params)
             self._request = request  # read by getUpdates before its first await
-            status, payload = 200, {"ok": True, "result": await self._handlers[method](params, files)}
+            status, payload = 200, {"ok": True, "result": await self._handlers[method](call.params, files)}
         except _ApiError as err:
             status, payload = err.code, err.payload()
         call.status, call.response = status, payload
         self.too_many_requests += status == 429
-        self._notify(_chat_key(params))  # wait_for_message waits per chat: 1,000 waiters do not all wake
+        self._notify(_chat_key(call.params))  # wait_for_message waits per chat: 1,000 waiters do not all wake
         return web.json_response(payload, status=status)
 
     def _admit(self, method: str, params: Json) -> None:
@@ -1005,48 +966,48 @@ class FakeTelegram:
         if sending and chat_id in self._blocked:
             raise _ApiError(403, _FORBIDDEN[self._chats.get(chat_id, {}).get("type", "private")])
         now, limits = time.monotonic(), self.flood
-        windows: list[tuple[deque[float], int, float, int | None]] = []  # log, limit, seconds, retry_after
+        windows: list[tuple[object, int, float, int | None]] = []  # log key, limit, seconds, retry_after
         if counted:
-            windows.append((self._flood_logs["bot"], limits.global_limit, limits.global_window, None))
+            windows.append(("bot", limits.global_limit, limits.global_window, None))
             if chat_id is not None and chat_id < 0:
-                windows.append((self._flood_logs[chat_id], limits.group_limit, limits.group_window, None))
+                windows.append((chat_id, limits.group_limit, limits.group_window, None))
         if sending and chat_id is not None and self._chat_flood is not None:
-            limit, seconds, retry_after = self._chat_flood
-            windows.append((self._chat_flood_logs[chat_id], limit, seconds, retry_after))
-        waits = [
-            fixed or wait
-            for log, limit, seconds, fixed in windows
-            if (wait := _window_wait(log, limit, seconds, now))
-        ]
+            windows.append((("chat", chat_id), *self._chat_flood))
+        waits = [self._window_wait(*window, now) for window in windows]
         tokens = 0.0
         if counted and chat_id is not None:  # the chat's token bucket
             tokens, last = self._buckets.get(chat_id, (float(limits.chat_burst), now))
             tokens = min(float(limits.chat_burst), tokens + (now - last) * limits.chat_rate)
-            if tokens < 1 - 1e-9:
-                waits.append((1 - tokens) / limits.chat_rate)
-        if waits:
-            retry_after = max(1, math.ceil(max(waits) - 1e-9))
-            raise _ApiError(
-                429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after}
-            )
-        for log, *_ in windows:
-            log.append(now)
+            waits.append((1 - tokens) / limits.chat_rate if tokens < 1 - 1e-9 else 0)
+        if any(waits):
+            retry = max(1, math.ceil(max(waits) - 1e-9))
+            raise _ApiError(429, f"Too Many Requests: retry after {retry}", {"retry_after": retry})
+        for key, *_ in windows:
+            self._flood_logs[key].append(now)
         if counted and chat_id is not None:
             self._buckets[chat_id] = (tokens - 1, now)
+
+    def _window_wait(self, key: object, limit: int, window: float, fixed: int | None, now: float) -> float:
+        """0 if a sliding window (its log: the admitted times) takes one more request now, else ``fixed``
+        (set_flood_limit's retry_after) or the seconds until it does."""
+        log, limit = self._flood_logs[key], max(1, limit)
+        while log and now - log[0] >= window:
+            log.popleft()
+        return 0.0 if len(log) < limit else fixed or log[len(log) - limit] + window - now
 
     def _notify(self, key: object = None) -> None:
         """Wake the waiters on any change, and those waiting on ``key`` (a chat id, or "updates")."""
         event, self._changed = self._changed, asyncio.Event()
         event.set()
-        if key is not None and key in self._chat_events:
-            self._chat_events.pop(key).set()
+        if key is not None and key in self._events:
+            self._events.pop(key).set()
 
     async def _wait_change(self, deadline: float, key: object = None) -> bool:
         """Wait for any change (or one for ``key``) until ``deadline``; False once it has passed."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
-        event = self._changed if key is None else self._chat_events.setdefault(key, asyncio.Event())
+        event = self._changed if key is None else self._events.setdefault(key, asyncio.Event())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), remaining)
         return True
@@ -1054,62 +1015,48 @@ class FakeTelegram:
     # -- the Bot API methods
 
     async def _api_getMe(self, params: Json, files: Files) -> Any:
-        return {
-            **self.bot_user,
-            "can_join_groups": True,
-            "can_read_all_group_messages": not self.privacy_mode,
-        }
+        return self.bot_user | {"can_join_groups": True, "can_read_all_group_messages": not self.privacy_mode}
 
     async def _api_getUpdates(self, params: Json, files: Files) -> Any:
         if self.webhook_url:
-            raise _ApiError(
-                409,
-                "Conflict: can't use getUpdates method while webhook is active; "
-                "use deleteWebhook to delete the webhook first",
+            raise _conflict(
+                "can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first"
             )
-        offset = int(params.get("offset") or 0)
-        limit = min(max(int(params.get("limit") or 100), 1), 100)
-        timeout = min(max(float(params.get("timeout") or 0), 0.0), self.max_poll_timeout)
-        if offset:
-            self._pending = (
-                [u for u in self._pending if u["update_id"] >= offset]
-                if offset > 0
-                else self._pending[offset:]
-            )
+        offset, limit = int(params.get("offset") or 0), min(max(int(params.get("limit") or 100), 1), 100)
+        if offset > 0:
+            self._pending = [update for update in self._pending if update["update_id"] >= offset]
+        elif offset < 0:
+            self._pending = self._pending[offset:]
         self._poll_generation += 1
         generation, request = self._poll_generation, self._request
         self._notify("updates")  # an older poll ends (409)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + min(max(float(params.get("timeout") or 0), 0.0), self.max_poll_timeout)
         while True:
             if self._pending or self._closing:
                 return copy.deepcopy(self._pending[:limit])
             if self.webhook_url:
-                raise _ApiError(409, "Conflict: terminated by setWebhook request")
+                raise _conflict("terminated by setWebhook request")
             if generation != self._poll_generation:
                 if request is None or request.transport is None or request.transport.is_closing():
                     return []  # the client gave up on this poll (PTB cancels it on shutdown)
-                raise _ApiError(
-                    409,
-                    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
+                raise _conflict(
+                    "terminated by other getUpdates request; make sure that only one bot instance is running"
                 )
             if not await self._wait_change(deadline, "updates"):
                 return []
 
     async def _api_setWebhook(self, params: Json, files: Files) -> Any:
-        url = str(params.get("url") or "")
+        url, secret = str(params.get("url") or ""), str(params.get("secret_token") or "")
         if not url:  # an empty url removes the webhook
             return await self._api_deleteWebhook(params, files)
-        parsed = urlparse(url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:  # http on any port: for loopback
+        if urlparse(url).scheme not in ("http", "https") or not urlparse(url).hostname:  # http: for loopback
             raise _bad("invalid webhook URL specified")
-        secret = str(params.get("secret_token") or "")
         if len(secret) > 256:
             raise _bad("secret token is too long")
         if not re.fullmatch(r"[A-Za-z0-9_-]*", secret):
             raise _bad("secret token contains unallowed characters")
-        connections = min(
-            max(_int(params.get("max_connections"), 40), 1), 100_000 if self.local_mode else 100
-        )
+        most = 100_000 if self.local_mode else 100
+        connections = min(max(_int(params.get("max_connections"), 40), 1), most)
         settings = (url, secret, connections)
         if params.get("drop_pending_updates"):
             self._pending.clear()
@@ -1123,8 +1070,7 @@ class FakeTelegram:
 
     async def _api_deleteWebhook(self, params: Json, files: Files) -> Any:
         await self._stop_webhook()
-        self.webhook_url = self.webhook_secret_token = ""
-        self.webhook_max_connections = 40
+        self.webhook_url, self.webhook_secret_token, self.webhook_max_connections = "", "", 40
         if params.get("drop_pending_updates"):
             self._pending.clear()
         self._notify()
@@ -1138,31 +1084,45 @@ class FakeTelegram:
             command = command if isinstance(command, dict) else {}
             if not re.fullmatch(r"/?[a-z0-9_]{1,32}", str(command.get("command", ""))):
                 raise _bad("BOT_COMMAND_INVALID")
-            description = str(command.get("description") or "")
-            if not 1 <= len(description) <= 256:
+            if not 1 <= len(description := str(command.get("description") or "")) <= 256:
                 raise _bad(
                     "BOT_COMMAND_DESCRIPTION_INVALID" if description else "command description is empty"
                 )
         return True
 
     async def _api_sendMessage(self, params: Json, files: Files) -> Any:
-        chat = self._target_chat(params)
-        plain, entities = self._text(params, "message is too long")
-        content: Json = {"text": plain}
-        if entities:
-            content["entities"] = entities
-        if params.get("link_preview_options"):
-            content["link_preview_options"] = params["link_preview_options"]
-        return copy.deepcopy(
-            self._store_bot_message(chat, params, "text", content, params["text"], entities).raw
-        )
+        return self._sent(self._target_chat(params), params, files)
+
+    async def _api_sendPhoto(self, params: Json, files: Files) -> Any:
+        chat, media = self._target_chat(params), await self._media("photo", params.get("photo"), files)
+        return self._sent(chat, params, files, media)
+
+    async def _api_sendVideo(self, params: Json, files: Files) -> Any:
+        chat, media = self._target_chat(params), await self._media("video", params.get("video"), files)
+        return self._sent(chat, params, files, media)
+
+    async def _api_sendMediaGroup(self, params: Json, files: Files) -> Any:
+        """2-10 photos and videos, one message each sharing a media_group_id, each with its own caption."""
+        chat, items = self._target_chat(params), params.get("media")
+        if not isinstance(items, list) or not 2 <= len(items) <= 10:
+            too_many = isinstance(items, list) and len(items) > 10
+            raise _bad("Too much messages to send as an album" if too_many else "Too few media in the group")
+        if not all(isinstance(item, dict) and item.get("type") in ("photo", "video") for item in items):
+            raise _bad("media group may contain only photos and videos here")
+        group_id = f"2{next(self._ids):017d}"
+        # All resolved first: one refused item refuses the whole album, as Telegram does.
+        resolved = [await self._media(item["type"], item.get("media"), files, attach=True) for item in items]
+        return [
+            self._sent(chat, {**params, **item, "media": None}, files, media, group_id)
+            for item, media in zip(items, resolved, strict=True)
+        ]
 
     async def _api_editMessageText(self, params: Json, files: Files) -> Any:
         if "chat_id" not in params or "message_id" not in params:
             raise _bad("message identifier is not specified")
-        chat_id, message_id = self._chat_id(params), int(params["message_id"])
-        message = self._bot_message_index.get((chat_id, message_id))
-        if message is None and (chat_id, message_id) in self._messages:
+        key = (self._chat_id(params), int(params["message_id"]))
+        message = self._bot_message_index.get(key)
+        if message is None and key in self._messages:
             raise _bad("message can't be edited")
         if message is None or message.deleted:
             raise _bad("message to edit not found")
@@ -1171,24 +1131,18 @@ class FakeTelegram:
             raise _bad("reply markup must be an inline keyboard")
         if message.kind != "text":
             raise _bad("there is no text in the message to edit")
-        plain, entities = self._text(params, "MESSAGE_TOO_LONG")
-        if (plain, entities, markup) == (message.text, message.entities, message.reply_markup):
+        text, entities = self._text(params, "MESSAGE_TOO_LONG")
+        if (text, entities, markup) == (message.text, message.entities, message.reply_markup):
             raise _bad(NOT_MODIFIED)
-        if plain != message.text or params["text"] != message.source:
-            message.edits.append(plain)
+        if text != message.text or params["text"] != message.source:
+            message.edits.append(text)
             message.edited_at.append(time.monotonic())
-        message.text, message.entities, message.source, message.reply_markup = (
-            plain,
-            entities,
-            params["text"],
-            markup,
-        )
-        message.raw.update(text=plain, edit_date=int(time.time()))
-        for key, value in (("entities", entities), ("reply_markup", markup)):  # left out: removed
-            if value:
-                message.raw[key] = value
-            else:
-                message.raw.pop(key, None)
+        message.text, message.entities, message.reply_markup = text, entities, markup
+        message.source = params["text"]
+        message.raw.update(text=text, edit_date=int(time.time()), entities=entities, reply_markup=markup)
+        for field_name in ("entities", "reply_markup"):  # left out: removed
+            if not message.raw[field_name]:
+                del message.raw[field_name]
         return copy.deepcopy(message.raw)
 
     async def _api_deleteMessage(self, params: Json, files: Files) -> Any:
@@ -1215,40 +1169,6 @@ class FakeTelegram:
             raise _bad("wrong parameter action in request")
         return True
 
-    async def _api_sendPhoto(self, params: Json, files: Files) -> Any:
-        chat = self._target_chat(params)
-        media = await self._resolve_media("photo", params.get("photo"), files)
-        return copy.deepcopy(self._store_media_message(chat, params, files, "photo", media).raw)
-
-    async def _api_sendVideo(self, params: Json, files: Files) -> Any:
-        chat = self._target_chat(params)
-        media = await self._resolve_media("video", params.get("video"), files)
-        return copy.deepcopy(self._store_media_message(chat, params, files, "video", media).raw)
-
-    async def _api_sendMediaGroup(self, params: Json, files: Files) -> Any:
-        """2-10 photos and videos, one message each sharing a media_group_id, each with its own caption."""
-        chat = self._target_chat(params)
-        items = params.get("media")
-        if not isinstance(items, list) or not 2 <= len(items) <= 10:
-            too_many = isinstance(items, list) and len(items) > 10
-            raise _bad("Too much messages to send as an album" if too_many else "Too few media in the group")
-        if not all(isinstance(item, dict) and item.get("type") in ("photo", "video") for item in items):
-            raise _bad("media group may contain only photos and videos here")
-        group_id = f"2{next(self._ids):017d}"
-        # All resolved first: one refused item refuses the whole album, as Telegram does.
-        resolved = [
-            await self._resolve_media(item["type"], item.get("media"), files, attach=True) for item in items
-        ]
-        sent = []
-        for item, media in zip(items, resolved, strict=True):
-            item_params = {**params, **{k: v for k, v in item.items() if k != "media"}}
-            sent.append(
-                copy.deepcopy(
-                    self._store_media_message(chat, item_params, files, item["type"], media, group_id).raw
-                )
-            )
-        return sent
-
     async def _api_answerCallbackQuery(self, params: Json, files: Files) -> Any:
         query_id = str(params.get("callback_query_id") or "")
         if self.callback_answers.get(query_id, True) is not None:  # unknown, or answered already
@@ -1264,26 +1184,18 @@ class FakeTelegram:
             raise _bad("invalid file_id")
         if stored.size > self.download_limit:
             raise _bad("file is too big")
-        if self.local_mode:  # an absolute path on this machine, which PTB copies instead of downloading
-            if stored.local_path is None:
-                if stored.data is None:
-                    raise _bad("wrong file_id or the file is temporarily unavailable")
-                target = self._local_dir() / stored.folder / self._file_name(stored)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(stored.data)
-                stored.local_path = str(target)
-            path = stored.local_path
-        else:
-            if stored.file_path is None:
-                stored.file_path = f"{stored.folder}/{self._file_name(stored)}"
-                self._paths[stored.file_path] = stored
-            path = stored.file_path
-        return {
-            "file_id": stored.file_id,
-            "file_unique_id": stored.file_unique_id,
-            "file_size": stored.size,
-            "file_path": path,
-        }
+        if self.local_mode and stored.local_path is None:  # an absolute path, which PTB copies
+            if stored.data is None:
+                raise _bad("wrong file_id or the file is temporarily unavailable")
+            target = self._local_dir() / stored.folder / self._file_name(stored)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(stored.data)
+            stored.local_path = str(target)
+        elif not self.local_mode and stored.file_path is None:
+            stored.file_path = f"{stored.folder}/{self._file_name(stored)}"
+            self._paths[stored.file_path] = stored
+        path = stored.local_path if self.local_mode else stored.file_path
+        return stored.ids() | {"file_size": stored.size, "file_path": path}
 
     async def _api_setMessageReaction(self, params: Json, files: Files) -> Any:
         from telegram.constants import ReactionEmoji
@@ -1291,12 +1203,10 @@ class FakeTelegram:
         key = (self._chat_id(params), int(params.get("message_id") or 0))
         if key not in self._messages:
             raise _bad("message to react not found")
-        reactions = params.get("reaction") or []
-        allowed = {e.value for e in ReactionEmoji}
-        if not isinstance(reactions, list) or any(
-            not isinstance(r, dict) or (r.get("type") == "emoji" and r.get("emoji") not in allowed)
-            for r in reactions
-        ):
+        reactions, allowed = params.get("reaction") or [], {e.value for e in ReactionEmoji}
+        if not isinstance(reactions, list) or not all(isinstance(r, dict) for r in reactions):
+            raise _bad("REACTION_INVALID")
+        if any(r.get("type") == "emoji" and r.get("emoji") not in allowed for r in reactions):
             raise _bad("REACTION_INVALID")
         shown = "".join(str(r.get("emoji") or r.get("custom_emoji_id") or "") for r in reactions)
         self.reaction_history.setdefault(key, []).append(shown)
@@ -1310,13 +1220,12 @@ class FakeTelegram:
             user = self._default_user(chat).to_dict()
         else:
             user = {"id": user_id, "is_bot": False, "first_name": f"User{user_id}"}
-        status = self._members.get((chat["id"], user_id), "member")
-        member: Json = {"status": status, "user": user}
-        if status in ("creator", "administrator"):
+        member: Json = {"status": self._members.get((chat["id"], user_id), "member"), "user": user}
+        if member["status"] in ("creator", "administrator"):
             member["is_anonymous"] = False
-        if status == "administrator":
+        if member["status"] == "administrator":
             member.update(dict.fromkeys(_ADMIN_RIGHTS, True), can_be_edited=False)
-        if status == "kicked":
+        if member["status"] == "kicked":
             member["until_date"] = 0
         return member
 
@@ -1349,68 +1258,66 @@ class FakeTelegram:
         """(plain text, entities) of a text or caption: HTML parsed like tdlib, or the entities given."""
         if (parse_mode or "").lower() == "html":
             try:
-                plain, found = parse_html(text)
+                return _strip_text(*parse_html(text))
             except EntityParseError as err:
                 raise _bad(f"can't parse entities: {err}") from err
-        elif parse_mode:
+        if parse_mode:
             raise _bad(f"unsupported parse_mode {parse_mode} (the fake parses HTML only)")
-        else:
-            plain, found = text, list(entities) if isinstance(entities, list) else []
-        return _strip_text(plain, found)
+        return _strip_text(text, list(entities) if isinstance(entities, list) else [])
 
     def _check_markup(self, markup: Any) -> Json | None:
         if markup in (None, ""):
             return None
-        if not isinstance(markup, dict) or not {
-            "inline_keyboard",
-            "keyboard",
-            "remove_keyboard",
-            "force_reply",
-        } & set(markup):
+        if not isinstance(markup, dict) or not _MARKUPS & set(markup):
             raise _bad("can't parse reply keyboard markup JSON object")
-        for button in (b for row in markup.get("inline_keyboard", []) for b in row):
+        for button in (button for row in markup.get("inline_keyboard", []) for button in row):
             if "callback_data" in button and not 1 <= len(str(button["callback_data"]).encode()) <= 64:
                 raise _bad("BUTTON_DATA_INVALID")
             if "url" in button and not re.match(r"(https?|tg)://\S+$", str(button["url"])):
                 raise _bad(f"inline keyboard button URL '{button['url']}' is invalid: Wrong HTTP URL")
         return markup
 
-    def _store_bot_message(
-        self,
-        chat: Json,
-        params: Json,
-        kind: str,
-        content: Json,
-        source: str,
-        entities: list[Json],
-        file: UploadedFile | None = None,
-    ) -> Message:
-        """Store a message the bot sent (its ``content`` JSON: text or media and caption)."""
+    def _sent(
+        self, chat: Json, params: Json, files: Files, media: _Resolved | None = None, group: str = ""
+    ) -> Json:
+        """Store a message the bot sent: a text, or ``media`` (a photo or video), in album ``group``."""
         markup = self._check_markup(params.get("reply_markup"))
         reply_to = self._reply_target(chat["id"], params)
         thread_id = _int(params.get("message_thread_id"), 0) or None
-        if markup is not None and "inline_keyboard" in markup:
-            content["reply_markup"] = markup
+        stored, upload, how = media or (None, None, "")
+        kind = stored.folder.removesuffix("s") if stored else "text"
+        thumbnail = None
+        if kind == "text":
+            source = params.get("text")
+            text, entities = self._text(params, "message is too long")
+            preview = params.get("link_preview_options")
+            content = {"text": text, "entities": entities, "link_preview_options": preview}
+        else:
+            assert stored is not None
+            source = str(params.get("caption") or "")
+            text, entities = self._format(source, params.get("parse_mode"), params.get("caption_entities"))
+            if _u16(text) > MAX_CAPTION_LENGTH:
+                raise _bad("message caption is too long")
+            if kind == "photo":
+                content = {"photo": self._photo_sizes(stored)}
+            else:
+                sizes = {key: _int(params.get(key), default) for key, default in _VIDEO_SIZES.items()}
+                thumbnail, thumbnail_json = _thumbnail(params.get("thumbnail"), files, stored)
+                content = {"video": self._media_object(stored, **sizes, thumbnail=thumbnail_json)}
+            content |= {"caption": text, "caption_entities": entities, "media_group_id": group}
+        content["reply_markup"] = markup if markup and "inline_keyboard" in markup else None
+        content = {key: value for key, value in content.items() if value}
         raw = self._new_message(chat, self.bot_user, thread_id, reply_to, content)
-        text = content.get("text", content.get("caption", ""))
-        silent = bool(params.get("disable_notification"))
-        message = Message(
-            raw["message_id"],
-            chat["id"],
-            kind,
-            text,
-            source,
-            entities,
-            raw,
-            markup,
-            thread_id,
-            reply_to,
-            file,
-            silent,
-        )
+        message = Message(raw["message_id"], chat["id"], kind, text, str(source), entities, raw, markup)
+        message.thread_id, message.reply_to, message.file = thread_id, reply_to, upload
+        message.disable_notification = bool(params.get("disable_notification"))
         self._bot_messages.setdefault(chat["id"], []).append(message)
         self._bot_message_index.setdefault((chat["id"], message.message_id), message)
-        return message
+        if kind != "text":
+            message.sent_as, message.media_group_id, message.thumbnail = how, group or None, thumbnail
+            message.params = {k: v for k, v in params.items() if k not in ("media", "reply_markup")}
+            self.uploaded_videos += kind == "video" and how == "upload"  # counted once it is accepted
+        return copy.deepcopy(raw)
 
     def _reply_target(self, chat_id: int, params: Json) -> int | None:
         """The message ``reply_parameters`` points at in this chat, if any (replies across chats: none)."""
@@ -1419,85 +1326,31 @@ class FakeTelegram:
             return None
         if reply.get("message_id") in (None, ""):
             return None
-        if (chat_id, int(reply["message_id"])) in self._messages:
-            return int(reply["message_id"])
+        if (chat_id, target := int(reply["message_id"])) in self._messages:
+            return target
         if reply.get("allow_sending_without_reply"):
             return None
         raise _bad("message to be replied not found")
 
-    def _store_media_message(
-        self, chat: Json, params: Json, files: Files, kind: str, media: _Media, group_id: str | None = None
-    ) -> Message:
-        """Store a photo or video the bot sent, with its caption and (video) thumbnail."""
-        stored, thumbnail = media.stored, None
-        if kind == "photo":
-            content: Json = {"photo": self._photo_sizes(stored)}
-        else:
-            sizes = {
-                key: _int(params.get(key), default)
-                for key, default in (("duration", 0), ("width", 1280), ("height", 720))
-            }
-            content = {"video": self._media_object(stored, **sizes)}
-            reference = params.get("thumbnail")
-            if isinstance(reference, str) and reference.startswith("attach://"):
-                thumbnail = files.get(reference.removeprefix("attach://"))
-                image = _image(thumbnail.data) if thumbnail is not None else None
-                if thumbnail is None or image is None or image[0] != "JPEG":
-                    raise _bad("thumbnail must be a JPEG sent in the request")
-                if max(image[1:]) > 320 or len(thumbnail.data) > 200 * 1000:
-                    raise _bad("thumbnail too large: at most 320x320 and 200 kB")
-                content["video"]["thumbnail"] = {
-                    "file_id": f"THUMB{stored.file_id}",
-                    "file_unique_id": f"THUMB{stored.file_unique_id}",
-                    "file_size": len(thumbnail.data),
-                    "width": image[1],
-                    "height": image[2],
-                }
-        if group_id is not None:
-            content["media_group_id"] = group_id
-        source = str(params.get("caption") or "")
-        plain, entities = (
-            self._format(source, params.get("parse_mode"), params.get("caption_entities"))
-            if source
-            else ("", [])
-        )
-        if _u16(plain) > MAX_CAPTION_LENGTH:
-            raise _bad("message caption is too long")
-        if plain:
-            content["caption"] = plain
-            if entities:
-                content["caption_entities"] = entities
-        message = self._store_bot_message(chat, params, kind, content, source, entities, media.upload)
-        if kind == "video" and media.how == "upload":
-            self.uploaded_videos += 1  # counted once it is accepted
-        message.sent_as, message.media_group_id, message.thumbnail = media.how, group_id, thumbnail
-        message.params = {k: v for k, v in params.items() if k not in ("media", "reply_markup")}
-        return message
-
-    async def _resolve_media(self, kind: str, value: Any, files: Files, *, attach: bool = False) -> _Media:
-        """A photo or video the bot sends: an upload (in an album by ``attach://``), a file id the fake
-        issued, or a URL the fake fetches."""
-        if isinstance(value, str) and value.startswith("attach://"):
-            upload = files.get(value.removeprefix("attach://"))
-            if upload is None:
-                raise _bad(f"{kind}: file not found in the request")
-            return _Media(self._stored_upload(kind, upload), upload, "upload")
-        if value in (None, ""):
-            upload = None if attach else files.get(kind)
-            if upload is None:
+    async def _media(self, kind: str, value: Any, files: Files, *, attach: bool = False) -> _Resolved:
+        """A photo or video the bot sends, and how it came: an "upload" (in an album by ``attach://``), a
+        "file_id" the fake issued, or a "url" the fake fetches."""
+        if value in (None, "") or (isinstance(value, str) and value.startswith("attach://")):
+            part = kind if value in (None, "") and not attach else str(value).removeprefix("attach://")
+            if (upload := files.get(part)) is None:
                 raise _bad(f"there is no {kind} in the request")
-            return _Media(self._stored_upload(kind, upload), upload, "upload")
+            return self._stored_upload(kind, upload), upload, "upload"
         if not isinstance(value, str):
             raise _bad("wrong file identifier/HTTP URL specified")
         if value.startswith(("http://", "https://")):
-            return _Media(await self._fetch_media(kind, value), None, "url")
+            return await self._fetch_media(kind, value), None, "url"
         stored = self._files.get(value)
         if stored is None:
             raise _bad("wrong file identifier/HTTP URL specified")
         if stored.folder != f"{kind}s":
             have = {"photos": "Photo", "videos": "Video"}.get(stored.folder, "Document")
             raise _bad(f"can't use file of type {have} as {kind.title()}")
-        return _Media(stored, None, "file_id")
+        return stored, None, "file_id"
 
     def _stored_upload(self, kind: str, upload: UploadedFile) -> _StoredFile:
         """An uploaded photo or video, checked as Telegram checks it."""
@@ -1512,11 +1365,9 @@ class FakeTelegram:
             return self._store_file(upload.data, "videos", None, upload.filename, mime)
         if len(upload.data) > PHOTO_LIMIT:
             raise _bad("PHOTO_SAVE_FILE_INVALID")
-        image = _image(upload.data)
-        if image is None:
+        if (image := _image(upload.data)) is None:
             raise _bad("IMAGE_PROCESS_FAILED")
-        _, width, height = image
-        if width + height > 10000 or max(width, height) > 20 * max(1, min(width, height)):
+        if sum(image[1:]) > 10000 or max(image[1:]) > 20 * max(1, min(image[1:])):
             raise _bad("PHOTO_INVALID_DIMENSIONS")
         return self._store_file(upload.data, "photos", None, upload.filename, f"image/{image[0].lower()}")
 
@@ -1524,10 +1375,8 @@ class FakeTelegram:
         """Fetch a photo or video by URL, as Telegram's servers do, and check what came."""
         self.fetched_urls.append(url)
         try:
-            async with (
-                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
-                session.get(url) as response,
-            ):
+            timeout = aiohttp.ClientTimeout(total=10)
+            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
                 data = await response.content.read(URL_LIMITS[kind] + 1)
                 if response.status != 200 or len(data) > URL_LIMITS[kind]:
                     raise _bad("failed to get HTTP URL content")
@@ -1543,20 +1392,14 @@ class FakeTelegram:
     # -- files
 
     def _store_file(
-        self,
-        data: bytes | None,
-        folder: str,
-        size: int | None = None,
-        name: str | None = None,
-        mime: str | None = None,
+        self, data: bytes | None, folder: str, size: int | None = None, *named: str | None
     ) -> _StoredFile:
+        """A file with a new file id; ``named``: its file_name and mime_type, if known."""
         number = next(self._ids)
         file_id = f"FAKE{folder[:3].upper()}{number:06d}AAQCAgADfake{self.bot_id}"
         size = len(data or b"") if size is None else size
-        stored = self._files[file_id] = _StoredFile(
-            file_id, f"AQAD{number:06d}", data, size, folder, name, mime
-        )
-        return stored
+        self._files[file_id] = _StoredFile(file_id, f"AQAD{number:06d}", data, size, folder, *named)
+        return self._files[file_id]
 
     def _file_name(self, stored: _StoredFile) -> str:
         """A new name for a file's bytes (getFile), with its extension."""
@@ -1583,27 +1426,14 @@ class FakeTelegram:
             w, h = max(1, round(width * scale)), max(1, round(height * scale))
             sizes.append((self._store_file(f"fake thumbnail {w}x{h}".encode(), "photos"), w, h))
         return [
-            {
-                "file_id": s.file_id,
-                "file_unique_id": s.file_unique_id,
-                "width": w,
-                "height": h,
-                "file_size": s.size,
-            }
+            s.ids() | {"width": w, "height": h, "file_size": s.size}
             for s, w, h in [*sizes, (stored, width, height)]
         ]
 
     def _media_object(self, stored: _StoredFile, **fields: Any) -> Json:
-        """The Video/Audio/Voice/Document/Sticker object of a stored file."""
-        named = {"file_name": stored.file_name, "mime_type": stored.mime_type}
-        named = {key: value for key, value in named.items() if value}
-        return {
-            "file_id": stored.file_id,
-            "file_unique_id": stored.file_unique_id,
-            **fields,
-            **named,
-            "file_size": stored.size,
-        }
+        """The Video/Audio/Voice/Document/Sticker object of a stored file (``fields`` None: left out)."""
+        fields |= {"file_name": stored.file_name, "mime_type": stored.mime_type, "file_size": stored.size}
+        return stored.ids() | {key: value for key, value in fields.items() if value is not None}
 
     # -- chats and the users' messages
 
@@ -1619,10 +1449,8 @@ class FakeTelegram:
         chat = self._chats.get(chat_id)
         if chat is not None and chat_type in (None, chat["type"]):
             return chat
-        if chat_type is None:
-            chat_type = (
-                "private" if chat_id > 0 else "supergroup" if str(chat_id).startswith("-100") else "group"
-            )
+        inferred = "private" if chat_id > 0 else "supergroup" if str(chat_id).startswith("-100") else "group"
+        chat_type = chat_type or inferred
         if chat_type == "private" and user is not None:
             self._private_users.setdefault(chat_id, user)
         self.set_chat(chat_id, chat_type)
@@ -1632,27 +1460,18 @@ class FakeTelegram:
         """The user acting when a test names none: the private chat's own user, else DEFAULT_GROUP_USER."""
         if chat["type"] != "private":
             return DEFAULT_GROUP_USER
-        return self._private_users.get(chat["id"]) or User(
-            chat["id"], f"User{chat['id']}", f"user{chat['id']}"
-        )
+        user_id = chat["id"]
+        return self._private_users.get(user_id) or User(user_id, f"User{user_id}", f"user{user_id}")
 
     def _topic_root(self, chat_id: int, thread_id: int, name: str | None = None) -> Json:
         """The forum_topic_created service message of a topic (made on first use)."""
         if (chat_id, thread_id) not in self._topics:
-            chat = self._chats.get(chat_id) or {
-                "id": chat_id,
-                "type": "supergroup",
-                "title": f"Supergroup {chat_id}",
-            }
-            self._topics[(chat_id, thread_id)] = {
-                "message_id": thread_id,
-                "date": int(time.time()),
-                "chat": dict(chat),
-                "from": DEFAULT_GROUP_USER.to_dict(),
-                "message_thread_id": thread_id,
-                "forum_topic_created": {"name": name or f"Topic {thread_id}", "icon_color": 7322096},
-                "is_topic_message": True,
-            }
+            chat = dict(self._chats[chat_id])
+            root: Json = {"message_id": thread_id, "date": int(time.time()), "chat": chat}
+            root |= {"from": DEFAULT_GROUP_USER.to_dict(), "message_thread_id": thread_id}
+            root["is_topic_message"] = True
+            root["forum_topic_created"] = {"name": name or f"Topic {thread_id}", "icon_color": 7322096}
+            self._topics[(chat_id, thread_id)] = root
         return copy.deepcopy(self._topics[(chat_id, thread_id)])
 
     def _new_message(
@@ -1660,11 +1479,8 @@ class FakeTelegram:
     ) -> Json:
         """A new Message object in the chat (by the bot or a user), stored; a channel's has sender_chat."""
         chat_id = chat["id"]
-        raw: Json = {
-            "message_id": self._allocate_message_id(chat_id),
-            "date": int(time.time()),
-            "chat": dict(chat),
-        }
+        message_id = self._allocate_message_id(chat_id)
+        raw: Json = {"message_id": message_id, "date": int(time.time()), "chat": dict(chat)}
         if chat["type"] == "channel":
             raw["sender_chat"] = dict(chat)
         else:
@@ -1681,40 +1497,8 @@ class FakeTelegram:
         elif thread_id is not None and chat.get("is_forum"):
             raw["reply_to_message"] = self._topic_root(chat_id, thread_id)
         raw.update(content)
-        self._messages[(chat_id, raw["message_id"])] = raw
+        self._messages[(chat_id, message_id)] = raw
         return raw
-
-    def _send_file(
-        self,
-        chat_id: int,
-        kind: str,
-        data: bytes | None,
-        *,
-        caption: str | None = None,
-        caption_entities: list[Json] | None = None,
-        media_group_id: str | None = None,
-        size: int | None = None,
-        local_path: str | None = None,
-        **kw: Any,
-    ) -> Json:
-        """A user sends a file of ``kind``; ``kw``: the media object's fields (``_USER_FILES``), then
-        the keywords of ``_user_message``."""
-        folder, defaults = _USER_FILES[kind]
-        fields = {**defaults, **{key: kw.pop(key) for key in list(kw) if key in defaults}}
-        stored = self._store_file(
-            data, folder, size, fields.pop("file_name", None), fields.pop("mime_type", None)
-        )
-        stored.local_path = local_path
-        content: Json = {
-            kind: self._photo_sizes(stored) if kind == "photo" else self._media_object(stored, **fields)
-        }
-        if caption:
-            content["caption"] = caption
-            if found := (detect_entities(caption) if caption_entities is None else caption_entities):
-                content["caption_entities"] = found
-        if media_group_id:
-            content["media_group_id"] = media_group_id
-        return self._user_message(chat_id, content, **kw)
 
     def _user_message(
         self,
@@ -1729,11 +1513,10 @@ class FakeTelegram:
         chat = self._ensure_chat(chat_id, chat_type, user)
         if thread_id is not None and chat["type"] == "supergroup":
             chat["is_forum"] = True
-        message = self._new_message(
-            chat, (user or self._default_user(chat)).to_dict(), thread_id, reply_to, content
-        )
-        key = "channel_post" if chat["type"] == "channel" else "message"
-        return self._queue_update(key, message, self._bot_can_see(message))
+        sender = (user or self._default_user(chat)).to_dict()
+        message = self._new_message(chat, sender, thread_id, reply_to, content)
+        kind = "channel_post" if chat["type"] == "channel" else "message"
+        return self._queue_update(kind, message, self._bot_can_see(message))
 
     def _bot_can_see(self, message: Json) -> bool:
         """Privacy mode: in groups only commands, mentions of the bot and replies to it get through."""
@@ -1778,9 +1561,8 @@ class FakeTelegram:
             await session.close()
 
     def _deliver_later(self, update: Json) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._deliver(update), name=f"webhook delivery {update['update_id']}"
-        )
+        name = f"webhook delivery {update['update_id']}"
+        task = asyncio.get_running_loop().create_task(self._deliver(update), name=name)
         self._webhook_tasks.add(task)
         task.add_done_callback(self._webhook_tasks.discard)
 
@@ -1793,20 +1575,19 @@ class FakeTelegram:
         if self.webhook_secret_token:
             headers["X-Telegram-Bot-Api-Secret-Token"] = self.webhook_secret_token
         body = json.dumps(update, ensure_ascii=False).encode()
-        timeout = aiohttp.ClientTimeout(total=self.webhook_timeout)
+        post = partial(
+            session.post, data=body, headers=headers, timeout=aiohttp.ClientTimeout(self.webhook_timeout)
+        )
         async with self._webhook_slots:
             for attempt in itertools.count(1):
                 try:
-                    async with session.post(
-                        self.webhook_url, data=body, headers=headers, timeout=timeout
-                    ) as response:
+                    async with post(self.webhook_url) as response:
                         await response.read()
                         outcome: int | str = response.status
                 except (TimeoutError, aiohttp.ClientError) as err:
                     outcome = type(err).__name__
-                self.webhook_deliveries.append(
-                    WebhookDelivery(update["update_id"], outcome, attempt, time.monotonic())
-                )
+                delivery = WebhookDelivery(update["update_id"], outcome, attempt, time.monotonic())
+                self.webhook_deliveries.append(delivery)
                 if isinstance(outcome, int) and 200 <= outcome <= 299:
                     with contextlib.suppress(ValueError):  # gone already if drop_pending_updates raced it
                         self._pending.remove(update)
