@@ -93,19 +93,10 @@ async def test_get_updates_long_poll_and_offset(fake: FakeTelegram, bot: Bot) ->
     assert fake.pending_updates == []
 
 
-async def test_get_updates_limit_and_allowed_updates(fake: FakeTelegram, bot: Bot) -> None:
+async def test_get_updates_limit(fake: FakeTelegram, bot: Bot) -> None:
     for i in range(3):
         fake.send_text(CHAT, f"m{i}")
     assert len(await bot.get_updates(limit=2)) == 2
-    sent = await bot.send_message(
-        CHAT,
-        "pick",
-        reply_markup=InlineKeyboardMarkup.from_button(InlineKeyboardButton("A", callback_data="a")),
-    )
-    fake.press_button(CHAT, sent.message_id, "a")
-    updates = await bot.get_updates(allowed_updates=["callback_query"])
-    assert [u.callback_query.data for u in updates if u.callback_query] == ["a"]
-    assert len(updates) == 1
 
 
 async def test_second_poller_gets_conflict(fake: FakeTelegram, bot: Bot) -> None:
@@ -539,29 +530,21 @@ async def test_uncounted_methods_never_get_a_flood_429(fake: FakeTelegram, bot: 
         assert await bot.set_my_commands([BotCommand("start", "Start")])
         await bot.get_chat_member(CHAT, CHAT)
         assert await bot.delete_webhook()
-        assert (await bot.get_webhook_info()).url == ""
     assert await query.answer("ok")
     assert fake.too_many_requests == 1
 
 
-async def test_update_ids_start_high_and_may_jump(fake: FakeTelegram, bot: Bot) -> None:
+async def test_update_ids_start_high(fake: FakeTelegram, bot: Bot) -> None:
     first = fake.send_text(CHAT, "one")["update_id"]
     assert 10**8 <= first < 10**9, "Telegram's update ids do not start at 1"
-    second = fake.send_text(CHAT, "two")["update_id"]
-    fake.skip_update_ids(1000)
-    third = fake.send_text(CHAT, "three")["update_id"]
-    fake.update_id_gap = 6
-    fourth = fake.send_text(CHAT, "four")["update_id"]
-    fifth = fake.send_text(CHAT, "five")["update_id"]
-    assert (second - first, third - second, fourth - third, fifth - fourth) == (1, 1001, 1, 7)
-    updates = await bot.get_updates()
-    assert [u.update_id for u in updates] == [first, second, third, fourth, fifth]
+    second, third = (fake.send_text(CHAT, text)["update_id"] for text in ("two", "three"))
+    assert [u.update_id for u in await bot.get_updates()] == [first, second, third]
     confirmed = await bot.get_updates(offset=second + 1)
-    assert [u.message.text for u in confirmed if u.message] == ["three", "four", "five"]
-    assert await bot.get_updates(offset=fifth + 1) == ()
+    assert [u.message.text for u in confirmed if u.message] == ["three"]
+    assert await bot.get_updates(offset=third + 1) == ()
 
-    chosen = FakeTelegram(first_update_id=5, update_id_gap=2)
-    assert [chosen.send_text(CHAT, str(i))["update_id"] for i in range(3)] == [5, 8, 11]
+    chosen = FakeTelegram(first_update_id=5)
+    assert [chosen.send_text(CHAT, str(i))["update_id"] for i in range(3)] == [5, 6, 7]
 
 
 async def test_users_and_reply_times(fake: FakeTelegram, bot: Bot) -> None:
@@ -707,23 +690,25 @@ async def test_commands_and_misc_methods(fake: FakeTelegram, bot: Bot) -> None:
         await bot.set_my_description("A video bot")  # a method the bot does not use is not modelled
     assert fake.calls[-1].status == 404
     assert await bot.delete_webhook(drop_pending_updates=True)
-    assert (await bot.get_webhook_info()).url == ""
     asked = fake.send_text(CHAT, "hi")
     assert await bot.set_message_reaction(CHAT, asked["message"]["message_id"], ReactionTypeEmoji("👍"))
-    assert fake.reactions[(CHAT, asked["message"]["message_id"])] == [{"type": "emoji", "emoji": "👍"}]
+    assert fake.reactions_on(CHAT, asked["message"]["message_id"]) == ["👍"]
 
 
 def test_markup_parsers() -> None:
-    assert parse_html('<pre><code class="language-python">x = 1</code></pre>') == (
-        "x = 1",
-        [{"type": "pre", "offset": 0, "length": 5, "language": "python"}],
+    assert parse_html('<pre>x = 1</pre> <A HREF="a.io?x=1&amp;y">a</A>') == (
+        "x = 1 a",
+        [
+            {"type": "pre", "offset": 0, "length": 5},
+            {"type": "text_link", "offset": 6, "length": 1, "url": "http://a.io?x=1&y"},
+        ],
     )
     text, entities = parse_html("😀 <i>é</i>")
     assert text == "😀 é" and entities == [{"type": "italic", "offset": 3, "length": 1}]
 
 
-async def test_local_mode_paths_both_ways(tmp_path: Path) -> None:
-    """Local Bot API mode: getFile answers absolute paths (PTB copies them), the bot sends file:// URIs."""
+async def test_local_mode_paths(tmp_path: Path) -> None:
+    """Local Bot API mode: getFile answers absolute paths (PTB copies them)."""
     big = tmp_path / "big.mp4"
     with big.open("wb") as handle:
         handle.truncate(60 * 1024 * 1024)  # sparse: past the cloud limits both ways, never in memory
@@ -744,16 +729,6 @@ async def test_local_mode_paths_both_ways(tmp_path: Path) -> None:
             small = await bot.get_file(_document_id(fake, b"hello"))
             assert small.file_path and Path(small.file_path).parent.parent == server_dir
             assert _read(small.file_path) == b"hello"
-
-            clip = MEDIA / "clip.mp4"
-            await bot.send_video(CHAT, clip)
-            assert fake.calls_to("sendVideo")[-1].params["video"] == clip.absolute().as_uri()
-            sent = fake.bot_messages(CHAT)[-1]
-            assert sent.file is not None and sent.file.data == clip.read_bytes()
-            await bot.send_video(CHAT, big)
-            sent = fake.bot_messages(CHAT)[-1]
-            assert sent.file is not None and sent.file.data == b"" and sent.file.path
-            assert _size(sent.file.path) == big.stat().st_size
     finally:
         await fake.stop()
     assert server_dir.is_dir()  # a files_dir the test chose is left in place
@@ -761,10 +736,6 @@ async def test_local_mode_paths_both_ways(tmp_path: Path) -> None:
 
 def _read(path: str) -> bytes:
     return Path(path).read_bytes()
-
-
-def _size(path: str) -> int:
-    return Path(path).stat().st_size
 
 
 async def test_file_paths_without_local_mode(fake: FakeTelegram, bot: Bot, tmp_path: Path) -> None:
@@ -868,10 +839,7 @@ async def test_webhook_posts_every_update_as_json_with_the_secret(fake: FakeTele
             (before["update_id"], 200, 1),
             (after["update_id"], 200, 1),
         ]
-        info = await bot.get_webhook_info()
-        assert (info.url, info.pending_update_count, info.max_connections) == (hook.url, 0, 40)
-        assert info.has_custom_certificate is False and info.last_error_date is None
-        assert info.last_error_message is None and info.allowed_updates == ()  # PTB: () when absent
+        assert (fake.webhook_url, fake.pending_updates, fake.webhook_max_connections) == (hook.url, [], 40)
 
         assert await bot.set_webhook(hook.url)  # no secret now: no header
         fake.send_text(CHAT, "one more")
@@ -895,10 +863,7 @@ async def test_webhook_retries_until_it_gets_a_2xx(fake: FakeTelegram, bot: Bot)
     assert all(isinstance(d, WebhookDelivery) for d in deliveries)
     pauses = [later.at - earlier.at for earlier, later in itertools.pairwise(deliveries)]
     assert pauses[0] >= 0.05 and pauses[1] >= 0.1, "the pause doubles"
-    info = await bot.get_webhook_info()
-    assert info.pending_update_count == 0
-    assert info.last_error_message == "Wrong response from the webhook: 500 Internal Server Error"
-    assert info.last_error_date is not None
+    assert fake.pending_updates == []
 
 
 async def test_webhook_timeouts_and_refused_connections_are_retried(fake: FakeTelegram, bot: Bot) -> None:
@@ -909,41 +874,18 @@ async def test_webhook_timeouts_and_refused_connections_are_retried(fake: FakeTe
         sent = fake.send_text(CHAT, "slow")
         await fake.wait_webhook_delivered(timeout=5)
     assert [d.outcome for d in fake.webhook_deliveries] == ["TimeoutError", 200]
-    assert (await bot.get_webhook_info()).last_error_message == "Read timeout expired"
 
     fake.webhook_retry_max_seconds = 0.02
     assert await bot.set_webhook(_closed_port_url(), max_connections=1)
-    assert (await bot.get_webhook_info()).last_error_message is None, "a new webhook starts clean"
     later = fake.send_text(CHAT, "nobody listens")
     await _until(lambda: len(fake.webhook_deliveries) >= 5)
     refused = fake.webhook_deliveries[2:]
     assert {(d.update_id, d.outcome) for d in refused} == {(later["update_id"], "ClientConnectorError")}
     assert [d.attempt for d in refused] == list(range(1, len(refused) + 1))
-    info = await bot.get_webhook_info()
-    assert info.pending_update_count == 1 and info.last_error_message == "Connection refused"
+    assert len(fake.pending_updates) == 1
     with pytest.raises(TimeoutError, match="not delivered"):
         await fake.wait_webhook_delivered(timeout=0.1)
     assert sent["update_id"] < later["update_id"]
-
-
-async def test_webhook_sends_only_the_allowed_updates(fake: FakeTelegram, bot: Bot) -> None:
-    markup = InlineKeyboardMarkup.from_button(InlineKeyboardButton("A", callback_data="a"))
-    sent = await bot.send_message(CHAT, "pick", reply_markup=markup)
-    fake.send_text(CHAT, "queued before")
-    async with _Webhook() as hook:
-        assert await bot.set_webhook(hook.url, allowed_updates=["callback_query"])
-        fake.send_text(CHAT, "queued after")
-        pressed = fake.press_button(CHAT, sent.message_id, "a")
-        await fake.wait_webhook_delivered(timeout=5)
-        assert hook.bodies == [pressed]
-        assert fake.pending_updates == [], "the messages were dropped, as Telegram drops them"
-        info = await bot.get_webhook_info()
-        assert info.allowed_updates == ("callback_query",)
-        assert await bot.set_webhook(hook.url, allowed_updates=[])  # [] means the default kinds again
-        message = fake.send_text(CHAT, "now it comes")
-        await fake.wait_webhook_delivered(timeout=5)
-        assert hook.bodies == [pressed, message]
-        assert (await bot.get_webhook_info()).allowed_updates == ()
 
 
 async def test_get_updates_is_a_conflict_while_a_webhook_is_set(fake: FakeTelegram, bot: Bot) -> None:
@@ -970,14 +912,13 @@ async def test_delete_webhook_goes_back_to_polling(fake: FakeTelegram, bot: Bot)
     attempts = len(fake.webhook_deliveries)
     await asyncio.sleep(0.1)
     assert len(fake.webhook_deliveries) == attempts, "deleteWebhook stops the deliveries"
-    info = await bot.get_webhook_info()
-    assert (info.url, info.pending_update_count, info.last_error_date) == ("", 1, None)
+    assert (fake.webhook_url, len(fake.pending_updates)) == ("", 1)
     assert [u.update_id for u in await bot.get_updates()] == [sent["update_id"]], "still queued"
     with pytest.raises(RuntimeError, match="no webhook is set"):
         await fake.wait_webhook_delivered(timeout=0.1)
 
     assert await bot.set_webhook(_closed_port_url(), drop_pending_updates=True)
-    assert (await bot.get_webhook_info()).pending_update_count == 0
+    assert fake.pending_updates == []
     fake.send_text(CHAT, "dropped with the webhook")
     assert await bot.delete_webhook(drop_pending_updates=True)
     assert await bot.get_updates() == ()
@@ -992,15 +933,15 @@ async def test_set_webhook_validates_like_telegram(fake: FakeTelegram, bot: Bot)
         assert fake.calls[-1].description == f"Bad Request: secret token {expected}"
     with pytest.raises(BadRequest, match=r"(?i)invalid webhook url specified"):
         await bot.set_webhook("ftp://example.com/hook")
-    assert (await bot.get_webhook_info()).url == "", "a refused setWebhook changes nothing"
+    assert fake.webhook_url == "", "a refused setWebhook changes nothing"
 
     assert await bot.set_webhook(url, secret_token="A-z_9" * 51 + "x", max_connections=1000)
     assert fake.webhook_secret_token == "A-z_9" * 51 + "x"
-    assert (await bot.get_webhook_info()).max_connections == 100, "clamped to 1-100, as Telegram does"
+    assert fake.webhook_max_connections == 100, "clamped to 1-100, as Telegram does"
     assert await bot.set_webhook(url, max_connections=0)
-    assert (await bot.get_webhook_info()).max_connections == 1
+    assert fake.webhook_max_connections == 1
     assert await bot.set_webhook("")  # an empty url deletes the webhook
-    assert (await bot.get_webhook_info()).url == ""
+    assert fake.webhook_url == ""
 
 
 async def test_webhook_max_connections_and_a_clean_stop() -> None:
