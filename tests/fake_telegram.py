@@ -94,7 +94,7 @@ MAX_POLL_TIMEOUT = 1.0  # the server's cap on getUpdates long polls, so that the
 _METHODS = _words(
     "getMe getUpdates setWebhook deleteWebhook setMyCommands sendMessage editMessageText deleteMessage "
     "sendChatAction sendVideo sendPhoto sendMediaGroup answerCallbackQuery getFile setMessageReaction "
-    "getChatMember"
+    "getChatMember setChatMenuButton"
 )
 # Requests Telegram's flood limits count; no other method ever gets a flood 429.
 FLOOD_COUNTED_METHODS = _words(
@@ -539,6 +539,7 @@ class FakeTelegram:
         self.callback_answers: dict[str, Json | None] = {}  # query id -> the bot's answer (None: open)
         self.reaction_history: dict[tuple[int, int], list[str]] = {}  # (chat, message) -> emoji set, in order
         self.deleted_user_messages: list[tuple[int, int]] = []  # (chat, message) the bot deleted
+        self.menu_button: Json | None = None  # the private chats' menu button the bot set
         self.fetched_urls: list[str] = []  # media URLs the fake fetched for the bot, in order
         self.uploaded_videos = 0  # videos whose bytes the bot uploaded (not file ids or URLs)
         self.too_many_requests = 0  # every 429 answered
@@ -1126,7 +1127,7 @@ class FakeTelegram:
             raise _bad("message can't be edited")
         if message is None or message.deleted:
             raise _bad("message to edit not found")
-        markup = self._check_markup(params.get("reply_markup"))
+        markup = self._check_markup(params.get("reply_markup"), self._chats.get(key[0]))
         if markup is not None and "inline_keyboard" not in markup:
             raise _bad("reply markup must be an inline keyboard")
         if message.kind != "text":
@@ -1265,7 +1266,19 @@ class FakeTelegram:
             raise _bad(f"unsupported parse_mode {parse_mode} (the fake parses HTML only)")
         return _strip_text(text, list(entities) if isinstance(entities, list) else [])
 
-    def _check_markup(self, markup: Any) -> Json | None:
+    async def _api_setChatMenuButton(self, params: Json, files: Files) -> Any:
+        button = params.get("menu_button")
+        button = json.loads(button) if isinstance(button, str) else button
+        if not isinstance(button, dict) or button.get("type") not in ("commands", "web_app", "default"):
+            raise _bad("can't parse menu button JSON object")
+        if button["type"] == "web_app" and not str((button.get("web_app") or {}).get("url", "")).startswith(
+            "https://"
+        ):
+            raise _bad("BUTTON_URL_INVALID")  # Mini Apps open over HTTPS only
+        self.menu_button = button
+        return True
+
+    def _check_markup(self, markup: Any, chat: Json | None = None) -> Json | None:
         if markup in (None, ""):
             return None
         if not isinstance(markup, dict) or not _MARKUPS & set(markup):
@@ -1275,13 +1288,18 @@ class FakeTelegram:
                 raise _bad("BUTTON_DATA_INVALID")
             if "url" in button and not re.match(r"(https?|tg)://\S+$", str(button["url"])):
                 raise _bad(f"inline keyboard button URL '{button['url']}' is invalid: Wrong HTTP URL")
+            if "web_app" in button:  # Mini App buttons: HTTPS, and in private chats only
+                if chat is not None and chat.get("type") != "private":
+                    raise _bad("BUTTON_TYPE_INVALID")
+                if not str((button["web_app"] or {}).get("url", "")).startswith("https://"):
+                    raise _bad("BUTTON_URL_INVALID")
         return markup
 
     def _sent(
         self, chat: Json, params: Json, files: Files, media: _Resolved | None = None, group: str = ""
     ) -> Json:
         """Store a message the bot sent: a text, or ``media`` (a photo or video), in album ``group``."""
-        markup = self._check_markup(params.get("reply_markup"))
+        markup = self._check_markup(params.get("reply_markup"), chat)
         reply_to = self._reply_target(chat["id"], params)
         thread_id = _int(params.get("message_thread_id"), 0) or None
         stored, upload, how = media or (None, None, "")
