@@ -1,4 +1,8 @@
-"""The services the handlers use, built once at start-up, and what a text request asks of them."""
+"""The services the handlers use, built once at start-up, and what a text request asks of them.
+
+Why one module of this length: every user action passes here, each a few lines behind the same gates
+(access, limits, the group-admin rule), so the gates are read once for all of them.
+"""
 
 from __future__ import annotations
 
