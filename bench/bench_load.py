@@ -47,10 +47,10 @@ from redis.asyncio import Redis
 from bench.common import Stack, machine, peak_rss_mb, percentile, rss_mb, stack, table
 from bot.core.texts import say
 from bot.state.store import Store
-from tests.bot_process import BotProcess
-from tests.conftest import RETENTION, free_port
-from tests.fake_telegram import FLOOD_COUNTED_METHODS, FakeTelegram, User
-from tests.proxy import round_robin_proxy
+from loopback.bot_process import BotProcess
+from loopback.fake_telegram import FLOOD_COUNTED_METHODS, FakeTelegram, User
+from loopback.proxy import round_robin_proxy
+from loopback.servers import RETENTION, free_port
 
 TELEGRAM_RATE = 30  # messages a second Telegram allows a bot: the ceiling of every burst
 REQUEST_KINDS = {  # what a turn costs, by kind

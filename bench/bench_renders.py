@@ -39,9 +39,9 @@ from redis.asyncio import Redis
 from bench.common import Stack, cpu_seconds, machine, percentile, stack, table
 from bot.state.renders import RenderRecord
 from bot.state.store import Store
-from tests.bot_process import BotProcess
-from tests.conftest import RETENTION
-from tests.emulator import NemoEmulator, Render
+from loopback.bot_process import BotProcess
+from loopback.emulator import NemoEmulator, Render
+from loopback.servers import RETENTION
 
 FIRST_CHAT = 700_000_000
 SEED_BATCH = 50  # concurrent chats (redis-py caps its pool)

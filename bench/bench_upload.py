@@ -45,9 +45,9 @@ from aiohttp import web
 
 from bench.common import Stack, cpu_seconds, machine, rss_mb, stack, table
 from bot.core.media import inspect_file
-from tests.conftest import MEDIA
-from tests.emulator import RecordedRequest
-from tests.fake_telegram import User
+from loopback.emulator import RecordedRequest
+from loopback.fake_telegram import User
+from loopback.servers import MEDIA
 
 MB = 1024 * 1024
 CHUNK = MB

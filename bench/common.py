@@ -15,10 +15,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.bot_process import FAST, BotProcess
-from tests.conftest import MEDIA, RedisServer
-from tests.emulator import NemoEmulator
-from tests.fake_telegram import FakeTelegram
+from loopback.bot_process import FAST, BotProcess
+from loopback.emulator import NemoEmulator
+from loopback.fake_telegram import FakeTelegram
+from loopback.servers import MEDIA, RedisServer
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,15 +14,13 @@ from redis.asyncio import Redis
 
 from bot.chat.projects import Projects
 from bot.nemo.client import Attribution, NemoClient, RetryPolicy
-from bot.state.base import Retention
 from bot.state.store import Store
-from tests.emulator import NemoEmulator
-from tests.fake_telegram import FakeTelegram
+from loopback.emulator import NemoEmulator
+from loopback.fake_telegram import FakeTelegram
+from loopback.servers import MEDIA, RETENTION, RedisServer
 from tests.harness import Harness
 
-MEDIA = Path(__file__).parent / "media"
 ATTRIBUTION = Attribution("maker-online-free", "1.0.0", "unknown")
-RETENTION = Retention(chat=3600, update=3600, refusal=3600, finished_render=3600, usage=3600)
 
 
 @pytest.fixture
@@ -57,57 +52,6 @@ async def projects(client: NemoClient, store: Store) -> Projects:
         return None
 
     return Projects(client, store, operator_token=None, rate_limit_wait=0, sleep=no_wait)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    """A real redis-server on a free loopback port, in a temporary folder; restartable."""
-
-    def __init__(self, folder: Path, *, appendonly: bool = True):
-        self.folder = folder
-        self.port = free_port()
-        self.appendonly = appendonly
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary
-        args = [
-            binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.folder),
-            "--save",
-            "",
-        ]
-        args += ["--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always"]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from telegram.ext import Application
 from bot.app import build_application, on_shutdown, on_start, on_stop
 from bot.chat.services import Services
 from bot.settings import Settings
-from tests.emulator import NemoEmulator
-from tests.fake_telegram import FakeTelegram, User
+from loopback.emulator import NemoEmulator
+from loopback.fake_telegram import FakeTelegram, User
 
 FAST_SETTINGS: dict[str, Any] = {
     "render_poll_seconds": 0.05,

@@ -16,9 +16,9 @@ from bot.core.accounts import Vault, tokens_in
 from bot.nemo.client import NemoClient
 from bot.state.inbox import Inbox
 from bot.state.store import Store
+from loopback.emulator import NemoEmulator, Turn, sample_draft
+from loopback.fake_telegram import FakeTelegram, User
 from tests.conftest import MEDIA, MakeHarness
-from tests.emulator import NemoEmulator, Turn, sample_draft
-from tests.fake_telegram import FakeTelegram, User
 from tests.harness import Harness, connect, turn_over
 
 KEY = "correct horse battery staple, 32+ chars"

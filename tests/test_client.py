@@ -12,8 +12,8 @@ from bot.nemo import errors
 from bot.nemo.client import LocalFile, NemoClient, RetryPolicy
 from bot.nemo.sse import AgentEvent
 from bot.state.store import Store
+from loopback.emulator import NemoEmulator, Turn, sample_draft
 from tests.conftest import MEDIA
-from tests.emulator import NemoEmulator, Turn, sample_draft
 
 CHAT = ChatRef.of(42)
 

@@ -11,9 +11,9 @@ import pytest
 
 from bot.nemo import errors
 from bot.nemo.errors import error_for
+from loopback.emulator import sample_draft
+from loopback.fake_telegram import User
 from tests.conftest import MEDIA, MakeHarness
-from tests.emulator import sample_draft
-from tests.fake_telegram import User
 from tests.harness import Harness, connect, user_says
 
 CHAT = 4242

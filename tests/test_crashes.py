@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.bot_process import BotProcess
+from loopback.bot_process import BotProcess
+from loopback.emulator import NemoEmulator, Turn
+from loopback.fake_telegram import FakeTelegram, User
 from tests.conftest import MEDIA, RedisServer
-from tests.emulator import NemoEmulator, Turn
-from tests.fake_telegram import FakeTelegram, User
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 

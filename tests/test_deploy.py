@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from bot.settings import Settings
 from bot.wiring import upload_limit_mb
-from tests.proxy import NginxProxy, find_nginx
+from loopback.proxy import NginxProxy, find_nginx
 
 ROOT = Path(__file__).parent.parent
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.bot_process import BotProcess
+from loopback.bot_process import BotProcess
+from loopback.emulator import NemoEmulator
+from loopback.fake_telegram import FakeTelegram, User
 from tests.conftest import MEDIA, RedisServer
-from tests.emulator import NemoEmulator
-from tests.fake_telegram import FakeTelegram, User
 
 CHAT = 4242
 USER = User(CHAT, "Ada", "ada", language_code="en")

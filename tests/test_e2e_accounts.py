@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from tests.bot_process import BotProcess
+from loopback.bot_process import BotProcess
+from loopback.emulator import NemoEmulator, Turn, sample_draft
+from loopback.fake_telegram import FakeTelegram, User
 from tests.conftest import MEDIA, RedisServer
-from tests.emulator import NemoEmulator, Turn, sample_draft
-from tests.fake_telegram import FakeTelegram, User
 
 KEY = "an operator's secret of at least 32 characters"
 GROUP = -100424242

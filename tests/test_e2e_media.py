@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.bot_process import BotProcess
+from loopback.bot_process import BotProcess
+from loopback.emulator import NemoEmulator
+from loopback.fake_telegram import FakeTelegram, Message, User
 from tests.conftest import MEDIA
-from tests.emulator import NemoEmulator
-from tests.fake_telegram import FakeTelegram, Message, User
 
 CHAT = 6161
 USER = User(CHAT, "Ada", "ada", language_code="en")

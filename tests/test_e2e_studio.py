@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.bot_process import BotProcess
+from loopback.bot_process import BotProcess
+from loopback.emulator import NemoEmulator, sample_draft
+from loopback.fake_telegram import FakeTelegram, User
 from tests.conftest import free_port
-from tests.emulator import NemoEmulator, sample_draft
-from tests.fake_telegram import FakeTelegram, User
 from tests.studio_browser import requires_browser, studio_page
 from tests.test_e2e_accounts import redis_url  # noqa: F401  # the fixture: a real redis-server
 from tests.test_studio_pure import signed

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.core.profiles import PROFILES
-from tests.bot_process import BotProcess
-from tests.emulator import NemoEmulator, sample_draft
-from tests.fake_telegram import FakeTelegram, Message, User
+from loopback.bot_process import BotProcess
+from loopback.emulator import NemoEmulator, sample_draft
+from loopback.fake_telegram import FakeTelegram, Message, User
 from tests.test_timeline_picture import bars
 
 CHAT = 5151

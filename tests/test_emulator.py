@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 try:  # tests/ as a package, or (pytest's default "prepend" import mode) tests/ on sys.path
-    from tests.emulator import DEFAULT_TEXTS, NemoEmulator, Turn, sample_draft
+    from loopback.emulator import DEFAULT_TEXTS, NemoEmulator, Turn, sample_draft
 except ImportError:  # pragma: no cover
     from emulator import DEFAULT_TEXTS, NemoEmulator, Turn, sample_draft  # type: ignore[no-redef]
 

@@ -28,7 +28,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, NetworkError, RetryAfter
 
 from bot.telegram.probe import image_thumbnail
-from tests.fake_telegram import FakeTelegram, User, WebhookDelivery, parse_html
+from loopback.fake_telegram import FakeTelegram, User, WebhookDelivery, parse_html
 
 MEDIA = Path(__file__).parent / "media"
 CHAT = 4242

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from loopback.emulator import Turn, sample_draft
+from loopback.fake_telegram import FakeTelegram, User
 from tests.conftest import MEDIA, MakeHarness
-from tests.emulator import Turn, sample_draft
-from tests.fake_telegram import FakeTelegram, User
 from tests.harness import Harness
 
 GROUP = -1001234

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from bot.core.profiles import PROFILES
+from loopback.emulator import NemoEmulator, Turn, sample_draft
+from loopback.fake_telegram import User
 from tests.conftest import MEDIA, MakeHarness
-from tests.emulator import NemoEmulator, Turn, sample_draft
-from tests.fake_telegram import User
 from tests.harness import Harness, connect, turn_over, user_says
 
 CHAT = 777

@@ -23,9 +23,9 @@ from telegram.ext import ContextTypes
 
 from bot.core.media import safe_filename
 from bot.telegram.output import ChatGone
+from loopback.emulator import NemoEmulator, Turn, sample_draft
+from loopback.fake_telegram import FakeTelegram, User
 from tests.conftest import MEDIA
-from tests.emulator import NemoEmulator, Turn, sample_draft
-from tests.fake_telegram import FakeTelegram, User
 from tests.harness import Harness, connect, turn_over, user_says
 
 CHAT = 4242

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.bot_process import BotProcess
-from tests.emulator import DEFAULT_TEXTS, NemoEmulator, Turn
-from tests.fake_telegram import BotCall, FakeTelegram, Message, User
+from loopback.bot_process import BotProcess
+from loopback.emulator import DEFAULT_TEXTS, NemoEmulator, Turn
+from loopback.fake_telegram import BotCall, FakeTelegram, Message, User
 
 CHAT = 5151
 ADA = User(CHAT, "Ada", "ada", language_code="en")

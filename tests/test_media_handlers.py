@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
+from loopback.emulator import sample_draft
+from loopback.fake_telegram import User
 from tests.conftest import MEDIA, MakeHarness
-from tests.emulator import sample_draft
-from tests.fake_telegram import User
 from tests.harness import Harness, connect, user_says
 
 CHAT = 888

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 
+from loopback.emulator import DEFAULT_TEXTS
+from loopback.fake_telegram import User
 from tests.conftest import MakeHarness
-from tests.emulator import DEFAULT_TEXTS
-from tests.fake_telegram import User
 from tests.harness import Harness, turn_over
 
 ADA = User(321, "Ada", "ada", language_code="en")

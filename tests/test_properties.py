@@ -19,7 +19,7 @@ from bot.core.intents import MAX_WORDS, Intent, links_in, route
 from bot.core.media import KINDS, safe_filename
 from bot.core.timeline import describe_changes, format_timeline, is_exportable, tracks
 from bot.nemo.sse import AgentEvent, parse_event
-from tests.fake_telegram import parse_html
+from loopback.fake_telegram import parse_html
 
 FAST = settings(max_examples=200, deadline=None)
 MEDIUM = settings(max_examples=100, deadline=None)

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from tests.proxy import NginxProxy, PythonProxy, Upstream, find_nginx, free_port, round_robin_proxy
+from loopback.proxy import NginxProxy, PythonProxy, Upstream, find_nginx, free_port, round_robin_proxy
 
 NGINX = find_nginx()
 KINDS = [

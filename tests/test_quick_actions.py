@@ -8,9 +8,9 @@ import asyncio
 import pytest
 
 from bot.core.profiles import PROFILES
+from loopback.emulator import Turn, sample_draft
+from loopback.fake_telegram import Message, User
 from tests.conftest import MakeHarness
-from tests.emulator import Turn, sample_draft
-from tests.fake_telegram import Message, User
 from tests.harness import Harness, connect, turn_over, user_says
 from tests.test_e2e_timeline import QUICK
 from tests.test_timeline_picture import bars

@@ -20,11 +20,11 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.settings import SHARED_LIMIT_MARGIN
-from tests.bot_process import BotProcess
+from loopback.bot_process import BotProcess
+from loopback.emulator import NemoEmulator, Turn
+from loopback.fake_telegram import FakeTelegram, User
+from loopback.proxy import round_robin_proxy
 from tests.conftest import MEDIA, RedisServer, free_port
-from tests.emulator import NemoEmulator, Turn
-from tests.fake_telegram import FakeTelegram, User
-from tests.proxy import round_robin_proxy
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 

@@ -18,7 +18,7 @@ from bot.chat.switcher import ago, clean_name, next_id
 from bot.core.timeline import studio_tracks
 from bot.state.projects import ProjectRecord
 from bot.studio.auth import caller_of
-from tests.emulator import sample_draft
+from loopback.emulator import sample_draft
 
 TOKEN = "123456:secret-part-of-the-bot-token"
 

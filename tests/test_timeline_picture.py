@@ -18,7 +18,7 @@ from bot.core.timeline import layout, tracks
 from bot.telegram import pictures as timeline_image
 from bot.telegram.output import button_rows, keyboard
 from bot.telegram.pictures import PALETTE, Fonts, clock, render_png, row_top, ticks, x_of
-from tests.emulator import sample_draft
+from loopback.emulator import sample_draft
 from tests.test_properties import drafts, expected_track_count
 
 DEJAVU = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"

@@ -72,8 +72,8 @@ __all__ = [
     "sample_draft",
 ]
 
-DEFAULT_RENDER_FILE = pathlib.Path(__file__).parent / "media" / "clip.mp4"
-DEFAULT_CDN_IMAGE = pathlib.Path(__file__).parent / "media" / "photo.jpg"
+DEFAULT_RENDER_FILE = pathlib.Path(__file__).parent.parent / "tests" / "media" / "clip.mp4"
+DEFAULT_CDN_IMAGE = pathlib.Path(__file__).parent.parent / "tests" / "media" / "photo.jpg"
 AGENT = "nemo_agent"
 TOKEN_LIFETIME = timedelta(days=7)
 FREE_CREDITS = 100

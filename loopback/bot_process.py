@@ -8,8 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
-from tests.emulator import NemoEmulator
-from tests.fake_telegram import FakeTelegram
+from loopback.emulator import NemoEmulator
+from loopback.fake_telegram import FakeTelegram
 
 FAST = {
     "RENDER_POLL_SECONDS": "0.2",
