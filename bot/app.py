@@ -15,7 +15,6 @@ from telegram.ext import Application, ApplicationBuilder
 from bot.chat.services import Services
 from bot.settings import Settings
 from bot.telegram.menu import register_commands, register_menu_button
-from bot.web import start_server
 from bot.wiring import build_services, flood_limiter
 
 log = logging.getLogger(__name__)
@@ -38,6 +37,8 @@ async def on_start(application: Application) -> None:  # type: ignore[type-arg]
         await register_menu_button(application.bot, settings.mini_app_url)
     services.start()
     if settings.listen_port and not settings.telegram_webhook_url:  # polling: /healthz and /metrics
+        from bot.web import start_server  # here: aiohttp (9 MB) loads only where a server runs
+
         application.bot_data["http"] = await start_server(services, settings)
     log.info("bot ready as profile %s", settings.nemo_skill)
 
@@ -100,6 +101,8 @@ async def serve(settings: Settings) -> None:
         services: Services = application.bot_data["services"]
         inbox = services.inbox
         await application.start()
+        from bot.web import start_server
+
         runner = await start_server(services, settings)
         consumer = asyncio.create_task(
             inbox.run(lambda data: handle(application, data), settings.concurrent_updates), name="inbox"

@@ -94,7 +94,7 @@ MAX_POLL_TIMEOUT = 1.0  # the server's cap on getUpdates long polls, so that the
 _METHODS = _words(
     "getMe getUpdates setWebhook deleteWebhook setMyCommands sendMessage editMessageText deleteMessage "
     "sendChatAction sendVideo sendPhoto sendMediaGroup answerCallbackQuery getFile setMessageReaction "
-    "getChatMember setChatMenuButton"
+    "getChatMember setChatMenuButton createForumTopic"
 )
 # Requests Telegram's flood limits count; no other method ever gets a flood 429.
 FLOOD_COUNTED_METHODS = _words(
@@ -540,6 +540,7 @@ class FakeTelegram:
         self.reaction_history: dict[tuple[int, int], list[str]] = {}  # (chat, message) -> emoji set, in order
         self.deleted_user_messages: list[tuple[int, int]] = []  # (chat, message) the bot deleted
         self.menu_button: Json | None = None  # the private chats' menu button the bot set
+        self.private_topics = False  # topics in private chats are on for the bot (Bot API 9.4)
         self.fetched_urls: list[str] = []  # media URLs the fake fetched for the bot, in order
         self.uploaded_videos = 0  # videos whose bytes the bot uploaded (not file ids or URLs)
         self.too_many_requests = 0  # every 429 answered
@@ -1016,7 +1017,8 @@ class FakeTelegram:
     # -- the Bot API methods
 
     async def _api_getMe(self, params: Json, files: Files) -> Any:
-        return self.bot_user | {"can_join_groups": True, "can_read_all_group_messages": not self.privacy_mode}
+        me = self.bot_user | {"can_join_groups": True, "can_read_all_group_messages": not self.privacy_mode}
+        return me | ({"has_topics_enabled": True} if self.private_topics else {})
 
     async def _api_getUpdates(self, params: Json, files: Files) -> Any:
         if self.webhook_url:
@@ -1278,6 +1280,18 @@ class FakeTelegram:
         self.menu_button = button
         return True
 
+    async def _api_createForumTopic(self, params: Json, files: Files) -> Any:
+        chat = self._target_chat(params)
+        if not (chat.get("is_forum") or (chat["type"] == "private" and self.private_topics)):
+            raise _bad("the chat is not a forum")
+        name = str(params.get("name") or "")
+        if not 1 <= len(name) <= 128:
+            raise _bad("TOPIC_NAME_INVALID" if name else "topic name is empty")
+        thread_id = self._allocate_message_id(chat["id"])
+        root = self._messages[(chat["id"], thread_id)] = self._topic_root(chat["id"], thread_id, name)
+        root["from"] = dict(self.bot_user)
+        return {"message_thread_id": thread_id, "name": name, "icon_color": 7322096}
+
     def _check_markup(self, markup: Any, chat: Json | None = None) -> Json | None:
         if markup in (None, ""):
             return None
@@ -1505,7 +1519,7 @@ class FakeTelegram:
             raw["from"] = dict(sender)
         if thread_id is not None:
             raw["message_thread_id"] = thread_id
-            if chat.get("is_forum"):
+            if chat.get("is_forum") or (chat["type"] == "private" and self.private_topics):
                 raw["is_topic_message"] = True
         if reply_to is not None:
             if (chat_id, reply_to) not in self._messages:
