@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     # The studio (a Telegram Mini App): the public HTTPS address that leads to this bot's /studio
     # (Telegram opens Mini Apps over HTTPS only); unset, there is no studio
     mini_app_url: str | None = None
+    # Each new project its own topic in private chats, where the bot has topics (Bot API 9.4)
+    project_topics: bool = False
     mini_app_auth_seconds: float = Field(default=3600, gt=0)  # a studio's initData is refused once older
     mini_app_refresh_seconds: float = Field(default=5, gt=0)  # the open studio redraws the project this often
     # Accounts: personal tokens (/login) are stored encrypted with a key derived from this secret;

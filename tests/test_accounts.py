@@ -18,7 +18,8 @@ from bot.state.inbox import Inbox
 from bot.state.store import Store
 from loopback.emulator import NemoEmulator, Turn, sample_draft
 from loopback.fake_telegram import FakeTelegram, User
-from tests.conftest import MEDIA, MakeHarness
+from loopback.servers import MEDIA
+from tests.conftest import MakeHarness
 from tests.harness import Harness, connect, turn_over
 
 KEY = "correct horse battery staple, 32+ chars"

@@ -13,7 +13,7 @@ from bot.nemo.client import LocalFile, NemoClient, RetryPolicy
 from bot.nemo.sse import AgentEvent
 from bot.state.store import Store
 from loopback.emulator import NemoEmulator, Turn, sample_draft
-from tests.conftest import MEDIA
+from loopback.servers import MEDIA
 
 CHAT = ChatRef.of(42)
 

@@ -13,7 +13,8 @@ from bot.nemo import errors
 from bot.nemo.errors import error_for
 from loopback.emulator import sample_draft
 from loopback.fake_telegram import User
-from tests.conftest import MEDIA, MakeHarness
+from loopback.servers import MEDIA
+from tests.conftest import MakeHarness
 from tests.harness import Harness, connect, user_says
 
 CHAT = 4242

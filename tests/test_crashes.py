@@ -18,7 +18,7 @@ import pytest
 from loopback.bot_process import BotProcess
 from loopback.emulator import NemoEmulator, Turn
 from loopback.fake_telegram import FakeTelegram, User
-from tests.conftest import MEDIA, RedisServer
+from loopback.servers import MEDIA, RedisServer
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 

@@ -14,7 +14,7 @@ import pytest
 from loopback.bot_process import BotProcess
 from loopback.emulator import NemoEmulator
 from loopback.fake_telegram import FakeTelegram, User
-from tests.conftest import MEDIA, RedisServer
+from loopback.servers import MEDIA, RedisServer
 
 CHAT = 4242
 USER = User(CHAT, "Ada", "ada", language_code="en")

@@ -14,7 +14,7 @@ from redis import Redis
 from loopback.bot_process import BotProcess
 from loopback.emulator import NemoEmulator, Turn, sample_draft
 from loopback.fake_telegram import FakeTelegram, User
-from tests.conftest import MEDIA, RedisServer
+from loopback.servers import MEDIA, RedisServer
 
 KEY = "an operator's secret of at least 32 characters"
 GROUP = -100424242

@@ -18,7 +18,7 @@ from PIL import Image
 from loopback.bot_process import BotProcess
 from loopback.emulator import NemoEmulator
 from loopback.fake_telegram import FakeTelegram, Message, User
-from tests.conftest import MEDIA
+from loopback.servers import MEDIA
 
 CHAT = 6161
 USER = User(CHAT, "Ada", "ada", language_code="en")

@@ -16,7 +16,7 @@ import pytest
 from loopback.bot_process import BotProcess
 from loopback.emulator import NemoEmulator, sample_draft
 from loopback.fake_telegram import FakeTelegram, User
-from tests.conftest import free_port
+from loopback.servers import free_port
 from tests.studio_browser import requires_browser, studio_page
 from tests.test_e2e_accounts import redis_url  # noqa: F401  # the fixture: a real redis-server
 from tests.test_studio_pure import signed
@@ -184,3 +184,26 @@ async def test_the_studio_page_in_chromium_shows_the_project_and_reaches_the_age
         error = page.locator("#studio-error")
         await error.wait_for()
         assert "could not be verified" in await error.inner_text()
+
+
+async def test_with_project_topics_a_new_project_is_a_topic_of_its_own(
+    fake: FakeTelegram, emulator: NemoEmulator, tmp_path: Path
+) -> None:
+    fake.private_topics = True  # the bot's owner turned topics on for private chats (Bot API 9.4)
+    process = BotProcess(fake, emulator, tmp_path, PROJECT_TOPICS="true")
+    await process.start()
+    try:
+        await ask(fake, "/start", "Connected and ready")
+        made = await ask(fake, "/new", "This topic is your new project, Project 2")
+        [call] = [c for c in fake.calls if c.method == "createForumTopic"]
+        assert call.params["name"] == "Project 2" and made.thread_id is not None
+
+        mark = fake.message_count(ADA.id)
+        fake.send_text(ADA.id, "make a 10-second teaser", user=ADA, thread_id=made.thread_id)
+        reply = await fake.wait_for_message(ADA.id, "on the timeline", after=mark, timeout=20)
+        assert reply.thread_id == made.thread_id  # answered in the topic
+        assert len(emulator.sessions) == 2  # the topic's own project; the chat's first one is kept
+        status = await ask(fake, "status", "Timeline")
+        assert status.thread_id is None and "teaser" not in status.text
+    finally:
+        assert await process.stop() == 0, process.log[-3000:]

@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 import bot.telegram.flood
 from bot.core.metrics import REGISTRY
 from bot.telegram.flood import COSMETIC, FloodLimiter, FloodLimits, Thinned
-from tests.conftest import RedisServer
+from loopback.servers import RedisServer
 from tests.test_flood import Recorder, send
 
 # Small limits keep the tests short; the promises are the same as with Telegram's.

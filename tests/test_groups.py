@@ -9,7 +9,8 @@ import pytest
 
 from loopback.emulator import Turn, sample_draft
 from loopback.fake_telegram import FakeTelegram, User
-from tests.conftest import MEDIA, MakeHarness
+from loopback.servers import MEDIA
+from tests.conftest import MakeHarness
 from tests.harness import Harness
 
 GROUP = -1001234

@@ -10,7 +10,8 @@ import pytest
 from bot.core.profiles import PROFILES
 from loopback.emulator import NemoEmulator, Turn, sample_draft
 from loopback.fake_telegram import User
-from tests.conftest import MEDIA, MakeHarness
+from loopback.servers import MEDIA
+from tests.conftest import MakeHarness
 from tests.harness import Harness, connect, turn_over, user_says
 
 CHAT = 777

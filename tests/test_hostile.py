@@ -25,7 +25,7 @@ from bot.core.media import safe_filename
 from bot.telegram.output import ChatGone
 from loopback.emulator import NemoEmulator, Turn, sample_draft
 from loopback.fake_telegram import FakeTelegram, User
-from tests.conftest import MEDIA
+from loopback.servers import MEDIA
 from tests.harness import Harness, connect, turn_over, user_says
 
 CHAT = 4242

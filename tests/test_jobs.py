@@ -21,7 +21,7 @@ from saq.job import Status
 from bot.state.renders import RenderRecord
 from bot.state.store import Store
 from bot.work.jobs import Jobs, JobTimings, abandoned
-from tests.conftest import RETENTION, RedisServer
+from loopback.servers import RETENTION, RedisServer
 
 TIMINGS = JobTimings(
     concurrency=4,

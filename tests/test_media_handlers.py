@@ -9,7 +9,8 @@ import pytest
 
 from loopback.emulator import sample_draft
 from loopback.fake_telegram import User
-from tests.conftest import MEDIA, MakeHarness
+from loopback.servers import MEDIA
+from tests.conftest import MakeHarness
 from tests.harness import Harness, connect, user_says
 
 CHAT = 888

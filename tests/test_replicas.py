@@ -24,7 +24,7 @@ from loopback.bot_process import BotProcess
 from loopback.emulator import NemoEmulator, Turn
 from loopback.fake_telegram import FakeTelegram, User
 from loopback.proxy import round_robin_proxy
-from tests.conftest import MEDIA, RedisServer, free_port
+from loopback.servers import MEDIA, RedisServer, free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 

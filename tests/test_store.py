@@ -16,7 +16,7 @@ from bot.chat.access import overflowing
 from bot.state.renders import InvalidMove, RenderRecord, RenderState
 from bot.state.store import Store
 from bot.state.turns import TurnRecord
-from tests.conftest import RETENTION, RedisServer
+from loopback.servers import RETENTION, RedisServer
 
 
 @pytest.fixture(params=["fakeredis", "redis-server"])

@@ -9,20 +9,24 @@ started it: its record carries its own session and chat.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from telegram.error import TelegramError
+
 from bot.chat.kit import ChatContext, Kit
 from bot.chat.projects import ChatRef
 from bot.core.actions import PROJECT, Action
-from bot.core.texts import Lang, say
+from bot.core.texts import Lang, say, words
 from bot.state.chats import ChatRecord
 from bot.state.projects import ProjectRecord
 from bot.state.renders import UNFINISHED
 
 FIRST = "1"  # the id of a chat's project from before projects existed, or its first
+log = logging.getLogger(__name__)
 NAME_MAX = 40  # characters in a project's name
 
 
@@ -64,8 +68,9 @@ def next_id(projects: list[ProjectRecord]) -> str:
 
 
 class Switcher:
-    def __init__(self, kit: Kit, clock: Callable[[], float] = time.time):
+    def __init__(self, kit: Kit, *, topics: bool = False, clock: Callable[[], float] = time.time):
         self.kit = kit
+        self.topics = topics  # PROJECT_TOPICS: in private chats with topics, a new project is a topic
         self.store = kit.store
         self.projects = kit.projects
         self._clock = clock
@@ -133,7 +138,13 @@ class Switcher:
         return True
 
     async def start_new(self, ctx: ChatContext) -> bool:
-        """/new: a fresh project beside the others (they stay in /projects)."""
+        """/new: a fresh project beside the others (they stay in /projects); with PROJECT_TOPICS, in
+        a private chat where the bot has topics, a topic of its own (each topic is its own project)."""
+        topics = (
+            self.topics and ctx.chat.chat_id > 0 and getattr(ctx.out.bot.bot, "has_topics_enabled", False)
+        )
+        if topics and await self._new_topic(ctx):
+            return True
         if await self.store.current_turn(ctx.chat.key) is not None:
             await ctx.out.say("busy")
             return False
@@ -150,6 +161,21 @@ class Switcher:
             await self.kit.explain(ctx, err)
             return False
         await ctx.out.say("new_project", name=display_name(fresh, len(kept) + 1, ctx.lang))
+        return True
+
+    async def _new_topic(self, ctx: ChatContext) -> bool:
+        """A new topic in the private chat, named "Project <n>": its first message there sets it up.
+        False when Telegram refuses the topic (the project is then made in place)."""
+        chat_key = str(ctx.chat.chat_id)
+        number = int((await self.store.load_chat(chat_key)).topics or "1") + 1
+        name = words(ctx.lang, "project_default", number=number)
+        try:
+            topic = await ctx.out.bot.create_forum_topic(ctx.chat.chat_id, name)
+        except TelegramError as err:  # topics turned off by the user, or by the bot's owner
+            log.info("chat %s: no topic for a new project (%s); one in place instead", chat_key, err)
+            return False
+        await self.store.save_chat(chat_key, topics=str(number))
+        await ctx.out.in_topic(topic.message_thread_id).say("project_topic", name=name)
         return True
 
     async def rename(self, ctx: ChatContext, text: str) -> None:

@@ -101,6 +101,11 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     # Several projects per chat (/projects, /rename)
     "project_default": ("Project {number}", "项目 {number}"),
+    "project_topic": (
+        "🆕 This topic is your new project, {name}. Send media or describe the video you want here; "
+        "each topic keeps its own project.",
+        "🆕 这个话题就是你的新项目：{name}。在这里发送素材或描述你想要的视频；每个话题都有自己的项目。",
+    ),
     "projects_header": (
         "🗂 <b>Your projects</b> (tap one to switch to it):",
         "🗂 <b>你的项目</b>（点按即可切换）：",

@@ -25,6 +25,7 @@ class ChatRecord:
     link: Link | None = None  # the project owner's linked account, when asked for and linked
     project: str = ""  # the current project's id ("" before projects: the first, "1")
     changed_at: str = ""  # when the current project was last used (a time.time() value)
+    topics: str = ""  # with PROJECT_TOPICS: how many projects of this private chat have a topic
 
 
 @dataclass(frozen=True)

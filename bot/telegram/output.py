@@ -193,6 +193,10 @@ class ChatOutput:
         self.thread_id = thread_id
         self.reply_to = reply_to
 
+    def in_topic(self, thread_id: int) -> ChatOutput:
+        """The same chat's topic `thread_id`, in the same language."""
+        return ChatOutput(self.bot, self.transfers, self.chat_id, self.lang, thread_id=thread_id)
+
     async def say(
         self,
         key: str,
