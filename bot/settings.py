@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     mini_app_url: str | None = None
     # Each new project its own topic in private chats, where the bot has topics (Bot API 9.4)
     project_topics: bool = False
+    max_projects: int = Field(
+        default=20, ge=1, le=90
+    )  # projects a chat keeps (/projects shows them as buttons)
     mini_app_auth_seconds: float = Field(default=3600, gt=0)  # a studio's initData is refused once older
     mini_app_refresh_seconds: float = Field(default=5, gt=0)  # the open studio redraws the project this often
     # Accounts: personal tokens (/login) are stored encrypted with a key derived from this secret;

@@ -274,7 +274,7 @@ def build_services(settings: Settings, bot: ExtBot[Any]) -> Services:
         jobs=jobs,
         adopt_seconds=settings.replica_lease_seconds,
     )
-    switcher = Switcher(kit, topics=settings.project_topics)
+    switcher = Switcher(kit, owner=replicas.me, most=settings.max_projects, topics=settings.project_topics)
     return Services(
         settings,
         store,

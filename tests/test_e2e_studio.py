@@ -82,7 +82,7 @@ async def test_projects_switch_rename_and_a_render_delivered_into_its_project(
     video = await fake.wait_for_message(ADA.id, kind="video", timeout=30)
     assert [r.session_id for r in emulator.renders.values()] == [first]
     await asyncio.sleep(0.5)
-    assert sum(m.kind == "video" for m in fake.bot_messages(ADA.id)) == 1 and video is not None
+    assert sum(m.kind == "video" for m in fake.bot_messages(ADA.id)) == 1 and video.thread_id is None
 
     # Switching back brings Project 1's session (and its timeline) back, not a new one.
     mark = fake.message_count(ADA.id)
@@ -150,6 +150,26 @@ async def test_the_studio_answers_only_signed_init_data_and_acts_in_the_chat(
             .startswith("Change the aspect ratio to 9:16")
         )
 
+        # A tap on a timeline drawn before the last turn changed it: refused, with words for the page.
+        stale = await http.post(
+            "/studio/api/segment",
+            headers=good,
+            json={"track": 0, "segment": 0, "op": "remove", "digest": state["digest"]},
+        )
+        assert stale.status_code == 409 and "has changed" in stale.json()["message"]
+
+        # Another person's valid initData acts only in their own chat, never in Ada's.
+        bob = {"id": 5151, "first_name": "Bob", "language_code": "zh"}
+        theirs = {"Authorization": "tma " + signed(bob, token=fake.token)}
+        mark, bob_mark = fake.message_count(ADA.id), fake.message_count(5151)
+        empty = (await http.post("/studio/api/state", headers=theirs, json={})).json()
+        assert empty["tracks"] == [] and empty["video"] is None and empty["lang"] == "zh"
+        assert (
+            await http.post("/studio/api/act", headers=theirs, json={"action": "music"})
+        ).status_code == 202
+        await fake.wait_for_message(5151, "🗣", after=bob_mark, timeout=20)
+        assert not any("🗣" in m.text for m in fake.bot_messages(ADA.id)[mark:])  # nothing asked in Ada's chat
+
         missing = await http.post(
             "/studio/api/segment", headers=good, json={"track": 9, "segment": 0, "op": "remove"}
         )
@@ -204,6 +224,6 @@ async def test_with_project_topics_a_new_project_is_a_topic_of_its_own(
         assert reply.thread_id == made.thread_id  # answered in the topic
         assert len(emulator.sessions) == 2  # the topic's own project; the chat's first one is kept
         status = await ask(fake, "status", "Timeline")
-        assert status.thread_id is None and "teaser" not in status.text
+        assert status.thread_id is None and "generated clip" not in status.text  # the topic's, not the chat's
     finally:
         assert await process.stop() == 0, process.log[-3000:]

@@ -13,6 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.chat.access import overflowing
+from bot.state.projects import ProjectRecord
 from bot.state.renders import InvalidMove, RenderRecord, RenderState
 from bot.state.store import Store
 from bot.state.turns import TurnRecord
@@ -123,3 +124,25 @@ async def test_a_render_moves_only_from_the_state_it_was_read_in(any_store: Stor
     assert await any_store.active_renders() == ["render_5"]
     with pytest.raises(InvalidMove):
         await any_store.move_render(record, RenderState.PENDING)  # never back from a video
+
+
+async def test_a_chats_projects_live_as_long_as_the_chat_is_used(any_store: Store) -> None:
+    await any_store.save_project("7", ProjectRecord("1", name="Teaser", created_at=1.0))
+    await any_store.save_project("7", ProjectRecord("2", created_at=2.0))
+    await any_store.touch_project("7", "2", 50.0)
+    await any_store.redis.expire(any_store.keys.projects("7"), 5)
+    await any_store.redis.expire(any_store.keys.project_times("7"), 5)
+    await any_store.load_chat("7", touch=True)  # the chat is used: its projects are kept as long
+    assert await any_store.redis.ttl(any_store.keys.projects("7")) > 100
+    assert await any_store.redis.ttl(any_store.keys.project_times("7")) > 100
+    kept = await any_store.projects("7")
+    assert [(p.project_id, p.name, p.updated_at) for p in kept] == [("1", "Teaser", 1.0), ("2", "", 50.0)]
+    await any_store.save_project("7", ProjectRecord("2", name="Reel", created_at=2.0))  # a rename
+    assert [p.updated_at for p in await any_store.projects("7")] == [1.0, 50.0]  # keeps its time
+
+
+async def test_reading_a_chat_never_leaves_a_record_that_does_not_expire(any_store: Store) -> None:
+    await any_store.load_chat("8", touch=True)
+    assert not await any_store.redis.exists(any_store.keys.chat("8"))
+    await any_store.note_changed("8")
+    assert 0 < await any_store.redis.ttl(any_store.keys.chat("8")) <= 3600

@@ -56,6 +56,7 @@ def test_signed_init_data_names_its_user() -> None:
         "tma " + signed(ADA, auth_date=int(time.time()) - 7200),  # older than the limit
         "tma " + signed(None),  # names nobody
         "tma not even a query string",
+        "tma user=" + "%5B" * 5000 + "&auth_date=1&hash=00",  # JSON too deep to read
     ],
 )
 def test_forged_stale_or_missing_init_data_names_nobody(header: str | None) -> None:

@@ -204,17 +204,20 @@ class Services:
         """A chat turn with the agent (the caller checked the limit); counted once it starts."""
         if await self._turns.start(ctx, text) is not None:
             await self._guard.count("turns", ctx.chat.key)
+            await self.store.note_changed(ctx.chat.key)
 
     async def receive_media(
         self, ctx: ChatContext, file: IncomingFile, album: str | None, caption: str | None
     ) -> None:
         if await self._within_limit(ctx, "uploads"):
             await self._guard.count("uploads", ctx.chat.key)
+            await self.store.note_changed(ctx.chat.key)
             await self._uploads.receive(ctx, file, album=album, caption=caption)
 
     async def export(self, ctx: ChatContext) -> None:
         if await self._may_manage(ctx):
             await self._guard.count("renders", ctx.chat.key)
+            await self.store.note_changed(ctx.chat.key)
             await self._renders.export(ctx)
 
     async def new_project(self, ctx: ChatContext) -> None:
@@ -247,10 +250,12 @@ class Services:
         await self.press(ctx, action)
         return True
 
-    async def studio_segment(self, ctx: ChatContext, track: int, segment: int, op: str) -> bool:
+    async def studio_segment(
+        self, ctx: ChatContext, track: int, segment: int, op: str, digest: str | None = None
+    ) -> bool:
         """A change to one segment, sent to the agent as a clear instruction; False when that
-        segment or change is not there to make."""
-        instruction = await self._studio.instruction(ctx, track, segment, op)
+        segment or change is not there to make (or the timeline changed since it was drawn)."""
+        instruction = await self._studio.instruction(ctx, track, segment, op, digest)
         if instruction is None:
             return False
         await self.instruct(ctx, instruction)

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bot.chat.kit import ChatContext, Kit, browser_link
+from bot.chat.renders import draft_digest
 from bot.chat.switcher import Switcher
 from bot.core.texts import words
 from bot.core.timeline import StudioTrack, duration_ms, layout, studio_tracks
@@ -74,11 +75,12 @@ class Studio:
         account, _ = await self.projects.account(ctx.chat)
         tracks: list[StudioTrack] = []
         media: list[dict[str, Any]] = []
-        duration, available = 0, None
+        duration, available, digest, video = 0, None, "", None
         connection = await self.projects.connected(ctx.chat, ctx.session_lang)
         if connection is not None:
             account = connection.account
             state = await self.projects.state(ctx.chat, ctx.session_lang, connection=connection)
+            digest = draft_digest(state.draft)
             tracks = studio_tracks(state.draft)
             duration = duration_ms(state.draft, layout(state.draft))
             media = [media_json(item) for item in state.media]
@@ -86,7 +88,9 @@ class Studio:
                 ctx.chat, ctx.session_lang, lambda c: self.client.credits(c.token), connection=connection
             )
             available = balance.available
-        last = await self.store.last_delivered(ctx.chat.key)
+            last = await self.store.last_delivered(ctx.chat.key)
+            if last is not None and last.url and last.session_id == connection.session_id:  # this project's
+                video = {"url": last.url, "name": "video.mp4"}
         return {
             "lang": ctx.lang,
             "refresh_seconds": self.refresh_seconds,
@@ -96,19 +100,25 @@ class Studio:
             "tracks": [track_json(t) for t in tracks],
             "media": media,
             "credits": {"available": available, "account": str(account)},
-            "video": {"url": last.url, "name": "video.mp4"} if last is not None and last.url else None,
+            "video": video,
+            "digest": digest,  # the draft drawn: a touch on a segment names it (`instruction`)
             "browser_url": await self._browser_url(ctx) if connection is not None else None,
         }
 
-    async def instruction(self, ctx: ChatContext, track: int, segment: int, op: str) -> str | None:
+    async def instruction(
+        self, ctx: ChatContext, track: int, segment: int, op: str, digest: str | None = None
+    ) -> str | None:
         """What a touch on a segment asks of the agent, in the person's words; None if the segment
-        is not (or no longer) on the timeline, or the change is not one the studio offers."""
+        is not (or no longer) on the timeline, the timeline changed since the studio drew it (its
+        `digest`), or the change is not one the studio offers."""
         if (
             op not in SEGMENT_OPS
             or (connection := await self.projects.connected(ctx.chat, ctx.session_lang)) is None
         ):
             return None
         state = await self.projects.state(ctx.chat, ctx.session_lang, connection=connection)
+        if digest is not None and digest != draft_digest(state.draft):
+            return None
         tracks = studio_tracks(state.draft)
         if not 0 <= track < len(tracks) or not 0 <= segment < len(tracks[track].segments):
             return None

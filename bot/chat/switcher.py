@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from telegram.error import TelegramError
@@ -24,9 +25,11 @@ from bot.core.texts import Lang, say, words
 from bot.state.chats import ChatRecord
 from bot.state.projects import ProjectRecord
 from bot.state.renders import UNFINISHED
+from bot.state.turns import TurnRecord
 
 FIRST = "1"  # the id of a chat's project from before projects existed, or its first
 log = logging.getLogger(__name__)
+SWAP_SECONDS = 60  # the turn slot a swap holds expires after this, should the process stop mid-swap
 NAME_MAX = 40  # characters in a project's name
 
 
@@ -47,7 +50,7 @@ def clean_name(text: str) -> str:
 
 
 def display_name(project: ProjectRecord, number: int, lang: Lang) -> str:
-    return project.name or say(lang, "project_default", number=number)
+    return project.name or words(lang, "project_default", number=number)
 
 
 def ago(seconds: float, lang: Lang) -> str:
@@ -68,8 +71,18 @@ def next_id(projects: list[ProjectRecord]) -> str:
 
 
 class Switcher:
-    def __init__(self, kit: Kit, *, topics: bool = False, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        kit: Kit,
+        *,
+        owner: str = "",
+        most: int = 20,
+        topics: bool = False,
+        clock: Callable[[], float] = time.time,
+    ):
         self.kit = kit
+        self.owner = owner  # this replica: a swap holds the turn slot in its name
+        self.most = most  # MAX_PROJECTS: a chat keeps at most this many
         self.topics = topics  # PROJECT_TOPICS: in private chats with topics, a new project is a topic
         self.store = kit.store
         self.projects = kit.projects
@@ -111,11 +124,34 @@ class Switcher:
         labels = {f"{PROJECT}{v.project_id}": ("✅ " if v.current else "") + v.name for v in views}
         await ctx.out.send("\n".join(lines), buttons=[*labels, Action.NEW_PROJECT], labels=labels)
 
+    @asynccontextmanager
+    async def _holding(self, ctx: ChatContext) -> AsyncIterator[bool]:
+        """The chat's turn slot, held while projects are swapped, so that no turn (nor another swap)
+        writes into the chat record meanwhile; False (after saying so) while a turn runs."""
+        hold = TurnRecord(
+            self._clock(),
+            words(ctx.lang, "switching_projects"),
+            chat_id=ctx.chat.chat_id,
+            thread_id=ctx.chat.thread_id,
+            language=ctx.lang,
+            session_language=ctx.session_lang,
+            owner=self.owner,
+        )
+        if not await self.store.start_turn(ctx.chat.key, hold, SWAP_SECONDS):
+            await ctx.out.say("busy")
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            await self.store.end_turn(ctx.chat.key, hold.started_at)
+
     async def switch(self, ctx: ChatContext, project_id: str) -> bool:
         """Make `project_id` the chat's current project; False (after saying why) if it cannot be."""
-        if await self.store.current_turn(ctx.chat.key) is not None:
-            await ctx.out.say("busy")
-            return False
+        async with self._holding(ctx) as held:
+            return held and await self._switch(ctx, project_id)
+
+    async def _switch(self, ctx: ChatContext, project_id: str) -> bool:
         record = await self.store.load_chat(ctx.chat.key)
         kept, current = await self._kept(ctx.chat, record)
         chosen = next((p for p in kept if p.project_id == project_id), None)
@@ -126,7 +162,7 @@ class Switcher:
         if project_id != current:
             await self._put_away(ctx.chat, record, kept, current)
             await self.store.forget_session(ctx.chat.key)
-            values = {"project": project_id}
+            values = {"project": project_id, "changed_at": repr(chosen.updated_at)}
             if chosen.session_id:
                 values |= {
                     "session_id": chosen.session_id,
@@ -145,16 +181,20 @@ class Switcher:
         )
         if topics and await self._new_topic(ctx):
             return True
-        if await self.store.current_turn(ctx.chat.key) is not None:
-            await ctx.out.say("busy")
-            return False
+        async with self._holding(ctx) as held:
+            return held and await self._start_new(ctx)
+
+    async def _start_new(self, ctx: ChatContext) -> bool:
         record = await self.store.load_chat(ctx.chat.key)
         kept, current = await self._kept(ctx.chat, record)
+        if len(kept) >= self.most:
+            await ctx.out.say("projects_full", count=self.most)
+            return False
         await self._put_away(ctx.chat, record, kept, current)
         now = self._clock()
         fresh = ProjectRecord(next_id(kept), created_at=now, updated_at=now)
         await self.store.save_project(ctx.chat.key, fresh)
-        await self.store.save_chat(ctx.chat.key, project=fresh.project_id)
+        await self.store.save_chat(ctx.chat.key, project=fresh.project_id, changed_at=repr(now))
         try:
             await self.projects.new_project(ctx.chat, ctx.session_lang)
         except Exception as err:

@@ -101,6 +101,11 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     # Several projects per chat (/projects, /rename)
     "project_default": ("Project {number}", "项目 {number}"),
+    "switching_projects": ("switching projects", "切换项目"),
+    "projects_full": (
+        "🗂 This chat already has {count} projects, the most I keep. Switch to one in /projects and carry on there.",
+        "🗂 这个聊天已有 {count} 个项目，已达上限。请在 /projects 中切换到其中一个继续。",
+    ),
     "project_topic": (
         "🆕 This topic is your new project, {name}. Send media or describe the video you want here; "
         "each topic keeps its own project.",
@@ -509,6 +514,14 @@ TEXTS: dict[str, tuple[str, str]] = {
     "button_stop": ("⏹ Stop", "⏹ 停止"),
     "button_new": ("🆕 New project", "🆕 新项目"),
     "button_studio": ("🎛 Studio", "🎛 工作室"),
+    "studio_changed": (
+        "The timeline has changed since the studio drew it: look again and tap the clip once more.",
+        "时间线在工作室显示后已有变化：请再看一下，重新点按该片段。",
+    ),
+    "studio_no_chat": (
+        "I can't write to you in our chat: open the bot, press Start, then try again.",
+        "我无法在聊天中给你发消息：请打开机器人，点击“开始”，然后重试。",
+    ),
     # A touch on a segment in the studio, as an instruction to the agent (plain text: see `words`)
     "do_segment_remove": (
         "Remove “{name}” ({track}, {start}–{end}) from the timeline.",

@@ -42,8 +42,8 @@ class ChatAddress:
 class Chats(Section):
     async def load_chat(self, chat_key: str, *, touch: bool = False, owner: int | None = None) -> ChatRecord:
         """The chat's record, with the linked account of the project's `owner` when given; with
-        `touch`, the chat (and the link) are in use: kept `chat_ttl` from now, and the current project
-        noted as used now. One round trip."""
+        `touch`, the chat (its projects, and the link) are in use and kept `chat_ttl` from now. One
+        round trip."""
         key = self.keys.chat(chat_key)
         person = self.keys.person(owner) if owner is not None else None
         ttl = self.retention.chat
@@ -52,7 +52,10 @@ class Chats(Section):
                 p.hgetall(key),
                 p.hgetall(self.keys.token(chat_key)),
                 p.hgetall(person) if person else p.exists(key),  # a placeholder keeps the shape
-                *((p.expire(key, ttl), p.hset(key, "changed_at", repr(time.time()))) if touch else ()),
+                *((p.expire(key, ttl),) if touch else ()),
+                # the chat's other projects live as long as the chat is used
+                *((p.expire(self.keys.projects(chat_key), ttl),) if touch else ()),
+                *((p.expire(self.keys.project_times(chat_key), ttl),) if touch else ()),
                 *((p.expire(person, ttl),) if touch and person else ()),
             )
         )
@@ -80,6 +83,10 @@ class Chats(Section):
                 p.expire(key, ttl),
             )
         )
+
+    async def note_changed(self, chat_key: str) -> None:
+        """The current project changes now (a turn, an upload or an export begins)."""
+        await self.save_chat(chat_key, changed_at=repr(time.time()))
 
     async def drop_token(self, chat_key: str) -> None:
         await self.redis.delete(self.keys.token(chat_key))

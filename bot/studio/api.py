@@ -15,11 +15,12 @@ from typing import Any
 
 from aiohttp import web
 from redis.exceptions import RedisError
+from telegram.error import TelegramError
 
 from bot.chat.kit import ChatContext
 from bot.chat.projects import ChatRef
 from bot.chat.services import Services
-from bot.core.texts import language_of, session_language
+from bot.core.texts import language_of, session_language, words
 from bot.nemo.errors import NemoError
 from bot.settings import Settings
 from bot.studio.auth import Caller, caller_of
@@ -44,14 +45,20 @@ def routes(services: Services, settings: Settings) -> list[web.AbstractRouteDef]
                 return _error(401, "unauthorized")
             if not services.allows(caller.user_id, caller.user_id):
                 return _error(403, "forbidden")
+            if (request.content_length or 0) > MAX_BODY_BYTES:
+                return _error(413, "too large")
             try:
                 body = await request.json() if request.can_read_body else {}
             except (ValueError, UnicodeDecodeError):
                 return _error(400, "bad request")
             if not isinstance(body, dict):
                 return _error(400, "bad request")
+            ctx = _context(services, caller)
             try:
-                return await handle(_context(services, caller), body)
+                return await handle(ctx, body)
+            except TelegramError as err:  # the bot cannot write to the person (never started, or blocked)
+                log.info("studio call for %s: the chat refused: %s", caller.user_id, type(err).__name__)
+                return _error(409, "chat unavailable", words(ctx.lang, "studio_no_chat"))
             except (NemoError, RedisError) as err:
                 log.info("studio call for %s failed: %s", caller.user_id, type(err).__name__)
                 return _error(503, "unavailable")
@@ -68,11 +75,14 @@ def routes(services: Services, settings: Settings) -> list[web.AbstractRouteDef]
         return _json({"ok": True}, status=202)
 
     async def segment(ctx: ChatContext, body: dict[str, Any]) -> web.Response:
-        track, index, op = body.get("track"), body.get("segment"), body.get("op")
-        if not (isinstance(track, int) and isinstance(index, int) and isinstance(op, str)):
+        track, index, op, digest = body.get("track"), body.get("segment"), body.get("op"), body.get("digest")
+        if not (_whole(track) and _whole(index) and isinstance(op, str)) or not isinstance(
+            digest, str | None
+        ):
             return _error(400, "bad request")
-        if not await services.studio_segment(ctx, track, index, op):
-            return _error(409, "segment not found")
+        assert isinstance(track, int) and isinstance(index, int)
+        if not await services.studio_segment(ctx, track, index, op, digest):
+            return _error(409, "segment not found", words(ctx.lang, "studio_changed"))
         return _json({"ok": True}, status=202)
 
     async def switch(ctx: ChatContext, body: dict[str, Any]) -> web.Response:
@@ -109,5 +119,10 @@ def _json(value: object, status: int = 200) -> web.Response:
     )
 
 
-def _error(status: int, reason: str) -> web.Response:
-    return _json({"error": reason}, status=status)
+def _error(status: int, reason: str, message: str | None = None) -> web.Response:
+    """An error: `reason` for programs, and `message` (in the person's language) for the page to show."""
+    return _json({"error": reason} | ({"message": message} if message else {}), status=status)
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -31,7 +31,7 @@ def caller_of(authorization: str | None, bot_token: str, max_age_seconds: float)
         return None
     try:
         data = validate_by_hash(authorization[len(SCHEME) :], bot_token, expires_in=max_age_seconds)
-    except InvalidInitDataError:
+    except (InvalidInitDataError, ValueError, RecursionError):  # forged, stale, or not even JSON inside
         return None
     if data.user is None:
         return None

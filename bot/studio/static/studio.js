@@ -432,7 +432,7 @@
     sheetOpener = opener;
     const buttons = SEGMENT_OPS.map(([op, key]) => el("button", { type: "button", "data-op": op, class: op === "remove" ? "danger" : null,
       text: t(key), onclick: async (event) => {
-        if (await send("segment", { track: trackIndex, segment: seg.index, op }, event.currentTarget)) closeSheet();
+        if (await send("segment", { track: trackIndex, segment: seg.index, op, digest: state.digest }, event.currentTarget)) closeSheet();
       } }));
     const sheet = el("div", { id: "segment-sheet", class: "sheet", role: "dialog", "aria-modal": "true", "aria-labelledby": "sheet-title" },
       el("div", { class: "sheet-backdrop", onclick: closeSheet }),
