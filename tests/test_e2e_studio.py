@@ -110,6 +110,8 @@ async def test_the_studio_answers_only_signed_init_data_and_acts_in_the_chat(
     async with httpx.AsyncClient(base_url=base, timeout=10) as http:
         page = await http.get("/studio")
         assert page.status_code == 200 and "studio.js" in page.text
+        policy = page.headers["Content-Security-Policy"]
+        assert "script-src 'self' https://telegram.org;" in policy and "connect-src 'self'" in policy
 
         state = (await http.post("/studio/api/state", headers=good, json={})).json()
         names = [s["name"] for t in state["tracks"] for s in t["segments"]]

@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 import pytest
 from aiohttp import web
 
+from bot.studio.api import PAGE_POLICY
 from tests.studio_browser import requires_browser, studio_page
 
 pytestmark = requires_browser
@@ -139,7 +140,7 @@ class StubStudio:
             await self.runner.cleanup()
 
     async def page(self, _request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(STATIC / "index.html")
+        return web.FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_POLICY})
 
     async def file(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
