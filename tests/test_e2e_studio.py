@@ -212,7 +212,10 @@ async def test_with_project_topics_a_new_project_is_a_topic_of_its_own(
     fake: FakeTelegram, emulator: NemoEmulator, tmp_path: Path
 ) -> None:
     fake.private_topics = True  # the bot's owner turned topics on for private chats (Bot API 9.4)
-    process = BotProcess(fake, emulator, tmp_path, PROJECT_TOPICS="true")
+    port = free_port()
+    process = BotProcess(
+        fake, emulator, tmp_path, PROJECT_TOPICS="true", MINI_APP_URL=STUDIO, HTTP_PORT=str(port)
+    )
     await process.start()
     try:
         await ask(fake, "/start", "Connected and ready")
@@ -227,5 +230,25 @@ async def test_with_project_topics_a_new_project_is_a_topic_of_its_own(
         assert len(emulator.sessions) == 2  # the topic's own project; the chat's first one is kept
         status = await ask(fake, "status", "Timeline")
         assert status.thread_id is None and "generated clip" not in status.text  # the topic's, not the chat's
+
+        # The studio opened from the topic shows, and acts on, the topic's project.
+        mark = fake.message_count(ADA.id)
+        fake.send_text(ADA.id, "status", user=ADA, thread_id=made.thread_id)
+        timeline = await fake.wait_for_message(ADA.id, "Timeline", after=mark, timeout=20)
+        studio = [b for b in timeline.buttons if "web_app" in b]
+        assert studio == [{"text": "🎛 Studio", "web_app": {"url": f"{STUDIO}?topic={made.thread_id}"}}]
+        user = {"id": ADA.id, "first_name": "Ada", "language_code": "en"}
+        good = {"Authorization": "tma " + signed(user, token=fake.token)}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            state = await http.post("/studio/api/state", headers=good, json={"topic": made.thread_id})
+            names = [s["name"] for t in state.json()["tracks"] for s in t["segments"]]
+            assert names == ["generated clip"]
+            mark = fake.message_count(ADA.id)
+            act = await http.post(
+                "/studio/api/act", headers=good, json={"action": "music", "topic": made.thread_id}
+            )
+            assert act.status_code == 202
+        asked = await fake.wait_for_message(ADA.id, "🗣", after=mark, timeout=20)
+        assert asked.thread_id == made.thread_id
     finally:
         assert await process.stop() == 0, process.log[-3000:]

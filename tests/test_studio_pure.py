@@ -150,8 +150,8 @@ def test_a_new_project_takes_the_next_number() -> None:
 
 
 class _Out:
-    def __init__(self, chat_id: int, username: str | None = "nemo_test_bot"):
-        self.chat_id, self.lang = chat_id, "en"
+    def __init__(self, chat_id: int, username: str | None = "nemo_test_bot", thread_id: int | None = None):
+        self.chat_id, self.lang, self.thread_id = chat_id, "en", thread_id
         self.bot = type("Bot", (), {"username": username})()
 
 
@@ -162,3 +162,5 @@ def test_the_studio_button_is_the_mini_app_in_private_and_a_direct_link_in_group
     assert private is not None and private.web_app and private.url == url
     assert group is not None and not group.web_app and group.url == "https://t.me/nemo_test_bot?startapp"
     assert studio_link(None, _Out(42)) is None  # type: ignore[arg-type]
+    topic = studio_link(url, _Out(42, thread_id=77))  # type: ignore[arg-type]
+    assert topic is not None and topic.url == url + "?topic=77"  # a private topic opens on its project

@@ -227,8 +227,9 @@ def studio_link(studio_url: str | None, out: ChatOutput) -> Link | None:
     if studio_url is None:
         return None
     label = say(out.lang, "button_studio")
-    if out.chat_id > 0:
-        return Link(label, studio_url, web_app=True)
+    if out.chat_id > 0:  # a topic of the private chat (PROJECT_TOPICS) opens on that topic's project
+        url = f"{studio_url}?topic={out.thread_id}" if out.thread_id else studio_url
+        return Link(label, url, web_app=True)
     username = username_of(out.bot)
     return Link(label, f"https://t.me/{username}?startapp") if username else None
 

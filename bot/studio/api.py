@@ -60,7 +60,7 @@ def routes(services: Services, settings: Settings) -> list[web.AbstractRouteDef]
                 return _error(400, "bad request")
             if not isinstance(body, dict):
                 return _error(400, "bad request")
-            ctx = _context(services, caller)
+            ctx = _context(services, caller, body.get("topic"))
             try:
                 return await handle(ctx, body)
             except TelegramError as err:  # the bot cannot write to the person (never started, or blocked)
@@ -112,13 +112,14 @@ def routes(services: Services, settings: Settings) -> list[web.AbstractRouteDef]
     ]
 
 
-def _context(services: Services, caller: Caller) -> ChatContext:
-    """The caller's private chat with the bot: where the studio's requests are answered."""
+def _context(services: Services, caller: Caller, topic: object = None) -> ChatContext:
+    """The caller's private chat with the bot, or one of its topics (its own chat either way): where
+    the studio's requests are answered."""
     lang = language_of(caller.language_code)
-    out = services.output(caller.user_id, lang)
-    return ChatContext(
-        ChatRef.of(caller.user_id), lang, session_language(caller.language_code), out, caller.user_id
-    )
+    thread = topic if isinstance(topic, int) and not isinstance(topic, bool) and 0 < topic < 2**31 else None
+    out = services.output(caller.user_id, lang, thread_id=thread)
+    chat = ChatRef.of(caller.user_id, thread)
+    return ChatContext(chat, lang, session_language(caller.language_code), out, caller.user_id)
 
 
 def _json(value: object, status: int = 200) -> web.Response:

@@ -183,6 +183,9 @@
 
   // ---- the API --------------------------------------------------------------------------------
 
+  // Opened from a topic of the private chat (PROJECT_TOPICS), the studio shows that topic's project.
+  const topic = Number(new URLSearchParams(location.search).get("topic")) || null;
+
   /** POSTs to /studio/api/<name>; the answer's body, or null once the failure has been shown. */
   async function api(name, payload) {
     if (fatal) return null;
@@ -194,7 +197,7 @@
       response = await fetch(`/studio/api/${name}`, {
         method: "POST",
         headers: { Authorization: "tma " + tg.initData, "Content-Type": "application/json" },
-        body: JSON.stringify(payload),
+        body: JSON.stringify(topic ? { ...payload, topic } : payload),
         signal: abort.signal,
       });
       body = await response.json().catch(() => null);
